@@ -1,0 +1,57 @@
+"""The base of every catalogue optimizer: a fixed rule, torch-style constructor."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..compiler import lower, traffic
+from ..compiler.passes.traffic import DTYPE_BYTES
+from ..dsl.spec import RuleSpec
+from ..runtime.optimizer import Optimizer
+
+REGISTRY: dict[str, type["CatalogueOptimizer"]] = {}
+
+
+class CatalogueOptimizer(Optimizer):
+    """Subclasses set ``rule`` (a rule function) and ``source`` (paper or torch.optim reference).
+
+    Positional arguments after ``params`` follow the rule's hyperparameter order, as
+    torch's constructors do: ``AdamW(model.parameters(), 1e-3)`` sets ``lr``.
+    """
+
+    rule: ClassVar[RuleSpec]
+    source: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "rule" in cls.__dict__:
+            # a plain function would become a bound method on instances: wrap it once
+            cls.rule = RuleSpec(cls.__dict__["rule"], name=cls.__name__)
+            REGISTRY[cls.__name__] = cls
+
+    def __init__(self, params, *args, backend: str = "auto", **hyper):
+        keys = list(self.rule.defaults)
+        if len(args) > len(keys):
+            raise TypeError(f"{type(self).__name__} takes at most {len(keys)} positional "
+                            f"hyperparameters ({', '.join(keys)}), got {len(args)}")
+        for key, value in zip(keys, args):
+            if key in hyper:
+                raise TypeError(f"{type(self).__name__}: {key!r} given twice")
+            hyper[key] = value
+        super().__init__(params, self.rule, backend=backend, **hyper)
+
+    @classmethod
+    def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> int:
+        """Bytes of optimizer state per parameter element (``flags`` pick a variant)."""
+        variant = cls.rule.variant_of({**cls.rule.defaults, **flags})
+        rule = cls.rule.build(variant)
+        return sum(DTYPE_BYTES[d.dtype or param_dtype] for d in rule.states.values())
+
+    @classmethod
+    def traffic(cls, param_dtype: str = "float32", **flags):
+        """Bytes read and written per parameter element by one step."""
+        variant = cls.rule.variant_of({**cls.rule.defaults, **flags})
+        return traffic(lower(cls.rule.build(variant), cls.rule.hyper_symbols), param_dtype)
+
+    @classmethod
+    def latex(cls, **flags) -> str:
+        return cls.rule.build(cls.rule.variant_of({**cls.rule.defaults, **flags})).latex()

@@ -1,0 +1,19 @@
+"""Adagrad — Duchi, Hazan & Singer (2011); torch.optim.Adagrad semantics (lr decay, initial sum)."""
+from ..dsl import Rule, grad, param, sqrt, state, step
+from ._base import CatalogueOptimizer
+
+
+def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+            eps=1e-10, maximize=False):
+    p, g, t = param(), grad(), step()
+    g = (-g if maximize else g) + weight_decay * p
+    total = state("sum", init=initial_accumulator_value) + g * g
+    clr = lr / (1 + (t - 1) * lr_decay)
+    return Rule(p - clr * g / (sqrt(total) + eps), sum=total)
+
+
+class Adagrad(CatalogueOptimizer):
+    """Adaptive per-coordinate step sizes from the sum of squared gradients."""
+
+    rule = adagrad
+    source = "Duchi, Hazan & Singer (2011), JMLR 12; torch.optim.Adagrad"

@@ -1,0 +1,51 @@
+"""The compiler driver: Rule -> KernelPlan, as a fixed sequence of small passes."""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..dsl.rule import Rule
+from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
+from .passes import cse, hoist_scalars, pow_to_mul
+from .plan import KernelPlan, TensorRef
+
+
+def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
+    refs = {"p": TensorRef("p", "param"), "g": TensorRef("g", "grad")}
+    for name, decl in rule.states.items():
+        refs[name] = TensorRef(name, "state", decl.dtype)
+    return refs
+
+
+def _is_identity(name: str, expr: sp.Expr) -> bool:
+    """``Rule(p, m=m)`` writes nothing: the value is already in memory."""
+    return isinstance(expr, (ParamSymbol, StateSymbol)) and expr.name == name
+
+
+def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
+    """Normalize, hoist scalars, CSE, rewrite powers: the plan every backend prints."""
+    outputs = {k: e for k, e in rule.outputs().items() if not _is_identity(k, e)}
+    prologue, outputs = hoist_scalars(outputs)
+    scalar_args = [s for s, _ in prologue]
+    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
+    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
+    temps, outputs = cse(outputs)
+    temps, outputs = pow_to_mul(temps, outputs)
+
+    refs = _tensor_refs(rule)
+    used = set()
+    for e in [e for _, e in temps] + list(outputs.values()):
+        used |= {s.name for s in e.free_symbols if isinstance(s, (ParamSymbol, GradSymbol,
+                                                                    StateSymbol))}
+    loads = [ref for name, ref in refs.items() if name in used]
+    # States first, the parameter last: the order values are written.
+    stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
+    return KernelPlan(
+        rule_name=rule.name,
+        prologue_inputs=list(hyper_symbols) + [StepSymbol("t", positive=True)],
+        prologue=prologue,
+        scalar_args=scalar_args,
+        loads=loads,
+        temps=temps,
+        stores=stores,
+        states=dict(rule.states),
+    )

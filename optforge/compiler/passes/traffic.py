@@ -1,0 +1,37 @@
+"""The performance model: bytes read and written per parameter element.
+
+An optimizer step is memory-bound, so these bytes divided by the step time is the
+bandwidth it achieves; benchmarks compare that with a copy kernel over the same bytes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..plan import KernelPlan, TensorRef
+
+DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+
+
+@dataclass(frozen=True)
+class Traffic:
+    read: int
+    written: int
+
+    @property
+    def total(self) -> int:
+        return self.read + self.written
+
+
+def _bytes(ref: TensorRef, param_dtype: str) -> int:
+    dtype = ref.dtype or param_dtype
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"tensor {ref.name!r}: unknown dtype {dtype!r} "
+                         f"(known: {sorted(DTYPE_BYTES)})")
+    return DTYPE_BYTES[dtype]
+
+
+def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
+    """Bytes per element for one step of ``plan`` when params (and grads) are ``param_dtype``."""
+    read = sum(_bytes(r, param_dtype) for r in plan.loads)
+    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores)
+    return Traffic(read, written)

@@ -1,0 +1,64 @@
+"""KernelPlan: everything a backend needs to emit one optimizer step, and nothing device-specific.
+
+A plan has two parts:
+
+* the host *prologue*: scalar-only subexpressions (bias corrections, ``1 - beta``,
+  ``-lr``...) computed once per param group per step in float64 and passed to the
+  kernel as run-time scalars ``s0, s1, ...``;
+* the *elementwise stage*: per-element temporaries ``e0, e1, ...`` then one value
+  per written tensor, computed in float32 from the loaded tensors and the scalars.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import sympy as sp
+
+from ..dsl.symbols import StateDecl
+
+
+class ScalarTemp(sp.Symbol):
+    """A prologue result: one float per param group and step."""
+
+
+class ElemTemp(sp.Symbol):
+    """A per-element temporary of the elementwise stage (from CSE)."""
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
+
+    name: str
+    role: str  # "param" | "grad" | "state"
+    dtype: str | None = None  # storage dtype; None: the parameter's dtype
+
+
+@dataclass
+class KernelPlan:
+    rule_name: str
+    prologue_inputs: list[sp.Symbol]  # hyperparameter symbols, then the step ``t``
+    prologue: list[tuple[sp.Symbol, sp.Expr]]  # host temporaries, in evaluation order
+    scalar_args: list[ScalarTemp]  # prologue values the kernel receives, in order
+    loads: list[TensorRef]
+    temps: list[tuple[ElemTemp, sp.Expr]]
+    stores: list[tuple[TensorRef, sp.Expr]]
+    states: dict[str, StateDecl] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A readable listing of the plan (used by ``optforge show``)."""
+        lines = [f"# plan for {self.rule_name}", "# host prologue (float64, once per group/step):"]
+        lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.prologue]
+        lines.append("# elementwise stage (float32):")
+        lines.append("  loads: " + ", ".join(r.name for r in self.loads))
+        lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.temps]
+        lines += [f"  {r.name} <- {sp.sstr(e)}" for r, e in self.stores]
+        return "\n".join(lines)
+
+    def fingerprint(self) -> str:
+        """A content hash: equal plans share generated code and caches."""
+        text = self.describe() + repr(sorted((r.name, r.role, r.dtype) for r in self.loads)) \
+            + repr([(r.name, r.dtype) for r, _ in self.stores]) \
+            + repr([str(s) for s in self.prologue_inputs])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]

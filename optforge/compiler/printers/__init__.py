@@ -1,0 +1,1 @@
+"""Expression printers, one per backend, plus the host (prologue) printer."""

@@ -1,0 +1,22 @@
+"""Prints the host prologue: plain Python over floats (float64), using ``math``."""
+from __future__ import annotations
+
+from sympy.printing.pycode import PythonCodePrinter
+
+from ..plan import KernelPlan
+from ..templates import render
+
+
+class _HostPrinter(PythonCodePrinter):
+    def _print_Symbol(self, s):
+        return s.name
+
+
+def prologue_source(plan: KernelPlan) -> str:
+    """A module defining ``prologue(<hyper names>, t) -> tuple`` of the kernel's scalars."""
+    printer = _HostPrinter({"fully_qualified_modules": True, "standard": "python3"})
+    body = [f"    {s.name} = float({printer.doprint(e)})" for s, e in plan.prologue]
+    results = "".join(f"{s.name}, " for s in plan.scalar_args)
+    return render("prologue.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
+                  args=", ".join(s.name for s in plan.prologue_inputs),
+                  body="\n".join(body) or "    pass", results=results)

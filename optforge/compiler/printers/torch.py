@@ -1,0 +1,153 @@
+"""Prints a plan's elementwise stage as torch operations on whole tensors.
+
+Whitelist printer: every supported SymPy node has a method here, anything else
+raises CompileError naming it. This backend is the numerical oracle for all others.
+"""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.core.relational import Relational
+from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
+
+from ...dsl.symbols import TensorSymbol
+from ..errors import CompileError
+from ..plan import ElemTemp, KernelPlan
+from ..templates import render
+
+_UNARY = {sp.Abs: "torch.abs", sp.sign: "torch.sign", sp.exp: "torch.exp", sp.log: "torch.log"}
+_REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+
+
+def local(sym: sp.Symbol) -> str:
+    """The generated-code variable holding a symbol's value."""
+    return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
+
+
+class TorchPrinter:
+    def __init__(self, rule_name: str):
+        self.rule_name = rule_name
+
+    def tensor(self, e) -> bool:
+        return any(isinstance(s, (TensorSymbol, ElemTemp)) for s in e.free_symbols)
+
+    def doprint(self, e) -> str:
+        method = getattr(self, "_print_" + type(e).__name__, None)
+        if method is None:
+            for cls, fn in _UNARY.items():
+                if isinstance(e, cls):
+                    return f"{fn}({self.doprint(e.args[0])})"
+            if isinstance(e, Relational):
+                return f"({self.doprint(e.lhs)} {_REL[e.rel_op]} {self.doprint(e.rhs)})"
+            if e.is_Symbol:
+                return local(e)
+            if e.is_Number or isinstance(e, sp.NumberSymbol):
+                return repr(float(e))
+            raise CompileError(f"rule {self.rule_name!r}: the torch printer does not support "
+                               f"{type(e).__name__} in {sp.sstr(e)}")
+        return method(e)
+
+    def _print_Add(self, e):
+        parts = [self.doprint(e.args[0])]
+        for a in e.args[1:]:
+            if a.is_Mul and a.args[0].is_Number and a.args[0] < 0:
+                parts.append(f"- {self.doprint(-a)}")
+            else:
+                parts.append(f"+ {self.doprint(a)}")
+        return "(" + " ".join(parts) + ")"
+
+    def _print_Mul(self, e):
+        num, den = [], []
+        for a in e.args:
+            if a.is_Pow and a.exp == -1:
+                den.append(self.doprint(a.base))
+            else:
+                num.append(self.doprint(a))
+        text = " * ".join(num) or "1.0"
+        return f"({text} / {' / '.join(den)})" if den else f"({text})"
+
+    def _print_Pow(self, e):
+        base, exp = e.base, e.exp
+        if exp == sp.Rational(1, 2):
+            return f"torch.sqrt({self.doprint(base)})"
+        if exp == sp.Rational(-1, 2):
+            return f"torch.rsqrt({self.doprint(base)})"
+        if exp == -1:
+            return f"(1.0 / {self.doprint(base)})"
+        if not self.tensor(base):  # scalar ** tensor
+            return f"torch.pow({self.doprint(base)}, {self.doprint(exp)})"
+        return f"torch.pow({self.doprint(base)}, {self.doprint(exp)})"
+
+    def _minmax(self, e, fn, bound):
+        tensors = [self.doprint(a) for a in e.args if self.tensor(a)]
+        scalars = [self.doprint(a) for a in e.args if not self.tensor(a)]
+        out = tensors[0]
+        for t in tensors[1:]:
+            out = f"{fn}({out}, {t})"
+        for s in scalars:
+            out = f"torch.clamp({out}, {bound}={s})"
+        return out
+
+    def _print_Max(self, e):
+        return self._minmax(e, "torch.maximum", "min")
+
+    def _print_Min(self, e):
+        return self._minmax(e, "torch.minimum", "max")
+
+    def _print_Piecewise(self, e):
+        (value, cond), rest = e.args[0], e.args[1:]
+        if cond == sp.true or not rest:
+            return self.doprint(value)
+        other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
+            else self.doprint(rest[0][0])
+        if not self.tensor(cond):
+            return f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
+        return f"torch.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
+
+    def _logic(self, e, tensor_op, python_op):
+        op = tensor_op if self.tensor(e) else python_op
+        return "(" + f" {op} ".join(self.doprint(a) for a in e.args) + ")"
+
+    def _print_And(self, e):
+        return self._logic(e, "&", "and")
+
+    def _print_Or(self, e):
+        return self._logic(e, "|", "or")
+
+    def _print_Not(self, e):
+        return f"(~{self.doprint(e.args[0])})" if self.tensor(e) else \
+            f"(not {self.doprint(e.args[0])})"
+
+    def _print_BooleanTrue(self, e):
+        return "True"
+
+    def _print_BooleanFalse(self, e):
+        return "False"
+
+
+def torch_source(plan: KernelPlan) -> str:
+    """A module defining ``step(<tensors>, scalars, compute_dtype)`` for one plan."""
+    pr = TorchPrinter(plan.rule_name)
+    names = _signature(plan)
+    loads = [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in plan.loads]
+    temps = [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    outputs, stores = [], []
+    for ref, e in plan.stores:
+        if not pr.tensor(e):  # a value the same for every element
+            stores.append(f"    {ref.name}.fill_({pr.doprint(e)})")
+            continue
+        value = pr.doprint(e)
+        if e.is_Symbol and not isinstance(e, ElemTemp):
+            value += ".clone()"  # a bare load may alias a tensor written before it
+        outputs.append(f"    n_{ref.name} = {value}")
+        stores.append(f"    {ref.name}.copy_(n_{ref.name})")
+    return render("torch_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
+                  tensors=", ".join(names),
+                  scalars="".join(f"{s.name}, " for s in plan.scalar_args),
+                  loads="\n".join(loads), temps="\n".join(temps),
+                  outputs="\n".join(outputs), stores="\n".join(stores))
+
+
+def _signature(plan: KernelPlan) -> list[str]:
+    """Every tensor the kernel touches, in a fixed order: p, g, then states."""
+    names = ["p", "g"] + list(plan.states)
+    return names

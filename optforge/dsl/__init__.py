@@ -1,0 +1,15 @@
+"""The rule DSL: write an optimizer step as math over symbols. Imports no torch."""
+from .errors import DSLError
+from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt, sign, sqrt, where
+from .reductions import amax, dot, mean, norm, total
+from .matrix import matmul, orthogonalize, transpose
+from .rule import Rule
+from .spec import RuleSpec, specialize_on_zero
+from .symbols import grad, param, state, step
+
+__all__ = [
+    "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
+    "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
+    "lerp", "where", "norm", "dot", "mean", "amax", "total", "matmul", "transpose",
+    "orthogonalize",
+]

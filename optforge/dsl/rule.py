@@ -1,0 +1,77 @@
+"""Rule: what one optimizer step computes — the new parameter and the new states."""
+from __future__ import annotations
+
+import sympy as sp
+
+from .errors import DSLError
+from .symbols import StateDecl, _current_rule_name
+
+
+def _as_expr(value, what: str) -> sp.Expr:
+    if value is None or isinstance(value, (str, bytes)):
+        raise DSLError(f"rule {_current_rule_name()!r}: {what} is {value!r}, "
+                       "not a DSL expression")
+    try:
+        return sp.sympify(value)
+    except (sp.SympifyError, TypeError) as exc:
+        raise DSLError(f"rule {_current_rule_name()!r}: {what} ({value!r}) is not a "
+                       "DSL expression") from exc
+
+
+_GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "eta", "theta", "kappa", "lambda",
+          "mu", "nu", "rho", "sigma", "tau", "phi", "omega", "zeta", "xi"}
+
+
+def _latex_name(name: str) -> str:
+    """beta_1 -> \\beta_{1}; exp_avg -> \\mathrm{exp\\_avg}; single letters stay italic."""
+    stem, _, sub = name.partition("_")
+    if stem in _GREEK:
+        return f"\\{stem}" + (f"_{{{sub}}}" if sub else "")
+    if len(name) == 1:
+        return name
+    return "\\mathrm{" + name.replace("_", "\\_") + "}"
+
+
+class Rule:
+    """The result of one step: ``Rule(new_param, exp_avg=new_m, ...)``.
+
+    Keyword names are the states being written; each must be declared with
+    ``state(name)`` in the same rule function. After the rule is built (see
+    ``RuleSpec``), ``states`` holds every declared state's declaration.
+    """
+
+    def __init__(self, new_param, **new_states):
+        self.name = _current_rule_name()
+        self.param = _as_expr(new_param, "the new parameter")
+        self.updates = {k: _as_expr(v, f"the new value of state {k!r}")
+                        for k, v in new_states.items()}
+        self.states: dict[str, StateDecl] = {}
+
+    def outputs(self) -> dict[str, sp.Expr]:
+        """Every value this rule writes: states first, then the parameter ``p``."""
+        return {**self.updates, "p": self.param}
+
+    def __str__(self) -> str:
+        lines = [f"{k} <- {sp.sstr(v)}" for k, v in self.updates.items()]
+        lines.append(f"p <- {sp.sstr(self.param)}")
+        return "\n".join(lines)
+
+    def pretty(self) -> str:
+        """Multi-line 2-D rendering (SymPy's pretty printer, unicode)."""
+        blocks = [f"{k} <-\n{sp.pretty(v, use_unicode=True)}" for k, v in self.updates.items()]
+        blocks.append(f"p <-\n{sp.pretty(self.param, use_unicode=True)}")
+        return "\n\n".join(blocks)
+
+    def latex(self) -> str:
+        """An ``aligned`` LaTeX block, one line per written value."""
+        names = {}
+        for e in self.outputs().values():
+            names.update({s: _latex_name(s.name) for s in e.free_symbols})
+        def show(e):
+            return sp.latex(e, symbol_names=names)
+        rows = [f"{_latex_name(k)} &\\leftarrow {show(v)}" for k, v in self.updates.items()]
+        rows.append(f"p &\\leftarrow {show(self.param)}")
+        return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
+
+    def __repr__(self) -> str:
+        return f"Rule({self.name}: {', '.join(self.outputs())})"

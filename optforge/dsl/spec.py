@@ -1,0 +1,160 @@
+"""RuleSpec: a rule function plus what its signature says about its hyperparameters.
+
+A rule is an ordinary function whose keyword defaults are its hyperparameters:
+
+* numbers become run-time scalars (``HyperSymbol``): changing them never recompiles;
+* tuples of numbers (torch's ``betas``) become one scalar per element;
+* bools are *structural*: the function is called with the actual value, so
+  ``if amsgrad:`` works, and each combination is a separate compiled variant;
+* numbers named in ``@specialize_on_zero(...)`` are run-time scalars whose being
+  zero or not is structural (torch's SGD keeps no momentum buffer when momentum=0).
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy as sp
+
+from .errors import DSLError
+from .rule import Rule
+from .symbols import HyperSymbol, build_context
+from .validate import validate
+
+Variant = tuple
+
+
+@dataclass(frozen=True)
+class HyperSlot:
+    """One scalar hyperparameter: ``group[key]`` or ``group[key][index]``."""
+
+    key: str
+    index: int | None
+    symbol: HyperSymbol
+
+
+def specialize_on_zero(*names: str):
+    """Decorator: whether each named hyperparameter is 0 selects the rule's structure.
+
+    The rule function sees a literal 0 for a zero value (so ``if momentum != 0:``
+    can drop a state), and the run-time symbol otherwise.
+    """
+    def mark(fn):
+        fn._optforge_zero_specialized = tuple(names)
+        return fn
+    return mark
+
+
+def _is_number(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def _element_name(key: str, i: int) -> str:
+    # betas -> beta_1, beta_2 (renders as \beta_{1} in LaTeX)
+    stem = key[:-1] if key.endswith("s") and len(key) > 1 else key
+    return f"{stem}_{i + 1}"
+
+
+class RuleSpec:
+    """A rule function with its hyperparameters classified, and its variants built on demand."""
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        if isinstance(fn, RuleSpec):
+            fn = fn.fn
+        if not callable(fn):
+            raise DSLError(f"a rule must be a function over DSL symbols, got {fn!r}")
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", "rule")
+        self.defaults: dict[str, object] = {}
+        self.static: list[str] = []
+        self.slots: list[HyperSlot] = []
+        self.zero_specialized = tuple(getattr(fn, "_optforge_zero_specialized", ()))
+        self._symbols: dict[str, object] = {}
+        self._variants: dict[Variant, Rule] = {}
+        self._read_signature()
+
+    def _read_signature(self) -> None:
+        for arg in inspect.signature(self.fn).parameters.values():
+            key, default = arg.name, arg.default
+            if arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD) or default is arg.empty:
+                raise DSLError(f"rule {self.name!r}: argument {key!r} has no default; every "
+                               "argument of a rule function is a hyperparameter with a default")
+            if key == "params":
+                raise DSLError(f"rule {self.name!r}: 'params' is reserved by torch param groups")
+            if isinstance(default, bool):
+                self.static.append(key)
+            elif _is_number(default):
+                sym = HyperSymbol(key, real=True)
+                self.slots.append(HyperSlot(key, None, sym))
+                self._symbols[key] = sym
+            elif isinstance(default, tuple) and default and all(map(_is_number, default)):
+                syms = tuple(HyperSymbol(_element_name(key, i), real=True)
+                             for i in range(len(default)))
+                self.slots += [HyperSlot(key, i, s) for i, s in enumerate(syms)]
+                self._symbols[key] = syms
+            else:
+                raise DSLError(f"rule {self.name!r}: hyperparameter {key!r} has default "
+                               f"{default!r} ({type(default).__name__}); hyperparameters must be "
+                               "scalars: numbers, bools, or tuples of numbers")
+            self.defaults[key] = default
+        names = [s.symbol.name for s in self.slots]
+        if len(set(names)) != len(names):
+            raise DSLError(f"rule {self.name!r}: hyperparameter names collide: {names}")
+        for key in self.zero_specialized:
+            if key not in self._symbols or isinstance(self._symbols[key], tuple):
+                raise DSLError(f"rule {self.name!r}: specialize_on_zero({key!r}) names no "
+                               "scalar numeric hyperparameter")
+
+    @property
+    def hyper_symbols(self) -> list[HyperSymbol]:
+        return [s.symbol for s in self.slots]
+
+    def variant_of(self, group: dict) -> Variant:
+        """The structural key of a param group: its bools and which zero-specialized keys are 0."""
+        return (tuple(bool(group[k]) for k in self.static)
+                + tuple(float(group[k]) == 0.0 for k in self.zero_specialized))
+
+    @property
+    def default_variant(self) -> Variant:
+        return self.variant_of(self.defaults)
+
+    def build(self, variant: Variant | None = None) -> Rule:
+        """The validated Rule for one variant (cached: a rule function runs once per variant)."""
+        variant = self.default_variant if variant is None else variant
+        if variant not in self._variants:
+            self._variants[variant] = self._build(variant)
+        return self._variants[variant]
+
+    def _build(self, variant: Variant) -> Rule:
+        kwargs = dict(self._symbols)
+        flags, zeros = variant[:len(self.static)], variant[len(self.static):]
+        kwargs.update(zip(self.static, flags))
+        for key, is_zero in zip(self.zero_specialized, zeros):
+            if is_zero:
+                kwargs[key] = sp.Integer(0)
+        with build_context(self.name) as ctx:
+            try:
+                rule = self.fn(**kwargs)
+            except DSLError:
+                raise
+            except TypeError as exc:
+                raise DSLError(f"rule {self.name!r} failed while building: {exc} "
+                               "(a Python operation that SymPy expressions do not support?)") from exc
+        if not isinstance(rule, Rule):
+            raise DSLError(f"rule {self.name!r} returned {type(rule).__name__}, not Rule(...)")
+        rule.states = dict(ctx.states)
+        validate(rule, set(self.hyper_symbols))
+        return rule
+
+    def hyper_values(self, group: dict) -> dict[str, float]:
+        """Symbol name -> float value for one param group (run-time kernel scalars)."""
+        out = {}
+        for s in self.slots:
+            v = group[s.key] if s.index is None else group[s.key][s.index]
+            out[s.symbol.name] = float(v)
+        return out
+
+    def __repr__(self) -> str:
+        return f"RuleSpec({self.name}, hyper={list(self.defaults)})"

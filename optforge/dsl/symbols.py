@@ -1,0 +1,140 @@
+"""The leaves of a rule: the parameter, its gradient, the step count, states and hyperparameters.
+
+Each kind of leaf is its own SymPy ``Symbol`` subclass, so the compiler can tell
+per-element tensors (param, grad, states) from run-time scalars (hyperparameters,
+the step) by type alone. States are declared with ``state(...)`` while a rule
+function runs; the declaration (initial value, storage dtype) is recorded in the
+active build context, which ``RuleSpec`` opens.
+"""
+from __future__ import annotations
+
+import contextlib
+import keyword
+from dataclasses import dataclass
+from typing import Iterator
+
+import sympy as sp
+
+from .errors import DSLError
+
+# Storage dtypes a state may declare. None means "the parameter's dtype".
+STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
+RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad"})
+
+
+class TensorSymbol(sp.Symbol):
+    """A value held per element of the parameter: read from memory in the kernel."""
+
+
+class ParamSymbol(TensorSymbol):
+    """The parameter being optimized."""
+
+
+class GradSymbol(TensorSymbol):
+    """The gradient of the loss with respect to the parameter."""
+
+
+class StateSymbol(TensorSymbol):
+    """Optimizer state with one value per parameter element (e.g. ``exp_avg``)."""
+
+
+class ScalarSymbol(sp.Symbol):
+    """A run-time scalar: the same value for every element of a tensor."""
+
+
+class StepSymbol(ScalarSymbol):
+    """The step count, incremented before the update (1 on the first step), as torch does."""
+
+
+class HyperSymbol(ScalarSymbol):
+    """A hyperparameter: a ``param_groups`` key (or one element of a tuple-valued key)."""
+
+
+def param() -> ParamSymbol:
+    """The parameter tensor ``p`` (its value before this step)."""
+    return ParamSymbol("p", real=True)
+
+
+def grad() -> GradSymbol:
+    """The gradient ``g`` of the loss with respect to the parameter."""
+    return GradSymbol("g", real=True)
+
+
+def step() -> StepSymbol:
+    """The step count ``t`` (1 on the first update)."""
+    return StepSymbol("t", positive=True)
+
+
+@dataclass(frozen=True)
+class StateDecl:
+    """How a state tensor is created: its initial value and storage dtype."""
+
+    name: str
+    init: sp.Expr
+    dtype: str | None
+
+
+class _BuildContext:
+    """Collects the states declared while one rule function runs."""
+
+    def __init__(self, rule_name: str):
+        self.rule_name = rule_name
+        self.states: dict[str, StateDecl] = {}
+
+
+_active: list[_BuildContext] = []
+
+
+@contextlib.contextmanager
+def build_context(rule_name: str) -> Iterator[_BuildContext]:
+    ctx = _BuildContext(rule_name)
+    _active.append(ctx)
+    try:
+        yield ctx
+    finally:
+        _active.pop()
+
+
+def _current_rule_name() -> str:
+    return _active[-1].rule_name if _active else "<rule>"
+
+
+def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
+    """Declare a per-element state tensor and return its current value.
+
+    ``init`` is a number, a hyperparameter, or an expression of the parameter
+    (``init=param()`` copies it). ``dtype`` is the storage dtype, one of
+    ``STATE_DTYPES``; by default the parameter's dtype.
+    """
+    rule = _current_rule_name()
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise DSLError(f"rule {rule!r}: state name {name!r} is not a Python identifier")
+    if name in RESERVED_NAMES:
+        raise DSLError(f"rule {rule!r}: state name {name!r} is reserved "
+                       f"(reserved: {sorted(RESERVED_NAMES)})")
+    if dtype is not None and dtype not in STATE_DTYPES:
+        raise DSLError(f"rule {rule!r}: state {name!r} has dtype {dtype!r}; "
+                       f"supported storage dtypes are {STATE_DTYPES} or None (the parameter's)")
+    try:
+        init_expr = sp.sympify(init)
+    except (sp.SympifyError, TypeError) as exc:
+        raise DSLError(f"rule {rule!r}: state {name!r} has init {init!r}, "
+                       "which is not a number or an expression") from exc
+    bad = [s for s in init_expr.free_symbols
+           if isinstance(s, (GradSymbol, StateSymbol, StepSymbol))]
+    if bad:
+        raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
+                       "an initial value may use only numbers, hyperparameters and param()")
+    decl = StateDecl(name, init_expr, dtype)
+    if _active:
+        known = _active[-1].states.get(name)
+        if known is not None and known != decl:
+            raise DSLError(f"rule {rule!r}: state {name!r} declared twice with different "
+                           f"init/dtype ({known.init}, {known.dtype}) vs ({init_expr}, {dtype})")
+        _active[-1].states[name] = decl
+    return StateSymbol(name, real=True)
+
+
+def is_tensor_expr(expr: sp.Basic) -> bool:
+    """True when the expression varies per element (it reads a tensor)."""
+    return any(isinstance(s, TensorSymbol) for s in expr.free_symbols)

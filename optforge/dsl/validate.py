@@ -1,0 +1,98 @@
+"""Checks a built Rule against what the compiler can lower: every error names the expression."""
+from __future__ import annotations
+
+import sympy as sp
+from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
+from sympy.core.relational import Relational
+
+from .errors import DSLError
+from .matrix import MatrixOp
+from .reductions import Reduction
+from .rule import Rule
+from .symbols import GradSymbol, HyperSymbol, ParamSymbol, StateSymbol, StepSymbol
+
+# The node types every printer supports. Anything else is refused here, not in a backend.
+ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min)
+BOOLEAN_NODES = (And, Or, Not)
+
+
+def _show(expr) -> str:
+    text = sp.sstr(expr)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+class _Checker:
+    def __init__(self, rule: Rule, hypers: set[sp.Symbol]):
+        self.rule, self.hypers = rule, hypers
+        self.where = ""
+
+    def fail(self, problem: str, node) -> None:
+        raise DSLError(f"rule {self.rule.name!r}, {self.where}: {problem}: {_show(node)}")
+
+    def value(self, e) -> None:
+        if isinstance(e, (Relational, BooleanTrue, BooleanFalse) + BOOLEAN_NODES):
+            self.fail("a comparison is used as a number (use where(cond, a, b))", e)
+        if isinstance(e, Reduction):
+            self.fail(f"reduction {type(e).__name__}() is not supported in an elementwise rule "
+                      "(reductions need the multi-stage compiler)", e)
+        if isinstance(e, MatrixOp) or getattr(e, "is_Matrix", False) or isinstance(
+                e, (sp.MatrixBase, sp.MatrixExpr)):
+            self.fail("a matrix operation is not supported in an elementwise rule", e)
+        if e.is_Symbol:
+            self.symbol(e)
+        elif e.is_Number or isinstance(e, sp.NumberSymbol):
+            if e is sp.nan or e.is_finite is False:
+                self.fail("the constant is not finite (division by zero or infinity?)", e)
+        elif e is sp.I:
+            self.fail("complex numbers are not supported", e)
+        elif isinstance(e, sp.Piecewise):
+            for branch, cond in e.args:
+                self.value(branch)
+                self.condition(cond)
+        elif isinstance(e, ELEMENTWISE_NODES):
+            for a in e.args:
+                self.value(a)
+        else:
+            self.fail(f"unsupported operation {type(e).__name__} (supported: sqrt, rsqrt, abs, "
+                      "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
+
+    def condition(self, c) -> None:
+        if isinstance(c, (BooleanTrue, BooleanFalse)):
+            return
+        if isinstance(c, Relational):
+            self.value(c.lhs)
+            self.value(c.rhs)
+        elif isinstance(c, BOOLEAN_NODES):
+            for a in c.args:
+                self.condition(a)
+        else:
+            self.fail("a where() condition must be a comparison", c)
+
+    def symbol(self, s) -> None:
+        if isinstance(s, (ParamSymbol, GradSymbol, StepSymbol, StateSymbol)):
+            return
+        if isinstance(s, HyperSymbol) and s in self.hypers:
+            return
+        self.fail(f"unknown symbol {s} (use param(), grad(), step(), state(...) or a "
+                  "keyword hyperparameter of the rule function)", s)
+
+
+def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
+    """Raise DSLError for the first problem found in ``rule``."""
+    checker = _Checker(rule, hypers)
+    for name, expr in rule.outputs().items():
+        checker.where = "new parameter" if name == "p" else f"new value of state {name!r}"
+        checker.value(expr)
+    declared = set(rule.states)
+    for name in rule.updates:
+        if name not in declared:
+            raise DSLError(f"rule {rule.name!r}: Rule(...) writes {name!r}, which was never "
+                           f"declared with state({name!r}) (declared: {sorted(declared) or 'none'})")
+    read = {s.name for e in rule.outputs().values() for s in e.free_symbols
+            if isinstance(s, StateSymbol)}
+    for name in sorted(read - declared):
+        raise DSLError(f"rule {rule.name!r}: state {name!r} is read but was not declared "
+                       "inside this rule function")
+    for name in sorted(declared - set(rule.updates)):
+        raise DSLError(f"rule {rule.name!r}: state {name!r} is declared but never written; "
+                       f"add {name}=<new value> to Rule(...)")

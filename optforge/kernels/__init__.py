@@ -1,0 +1,1 @@
+"""What runs: the loader for generated modules and the launchers that call them."""

@@ -1,0 +1,28 @@
+"""Runs a plan's generated torch code over a bucket of same-device, same-dtype tensors."""
+from __future__ import annotations
+
+import torch
+
+from ..compiler.plan import KernelPlan
+from ..compiler.printers.torch import torch_source
+from .cache import load_module
+
+
+def compute_dtype(param_dtype: torch.dtype) -> torch.dtype:
+    """Math runs in float32; float64 parameters keep float64 (as torch.optim does)."""
+    return torch.float64 if param_dtype == torch.float64 else torch.float32
+
+
+class TorchLauncher:
+    """One generated ``step`` call per tensor: the reference, not the fast path."""
+
+    def __init__(self, plan: KernelPlan):
+        self.source = torch_source(plan)
+        self._step = load_module(self.source, "torch").step
+
+    def __call__(self, params, grads, states, scalars) -> None:
+        """``states`` is one list per state name (plan order), aligned with ``params``."""
+        cdt = compute_dtype(params[0].dtype)
+        for i, p in enumerate(params):
+            self._step(p, grads[i], *[s[i] for s in states], scalars=scalars,
+                       compute_dtype=cdt)

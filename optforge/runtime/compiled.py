@@ -1,0 +1,62 @@
+"""Compiled rules: one per (rule function, structural variant), shared by all optimizers.
+
+Compilation (lowering to a plan, generating and importing code) happens once per
+variant per backend. Hyperparameters are run-time arguments, so nothing here is
+keyed by their values; ``STATS`` counts compilations so tests can prove it.
+"""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Callable
+
+from ..compiler import KernelPlan, lower
+from ..compiler.printers.host import prologue_source
+from ..dsl.rule import Rule
+from ..dsl.spec import RuleSpec, Variant
+from ..kernels.cache import load_module
+
+STATS: Counter = Counter()  # "plans": rules lowered; "kernels:<backend>": kernels built
+_cache: dict[tuple, "CompiledRule"] = {}
+_lock = threading.Lock()
+
+
+class CompiledRule:
+    """A rule variant's plan, its host prologue, and its kernels per backend (built lazily)."""
+
+    def __init__(self, spec: RuleSpec, variant: Variant):
+        self.spec, self.variant = spec, variant
+        self.rule: Rule = spec.build(variant)
+        self.plan: KernelPlan = lower(self.rule, spec.hyper_symbols)
+        self._prologue: Callable = load_module(prologue_source(self.plan), "host").prologue
+        self._launchers: dict[str, Callable] = {}
+        STATS["plans"] += 1
+
+    def scalars(self, hyper_values: dict[str, float], step: float) -> tuple:
+        """The kernel's run-time scalars for one group at one step (float64 on the host)."""
+        try:
+            return self._prologue(**hyper_values, t=step)
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            shown = ", ".join(f"{k}={v:g}" for k, v in hyper_values.items())
+            raise ValueError(f"rule {self.spec.name!r} at step {step:g}: the scalar prologue "
+                             f"failed ({exc}) with hyperparameters {shown}") from exc
+
+    def launcher(self, backend) -> Callable:
+        if backend.name not in self._launchers:
+            with _lock:
+                if backend.name not in self._launchers:
+                    self._launchers[backend.name] = backend.build(self.plan)
+                    STATS[f"kernels:{backend.name}"] += 1
+        return self._launchers[backend.name]
+
+
+def compile_rule(spec: RuleSpec, variant: Variant) -> CompiledRule:
+    """The shared CompiledRule for a rule function and variant."""
+    key = (spec.fn, variant)
+    found = _cache.get(key)
+    if found is None:
+        with _lock:
+            found = _cache.get(key)
+            if found is None:
+                found = _cache[key] = CompiledRule(spec, variant)
+    return found

@@ -1,0 +1,143 @@
+"""optforge.Optimizer: a compiled rule as a real ``torch.optim.Optimizer``.
+
+Hyperparameters live in ``param_groups`` like torch's, so schedulers, per-group
+settings and checkpoints work unchanged; they reach the kernels as run-time
+scalars, so changing them never recompiles. State keys follow torch (``step``
+as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections import defaultdict
+
+import torch
+
+from ..dsl.spec import RuleSpec
+from .backends import check_backend_name, select
+from .compiled import compile_rule
+from .state import check_loaded, new_state
+
+
+def _scalar(v) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, numbers.Real):
+        return float(v)
+    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
+        return float(v)
+    return None
+
+
+class Optimizer(torch.optim.Optimizer):
+    """``Optimizer(params, rule, backend="auto", **hyperparameters)``.
+
+    ``rule`` is a rule function (or ``RuleSpec``); its keyword defaults are the
+    hyperparameters, overridable here and per param group.
+    """
+
+    def __init__(self, params, rule, *, backend: str = "auto", **hyper):
+        self.spec = rule if isinstance(rule, RuleSpec) else RuleSpec(rule)
+        check_backend_name(backend)
+        self.backend = backend
+        self._check_keys(hyper, "the constructor")
+        defaults = {**self.spec.defaults, **hyper}
+        self._check_values(defaults, "defaults")
+        super().__init__(params, defaults)
+
+    # ---- param groups -------------------------------------------------------------
+    def _check_keys(self, group: dict, where: str) -> None:
+        unknown = sorted(set(group) - set(self.spec.defaults) - {"params"})
+        if unknown:
+            raise TypeError(f"{type(self).__name__} ({self.spec.name}): unknown "
+                            f"hyperparameter(s) {unknown} in {where}; known: "
+                            f"{sorted(self.spec.defaults)}")
+
+    def _check_values(self, group: dict, where: str) -> None:
+        name = type(self).__name__
+        for key, default in self.spec.defaults.items():
+            value = group[key]
+            if isinstance(default, bool):
+                ok = isinstance(value, bool)
+                expected = "a bool"
+            elif isinstance(default, tuple):
+                ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
+                      and all(_scalar(x) is not None and math.isfinite(_scalar(x))
+                              for x in value))
+                expected = f"a tuple of {len(default)} finite numbers"
+            else:
+                ok = _scalar(value) is not None and math.isfinite(_scalar(value))
+                expected = "a finite number"
+            if not ok:
+                raise ValueError(f"{name}: hyperparameter {key!r} = {value!r} in {where}: "
+                                 f"expected {expected}")
+
+    def add_param_group(self, param_group: dict) -> None:
+        self._check_keys(param_group, f"param group {len(self.param_groups)}")
+        super().add_param_group(param_group)
+        self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
+
+    # ---- the step -----------------------------------------------------------------
+    def step(self, closure=None):
+        """One update of every parameter that has a gradient; returns the closure's loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        with torch.no_grad():
+            for index, group in enumerate(self.param_groups):
+                self._step_group(index, group)
+        return loss
+
+    def _step_group(self, index: int, group: dict) -> None:
+        compiled = compile_rule(self.spec, self.spec.variant_of(group))
+        decls = compiled.plan.states
+        hyper_values = self.spec.hyper_values(group)
+        buckets = defaultdict(list)
+        for i, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            self._check_param(p, index, i)
+            state = self.state[p]
+            if not state:
+                state.update(new_state(decls, p, hyper_values))
+            for name in decls.keys() - state.keys():  # a flag turned on later (amsgrad)
+                state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
+            step = float(state["step"]) + 1.0
+            buckets[(p.device, p.dtype, step)].append(p)
+        for (device, dtype, step), params in buckets.items():
+            launcher = compiled.launcher(select(self.backend, device, dtype))
+            scalars = compiled.scalars(hyper_values, step)
+            states = [[self.state[p][name] for p in params] for name in decls]
+            launcher(params, [p.grad for p in params], states, scalars)
+            for p in params:  # only after the kernel succeeded
+                self.state[p]["step"].fill_(step)
+
+    def _check_param(self, p, group_index: int, i: int) -> None:
+        where = f"{type(self).__name__}: parameter {i} of group {group_index}"
+        if p.grad.is_sparse:
+            raise RuntimeError(f"{where} has a sparse gradient; optforge does not support "
+                               "sparse gradients (use torch.optim.SparseAdam or dense grads)")
+        if p.is_complex():
+            raise RuntimeError(f"{where} is complex ({p.dtype}); optforge supports real "
+                               "floating-point parameters (view it with torch.view_as_real)")
+        if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
+            raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} does "
+                               f"not match the parameter {tuple(p.shape)} {p.dtype}")
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        for gi, group in enumerate(self.param_groups):
+            for key, default in self.spec.defaults.items():  # e.g. a checkpoint of another rule
+                group.setdefault(key, default)
+            self._check_values(group, f"loaded param group {gi}")
+            decls = compile_rule(self.spec, self.spec.variant_of(group)).plan.states
+            for i, p in enumerate(group["params"]):
+                if p in self.state:
+                    check_loaded(decls, p, self.state[p],
+                                 f"{type(self).__name__}: parameter {i} of group {gi}")
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace(type(self).__name__ + " (",
+                                          f"{type(self).__name__}[{self.spec.name}] (", 1)

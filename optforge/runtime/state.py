@@ -1,0 +1,56 @@
+"""Optimizer state tensors: created from the rule's state declarations, checked on load."""
+from __future__ import annotations
+
+import torch
+
+from ..compiler.printers.torch import TorchPrinter
+from ..dsl.symbols import ParamSymbol, StateDecl
+
+STORAGE_DTYPES = {"float32": torch.float32, "float64": torch.float64,
+                  "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def storage_dtype(decl: StateDecl, param: torch.Tensor) -> torch.dtype:
+    return param.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
+
+
+def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, float]):
+    """A new state tensor shaped like ``param``, filled with the declared initial value."""
+    dtype = storage_dtype(decl, param)
+    init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols
+                           if s.name in hyper_values})
+    if not any(isinstance(s, ParamSymbol) for s in init.free_symbols):
+        return torch.full_like(param, float(init), dtype=dtype,
+                               memory_format=torch.preserve_format)
+    code = TorchPrinter(decl.name).doprint(init)
+    value = eval(code, {"torch": torch, "v_p": param.detach()})  # noqa: S307 - our own printer
+    return value.to(dtype=dtype, memory_format=torch.preserve_format).clone()
+
+
+def new_state(decls: dict[str, StateDecl], param, hyper_values) -> dict:
+    """torch-style state: a float32 ``step`` scalar plus one tensor per declared state."""
+    state = {"step": torch.tensor(0.0, dtype=torch.float32)}
+    for name, decl in decls.items():
+        state[name] = initial_value(decl, param, hyper_values)
+    return state
+
+
+def check_loaded(decls: dict[str, StateDecl], param, state: dict, where: str) -> None:
+    """After load_state_dict: shapes must match; declared storage dtypes are restored.
+
+    torch casts every floating state to the parameter's dtype on load; a state
+    declared bfloat16 is cast back here (exact: it was bfloat16 when saved).
+    """
+    for name, decl in decls.items():
+        if name not in state:
+            continue
+        value = state[name]
+        if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+            shape = getattr(value, "shape", type(value).__name__)
+            raise ValueError(f"{where}: state {name!r} has shape {shape}, "
+                             f"but the parameter has shape {tuple(param.shape)}")
+        want = storage_dtype(decl, param)
+        if value.dtype != want:
+            state[name] = value.to(want)
+    if "step" in state and not isinstance(state["step"], torch.Tensor):
+        state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
