@@ -24,10 +24,12 @@ def _show(expr) -> str:
 class _Checker:
     def __init__(self, rule: Rule, hypers: set[sp.Symbol]):
         self.rule, self.hypers = rule, hypers
-        self.where = ""
+        self.where, self.expr = "", None
 
     def fail(self, problem: str, node) -> None:
-        raise DSLError(f"rule {self.rule.name!r}, {self.where}: {problem}: {_show(node)}")
+        context = "" if node == self.expr else f" in {_show(self.expr)}"
+        raise DSLError(f"rule {self.rule.name!r}, {self.where}: {problem}: {_show(node)}"
+                       f"{context}")
 
     def value(self, e) -> None:
         if isinstance(e, (Relational, BooleanTrue, BooleanFalse) + BOOLEAN_NODES):
@@ -40,6 +42,8 @@ class _Checker:
             self.fail("a matrix operation is not supported in an elementwise rule", e)
         if e.is_Symbol:
             self.symbol(e)
+        elif e in (sp.zoo, sp.oo, -sp.oo, sp.nan):
+            self.fail("the constant is not finite (division by zero or infinity?)", e)
         elif e.is_Number or isinstance(e, sp.NumberSymbol):
             if e is sp.nan or e.is_finite is False:
                 self.fail("the constant is not finite (division by zero or infinity?)", e)
@@ -82,6 +86,7 @@ def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
     checker = _Checker(rule, hypers)
     for name, expr in rule.outputs().items():
         checker.where = "new parameter" if name == "p" else f"new value of state {name!r}"
+        checker.expr = expr
         checker.value(expr)
     declared = set(rule.states)
     for name in rule.updates:

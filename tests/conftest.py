@@ -1,0 +1,52 @@
+"""Shared test helpers: reference comparisons and the backends to run on."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from optforge.runtime.backends import BACKENDS
+
+SHAPES = [(1,), (1023,), (7, 13), (257, 129)]
+
+
+def available_backends() -> list[str]:
+    """Every registered backend that can run CPU float32 tensors here."""
+    return [name for name, b in BACKENDS.items()
+            if b.supports(torch.device("cpu"), torch.float32)]
+
+
+@pytest.fixture(params=available_backends())
+def backend(request):
+    return request.param
+
+
+def norm_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b|| in float64 (the absolute error when b is all zeros)."""
+    a, b = a.double(), b.double()
+    scale = b.norm().item()
+    return (a - b).norm().item() / (scale if scale > 0 else 1.0)
+
+
+def run_side_by_side(make_ours, make_ref, shape, steps=20, seed=0, dtype=torch.float32,
+                     grad_fn=None):
+    """Apply the same gradient sequence to two copies of one parameter.
+
+    ``make_ours(params)`` / ``make_ref(params)`` build optimizers; ``grad_fn(p, k)``
+    gives the k-th gradient (default: seeded normal noise plus a pull towards a
+    centre of magnitude 1-2, so the trajectory is not pure noise and parameters
+    stay O(1): a relative error is then about the update, not about a tiny norm).
+    Returns (ours_param, ref_param, opt_ours, opt_ref).
+    """
+    gen = torch.Generator().manual_seed(seed)
+    init = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    centre = (1 + torch.rand(shape, generator=gen, dtype=torch.float64)).to(dtype)
+    p1 = torch.nn.Parameter(init.clone())
+    p2 = torch.nn.Parameter(init.clone())
+    o1, o2 = make_ours([p1]), make_ref([p2])
+    for k in range(steps):
+        noise = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+        g = noise + 0.5 * (p2.detach() - centre) if grad_fn is None else grad_fn(p2.detach(), k)
+        p1.grad, p2.grad = g.clone(), g.clone()
+        o1.step()
+        o2.step()
+    return p1.detach(), p2.detach(), o1, o2

@@ -1,0 +1,143 @@
+"""Malformed rules raise DSLError with a message that names the problem."""
+import pytest
+import sympy as sp
+
+from optforge.dsl import (DSLError, Rule, RuleSpec, grad, matmul, norm, param, sqrt, state,
+                          step, where)
+
+
+def rule_unknown_symbol(lr=0.1):
+    x = sp.Symbol("x")
+    return Rule(param() - lr * x * grad())
+
+
+def rule_state_read_never_written(lr=0.1):
+    m = state("exp_avg")
+    return Rule(param() - lr * m)
+
+
+def rule_state_written_never_declared(lr=0.1):
+    return Rule(param() - lr * grad(), momentum=grad())
+
+
+def rule_nonscalar_hyper(lr=[0.1, 0.2]):  # noqa: B006 - the point of the test
+    return Rule(param() - grad())
+
+
+def rule_string_hyper(lr="0.1"):
+    return Rule(param() - grad())
+
+
+def rule_reduction(lr=0.1):
+    g = grad()
+    return Rule(param() - lr * g / norm(g))
+
+
+def rule_matrix(lr=0.1):
+    return Rule(param() - lr * matmul(grad(), param()))
+
+
+def rule_comparison_as_value(lr=0.1):
+    return Rule(param() - lr * sp.Piecewise((1, grad() > 0), (0, True)) * (grad() > 0))
+
+
+def rule_unsupported_function(lr=0.1):
+    return Rule(param() - lr * sp.gamma(grad()))
+
+
+def rule_division_by_zero(lr=0.1):
+    return Rule(param() - lr * grad() * sp.Integer(1) / 0)
+
+
+def rule_complex(lr=0.1):
+    return Rule(param() - lr * sp.I * grad())
+
+
+def rule_returns_tuple(lr=0.1):
+    return param() - lr * grad()
+
+
+def rule_positional_argument(lr):
+    return Rule(param() - lr * grad())
+
+
+def rule_bad_state_dtype(lr=0.1):
+    m = state("m", dtype="int8")
+    return Rule(param() - lr * m, m=grad())
+
+
+def rule_reserved_state_name(lr=0.1):
+    m = state("step")
+    return Rule(param() - lr * m, step=grad())
+
+
+def rule_state_init_uses_grad(lr=0.1):
+    m = state("m", init=grad())
+    return Rule(param() - lr * m, m=grad())
+
+
+def rule_where_without_condition(lr=0.1):
+    return Rule(param() - lr * where(grad(), 1, 0))
+
+
+def rule_none_param(lr=0.1):
+    return Rule(None)
+
+
+def rule_conflicting_state(lr=0.1):
+    a = state("m", init=0)
+    b = state("m", init=1)
+    return Rule(param() - lr * (a + b), m=grad())
+
+
+def rule_python_branch_on_tensor(lr=0.1):
+    g = grad()
+    return Rule(param() - (lr if g > 0 else 0) * g)
+
+
+CASES = [
+    (rule_unknown_symbol, "unknown symbol x"),
+    (rule_state_read_never_written, "'exp_avg' is declared but never written"),
+    (rule_state_written_never_declared, "writes 'momentum', which was never declared"),
+    (rule_nonscalar_hyper, "hyperparameter 'lr' has default [0.1, 0.2]"),
+    (rule_string_hyper, "hyperparameter 'lr' has default '0.1'"),
+    (rule_reduction, "reduction norm()"),
+    (rule_matrix, "matrix operation"),
+    (rule_comparison_as_value, "comparison"),
+    (rule_unsupported_function, "unsupported operation gamma"),
+    (rule_division_by_zero, "not finite"),
+    (rule_complex, "complex"),
+    (rule_returns_tuple, "returned Add, not Rule"),
+    (rule_positional_argument, "argument 'lr' has no default"),
+    (rule_bad_state_dtype, "dtype 'int8'"),
+    (rule_reserved_state_name, "'step' is reserved"),
+    (rule_state_init_uses_grad, "init g uses g"),
+    (rule_where_without_condition, "where() condition g is not a comparison"),
+    (rule_none_param, "the new parameter is None"),
+    (rule_conflicting_state, "declared twice"),
+    (rule_python_branch_on_tensor, "rule_python_branch_on_tensor"),
+]
+
+
+@pytest.mark.parametrize("fn,message", CASES, ids=[c[0].__name__ for c in CASES])
+def test_malformed_rule_raises_dsl_error(fn, message):
+    with pytest.raises(DSLError) as info:
+        RuleSpec(fn).build()
+    text = str(info.value)
+    assert message in text
+    assert fn.__name__ in text  # the rule is always named
+
+
+def test_errors_name_the_expression():
+    with pytest.raises(DSLError, match=r"norm\(g\) in -g\*lr/norm\(g\) \+ p"):
+        RuleSpec(rule_reduction).build()
+
+
+def test_well_formed_rule_builds():
+    def ok(lr=0.1, beta=0.9):
+        p, g, t = param(), grad(), step()
+        m = state("m")
+        m1 = beta * m + (1 - beta) * g
+        return Rule(p - lr * m1 / sqrt(1 - beta**t), m=m1)
+
+    assert set(RuleSpec(ok).build().updates) == {"m"}
