@@ -21,10 +21,13 @@ def _as_expr(value, what: str) -> sp.Expr:
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "eta", "theta", "kappa", "lambda",
           "mu", "nu", "rho", "sigma", "tau", "phi", "omega", "zeta", "xi"}
 
+_ALIASES = {"eps": "epsilon"}
+
 
 def _latex_name(name: str) -> str:
     """beta_1 -> \\beta_{1}; exp_avg -> \\mathrm{exp\\_avg}; single letters stay italic."""
     stem, _, sub = name.partition("_")
+    stem = _ALIASES.get(stem, stem)
     if stem in _GREEK:
         return f"\\{stem}" + (f"_{{{sub}}}" if sub else "")
     if len(name) == 1:

@@ -24,6 +24,7 @@ class Backend:
     name: str
     supports: Callable[[torch.device, torch.dtype], bool]
     build: Callable[[KernelPlan], Callable]
+    source: Callable[[KernelPlan], str]  # the generated code, for `optforge show`
 
 
 def _torch_build(plan: KernelPlan):
@@ -31,8 +32,14 @@ def _torch_build(plan: KernelPlan):
     return TorchLauncher(plan)
 
 
+def _torch_source(plan: KernelPlan) -> str:
+    from ..compiler.printers.torch import torch_source
+    return torch_source(plan)
+
+
 BACKENDS: dict[str, Backend] = {
-    "torch": Backend("torch", lambda device, dtype: dtype in FLOAT_DTYPES, _torch_build),
+    "torch": Backend("torch", lambda device, dtype: dtype in FLOAT_DTYPES, _torch_build,
+                     _torch_source),
 }
 # Tried in order by "auto"; the torch backend runs everywhere, so it is last.
 AUTO_ORDER = ["torch"]

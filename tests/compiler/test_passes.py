@@ -81,3 +81,11 @@ def test_plan_loads_and_stores():
 def test_state_bytes_per_param():
     assert AdamW.state_bytes_per_param() == 8
     assert AdamW.state_bytes_per_param("bfloat16", amsgrad=True) == 6
+
+
+def test_pow_to_mul_computes_a_compound_base_once():
+    g = GradSymbol("g", real=True)
+    m = StateSymbol("m", real=True)
+    temps, out = pow_to_mul([], {"v": (g - m) ** 2})
+    (base, value), = temps
+    assert value == g - m and out["v"] == sp.Mul(base, base, evaluate=False)

@@ -9,23 +9,46 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..plan import ElemTemp
+
 MAX_EXPONENT = 4
 
 
-def _rewrite(e: sp.Expr) -> sp.Expr:
-    if e.is_Atom:
-        return e
-    if isinstance(e, sp.Piecewise):
-        return sp.Piecewise(*[(_rewrite(v), _rewrite(c)) for v, c in e.args], evaluate=False)
-    args = [_rewrite(a) for a in e.args]
-    if isinstance(e, sp.Pow) and e.exp.is_Integer and 2 <= abs(int(e.exp)) <= MAX_EXPONENT:
-        base = args[0]
-        product = sp.Mul(*([base] * abs(int(e.exp))), evaluate=False)
-        return product if e.exp > 0 else sp.Pow(product, -1, evaluate=False)
-    return e.func(*args, evaluate=False)
+class _Rewriter:
+    """Rewrites powers; a compound base becomes a new temporary so it is computed once."""
+
+    def __init__(self, first_free: int):
+        self.next_index = first_free
+        self.new_temps: list[tuple[ElemTemp, sp.Expr]] = []
+
+    def __call__(self, e: sp.Expr) -> sp.Expr:
+        if e.is_Atom:
+            return e
+        if isinstance(e, sp.Piecewise):
+            return sp.Piecewise(*[(self(v), self(c)) for v, c in e.args], evaluate=False)
+        args = [self(a) for a in e.args]
+        if isinstance(e, sp.Pow) and e.exp.is_Integer and 2 <= abs(int(e.exp)) <= MAX_EXPONENT:
+            base = args[0]
+            if not base.is_Atom:
+                temp = ElemTemp(f"e{self.next_index}", real=True)
+                self.next_index += 1
+                self.new_temps.append((temp, base))
+                base = temp
+            product = sp.Mul(*([base] * abs(int(e.exp))), evaluate=False)
+            return product if e.exp > 0 else sp.Pow(product, -1, evaluate=False)
+        return e.func(*args, evaluate=False)
+
+    def take(self) -> list[tuple[ElemTemp, sp.Expr]]:
+        out, self.new_temps = self.new_temps, []
+        return out
 
 
 def pow_to_mul(temps, outputs):
-    """Apply the rewrite to every temporary and output."""
-    return ([(s, _rewrite(e)) for s, e in temps],
-            {k: _rewrite(e) for k, e in outputs.items()})
+    """Apply the rewrite to every temporary and output, keeping evaluation order."""
+    rewrite = _Rewriter(first_free=len(temps))
+    new_temps = []
+    for s, e in temps:
+        value = rewrite(e)
+        new_temps += rewrite.take() + [(s, value)]
+    new_outputs = {k: rewrite(e) for k, e in outputs.items()}
+    return new_temps + rewrite.take(), new_outputs

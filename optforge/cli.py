@@ -1,0 +1,151 @@
+"""The ``optforge`` command: inspect rules and the code they compile to, run the demo.
+
+    optforge list                          the catalogue: hyperparameters, state, traffic
+    optforge show AdamW [--backend numba]  a rule as math, its plan and generated code
+    optforge show examples/adabelief.py:adabelief --set amsgrad=true
+    optforge latex Lion                    the rule as a LaTeX ``aligned`` block
+    optforge demo                          train a small model with torch and optforge
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+from .dsl import DSLError, RuleSpec
+
+
+class CLIError(Exception):
+    """A problem with the command line, reported without a traceback."""
+
+
+def resolve_rule(text: str) -> RuleSpec:
+    """A catalogue name (any case), ``path/to/file.py:function`` or ``module:function``."""
+    from .catalogue import REGISTRY
+    by_lower = {name.lower(): cls for name, cls in REGISTRY.items()}
+    if text.lower() in by_lower:
+        return by_lower[text.lower()].rule
+    if ":" not in text:
+        raise CLIError(f"unknown rule {text!r}: not in the catalogue ({', '.join(REGISTRY)}) "
+                       "and not of the form file.py:function or module:function")
+    where, _, fn_name = text.rpartition(":")
+    if where.endswith(".py"):
+        path = Path(where)
+        if not path.is_file():
+            raise CLIError(f"rule file {where!r} does not exist")
+        spec = importlib.util.spec_from_file_location(f"optforge_user_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise CLIError(f"cannot import module {where!r}: {exc}") from exc
+    fn = getattr(module, fn_name, None)
+    if fn is None:
+        raise CLIError(f"{where!r} defines no {fn_name!r}")
+    return fn if isinstance(fn, RuleSpec) else RuleSpec(fn)
+
+
+def _parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    try:
+        return float(text)
+    except ValueError:
+        raise CLIError(f"--set value {text!r} is neither a number nor true/false") from None
+
+
+def _variant(spec: RuleSpec, settings: list[str]):
+    """The rule variant selected by ``--set key=value`` options (flags such as amsgrad)."""
+    group = dict(spec.defaults)
+    for item in settings:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise CLIError(f"--set expects key=value, got {item!r}")
+        if key not in group:
+            raise CLIError(f"rule {spec.name!r} has no hyperparameter {key!r}; "
+                           f"known: {', '.join(spec.defaults)}")
+        group[key] = _parse_value(value)
+    return spec.variant_of(group)
+
+
+def cmd_list(args) -> None:
+    from .catalogue import REGISTRY
+    rows = [("optimizer", "hyperparameters (defaults)", "state B/param", "traffic B/param",
+             "source")]
+    for name, cls in REGISTRY.items():
+        hypers = ", ".join(f"{k}={v}" for k, v in cls.rule.defaults.items())
+        rows.append((name, hypers, str(cls.state_bytes_per_param()),
+                     str(cls.traffic().total), cls.source))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    print("\n(state and traffic for float32 parameters with default flags; "
+          "`optforge show <name>` prints the rule)")
+
+
+def cmd_show(args) -> None:
+    from .compiler import lower, traffic
+    from .runtime.backends import BACKENDS
+    spec = resolve_rule(args.rule)
+    rule = spec.build(_variant(spec, args.set))
+    plan = lower(rule, spec.hyper_symbols)
+    print(f"# rule {spec.name}: hyperparameters "
+          + ", ".join(f"{k}={v}" for k, v in spec.defaults.items()))
+    print(rule.pretty() if args.pretty else str(rule))
+    print()
+    print(plan.describe())
+    t = traffic(plan)
+    print(f"# traffic (float32 params): {t.read} B read + {t.written} B written "
+          f"= {t.total} B per parameter")
+    if args.backend:
+        if args.backend not in BACKENDS:
+            raise CLIError(f"unknown backend {args.backend!r}; available here: "
+                           + ", ".join(BACKENDS))
+        print(f"\n# generated {args.backend} code\n")
+        print(BACKENDS[args.backend].source(plan))
+
+
+def cmd_latex(args) -> None:
+    spec = resolve_rule(args.rule)
+    print(spec.build(_variant(spec, args.set)).latex())
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+    run_demo(steps=args.steps)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="optforge", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the catalogue").set_defaults(run=cmd_list)
+    for name, run, help_text in (("show", cmd_show, "a rule, its plan and generated code"),
+                                 ("latex", cmd_latex, "a rule as LaTeX")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("rule", help="catalogue name, file.py:function or module:function")
+        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="select a variant, e.g. --set amsgrad=true (repeatable)")
+        p.set_defaults(run=run)
+        if name == "show":
+            p.add_argument("--backend", help="also print this backend's generated code")
+            p.add_argument("--pretty", action="store_true", help="2-D unicode math")
+    demo = sub.add_parser("demo", help="train a small model with torch.optim and optforge")
+    demo.add_argument("--steps", type=int, default=500)
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (CLIError, DSLError) as exc:
+        print(f"optforge: error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,83 @@
+"""The ``optforge`` command line: every subcommand, and clean errors for bad input."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from optforge import CATALOGUE
+from optforge.cli import main
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "adabelief.py"
+
+
+def test_list_names_every_catalogue_optimizer(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in CATALOGUE:
+        assert name in out
+    assert "28" in out  # AdamW's traffic, bytes per parameter
+
+
+def test_show_prints_rule_plan_and_generated_code(capsys):
+    assert main(["show", "adamw", "--backend", "torch"]) == 0
+    out = capsys.readouterr().out
+    assert "exp_avg <-" in out and "# elementwise stage" in out
+    assert "def step(p, g, exp_avg, exp_avg_sq, scalars, compute_dtype)" in out
+
+
+def test_show_selects_a_variant(capsys):
+    assert main(["show", "Adam", "--set", "amsgrad=true"]) == 0
+    assert "max_exp_avg_sq <-" in capsys.readouterr().out
+
+
+def test_show_and_latex_accept_a_rule_file(capsys):
+    assert main(["show", f"{EXAMPLE}:adabelief"]) == 0
+    assert "exp_avg_var <-" in capsys.readouterr().out
+    assert main(["latex", f"{EXAMPLE}:adabelief"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("\\begin{aligned}") and "\\beta_{1}" in out and "\\epsilon" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["show", "nosuchrule"], "unknown rule 'nosuchrule'"),
+    (["show", "adam", "--set", "gamma=1"], "no hyperparameter 'gamma'"),
+    (["show", "adam", "--set", "amsgrad"], "--set expects key=value"),
+    (["show", "adam", "--backend", "cobol"], "unknown backend 'cobol'"),
+    (["show", "missing.py:fn"], "rule file 'missing.py' does not exist"),
+    (["show", f"{EXAMPLE}:nothing"], "defines no 'nothing'"),
+])
+def test_bad_input_is_one_clear_line(capsys, argv, message):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_malformed_rule_file_reports_the_dsl_error(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text("from optforge.dsl import Rule, param, state\n"
+                   "def bad(lr=0.1):\n"
+                   "    return Rule(param() - lr * state('m'))\n")
+    assert main(["show", f"{bad}:bad"]) == 2
+    err = capsys.readouterr().err
+    assert "rule 'bad': state 'm' is declared but never written" in err
+    assert "Traceback" not in err
+
+
+def test_demo_trains_and_prints_a_table(capsys):
+    from optforge.demo import run_demo
+    rows = run_demo(steps=20)
+    out = capsys.readouterr().out
+    assert "def adabelief" in out and "final loss" in out
+    names = [r[0] for r in rows]
+    assert names[0] == "torch.optim.AdamW" and "optforge.AdamW" in names
+    torch_loss, ours = rows[0][1], dict((r[0], r[1]) for r in rows)["optforge.AdamW"]
+    assert abs(torch_loss - ours) <= 1e-4 * max(1.0, torch_loss)
+
+
+def test_python_dash_m_entry_point():
+    out = subprocess.run([sys.executable, "-m", "optforge", "list"], capture_output=True,
+                         text=True, check=True).stdout
+    assert "AdamW" in out
