@@ -1,6 +1,6 @@
 """The ``optforge`` command: inspect rules and the code they compile to, run the demo.
 
-    optforge list                          the catalogue: hyperparameters, state, traffic
+    optforge list [--markdown]             the catalogue: hyperparameters, state, traffic
     optforge show AdamW [--backend numba]  a rule as math, its plan and generated code
     optforge show examples/adabelief.py:adabelief --set amsgrad=true
     optforge latex Lion                    the rule as a LaTeX ``aligned`` block
@@ -75,6 +75,10 @@ def _variant(spec: RuleSpec, settings: list[str]):
 
 def cmd_list(args) -> None:
     from .catalogue import REGISTRY
+    if args.markdown:
+        from .catalogue.reference import catalogue_markdown
+        print(catalogue_markdown())
+        return
     rows = [("optimizer", "hyperparameters (defaults)", "state B/param", "traffic B/param",
              "source")]
     for name, cls in REGISTRY.items():
@@ -124,7 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optforge", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="the catalogue").set_defaults(run=cmd_list)
+    listing = sub.add_parser("list", help="the catalogue")
+    listing.add_argument("--markdown", action="store_true",
+                         help="the full reference page with formulas (docs/catalogue.md)")
+    listing.set_defaults(run=cmd_list)
     for name, run, help_text in (("show", cmd_show, "a rule, its plan and generated code"),
                                  ("latex", cmd_latex, "a rule as LaTeX")):
         p = sub.add_parser(name, help=help_text)

@@ -81,3 +81,10 @@ def test_python_dash_m_entry_point():
     out = subprocess.run([sys.executable, "-m", "optforge", "list"], capture_output=True,
                          text=True, check=True).stdout
     assert "AdamW" in out
+
+
+def test_docs_catalogue_is_generated_from_the_rules():
+    from optforge.catalogue.reference import catalogue_markdown
+    page = Path(__file__).resolve().parent.parent / "docs" / "catalogue.md"
+    assert page.read_text() == catalogue_markdown() + "\n", \
+        "docs/catalogue.md is stale: regenerate with `optforge list --markdown > docs/catalogue.md`"
