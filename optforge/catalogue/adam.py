@@ -2,25 +2,9 @@
 
 Weight decay here is L2 (added to the gradient); AdamW decouples it.
 """
-from ..dsl import Rule, grad, lerp, maximum, param, sqrt, state, step
+from ..dsl import Rule, grad, param, step
+from ..dsl.transforms import adam_direction
 from ._base import CatalogueOptimizer
-
-
-def adam_direction(g, t, betas, eps, amsgrad):
-    """The bias-corrected Adam direction m_hat / (sqrt(v_hat) + eps) and the new states.
-
-    Written the way torch computes it: ``m.lerp_(g, 1 - beta1)`` and the denominator
-    ``sqrt(v) / sqrt(1 - beta2^t) + eps``.
-    """
-    beta1, beta2 = betas
-    m = lerp(state("exp_avg"), g, 1 - beta1)
-    v = beta2 * state("exp_avg_sq") + (1 - beta2) * g * g
-    states = {"exp_avg": m, "exp_avg_sq": v}
-    if amsgrad:
-        v = maximum(state("max_exp_avg_sq"), v)
-        states["max_exp_avg_sq"] = v
-    denom = sqrt(v) / sqrt(1 - beta2**t) + eps
-    return m / ((1 - beta1**t) * denom), states
 
 
 def adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,

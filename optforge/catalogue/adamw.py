@@ -1,7 +1,7 @@
 """AdamW — Loshchilov & Hutter (2019), decoupled weight decay; torch.optim.AdamW semantics."""
 from ..dsl import Rule, grad, param, step
+from ..dsl.transforms import adam_direction
 from ._base import CatalogueOptimizer
-from .adam import adam_direction
 
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,

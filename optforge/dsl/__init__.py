@@ -6,10 +6,14 @@ from .matrix import matmul, orthogonalize, transpose
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
 from .symbols import grad, param, state, step
+from .transforms import (Transform, add_decayed_weights, scale, scale_by_adam, scale_by_lr,
+                         scale_by_rms, scale_by_sign, trace)
+from .combine import chain
 
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "matmul", "transpose",
-    "orthogonalize",
+    "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
+    "trace", "add_decayed_weights", "scale_by_lr", "scale",
 ]
