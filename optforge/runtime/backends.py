@@ -5,6 +5,7 @@ an explicitly requested backend that cannot run them raises, naming why.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +26,9 @@ class Backend:
     supports: Callable[[torch.device, torch.dtype], bool]
     build: Callable[[KernelPlan], Callable]
     source: Callable[[KernelPlan], str]  # the generated code, for `optforge show`
+    # device types "auto" may pick this backend for (None: any it supports); triton
+    # runs CPU tensors only in its interpreter, a test tool that auto must never pick
+    auto_devices: tuple[str, ...] | None = None
 
 
 def _torch_build(plan: KernelPlan):
@@ -41,8 +45,28 @@ BACKENDS: dict[str, Backend] = {
     "torch": Backend("torch", lambda device, dtype: dtype in FLOAT_DTYPES, _torch_build,
                      _torch_source),
 }
+
+
+def _triton_supports(device: torch.device, dtype: torch.dtype) -> bool:
+    from ..kernels.triton.available import triton_supports
+    return triton_supports(device, dtype)
+
+
+def _triton_build(plan: KernelPlan):
+    from ..kernels.triton.launcher import TritonLauncher
+    return TritonLauncher(plan)
+
+
+def _triton_source(plan: KernelPlan) -> str:
+    from ..compiler.printers.triton import triton_source
+    return triton_source(plan)
+
+
+BACKENDS["triton"] = Backend("triton", _triton_supports, _triton_build, _triton_source,
+                             auto_devices=("cuda",))
 # Tried in order by "auto"; the torch backend runs everywhere, so it is last.
-AUTO_ORDER = ["torch"]
+AUTO_ORDER = ["triton", "torch"]
+_warned_fallback: set[tuple[str, torch.dtype]] = set()
 
 
 def check_backend_name(name: str) -> None:
@@ -60,7 +84,15 @@ def select(requested: str, device: torch.device, dtype: torch.dtype) -> Backend:
             raise BackendError(f"backend {requested!r} cannot run {dtype} tensors on {device}")
         return backend
     for name in AUTO_ORDER:
-        if BACKENDS[name].supports(device, dtype):
-            return BACKENDS[name]
+        backend = BACKENDS[name]
+        if backend.auto_devices is not None and device.type not in backend.auto_devices:
+            continue
+        if backend.supports(device, dtype):
+            if name == "torch" and (device.type, dtype) not in _warned_fallback:
+                _warned_fallback.add((device.type, dtype))
+                warnings.warn(f"optforge: no compiled backend runs {dtype} tensors on "
+                              f"{device.type}; using the torch reference backend (slower)",
+                              RuntimeWarning, stacklevel=4)
+            return backend
     raise BackendError(f"no backend supports {dtype} tensors on {device} "
                        f"(supported dtypes: {[str(d) for d in FLOAT_DTYPES]})")

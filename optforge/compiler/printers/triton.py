@@ -1,0 +1,253 @@
+"""Prints a plan's elementwise stage as ONE ``@triton.jit`` multi-tensor kernel.
+
+Whitelist printer (as TorchInductor warns, inheriting Python printing is unsafe where
+Triton follows C semantics): every supported SymPy node has a method, anything else
+raises CompileError naming it. The kernel source obeys the interpreter's traps too:
+
+* no libdevice: sqrt/div are the IEEE-rounded ``tl.sqrt_rn``/``tl.div_rn`` (parity with
+  torch), general powers are ``exp2(y * log2(x))``, integer powers products;
+* run-time scalars arrive as Python floats (float64 in the interpreter): each is cast
+  to float32 once at the top, so interpreted and compiled math agree;
+* bfloat16 is moved as raw uint16 bits and rounded by hand (the interpreter's
+  ``.to(tl.bfloat16)`` truncates), nearest-even or stochastic per tensor;
+* every access is masked and offsets are int64 (tensors past 2**31 elements).
+
+The tensors of one launch are reached through a table of int64 addresses (one row per
+tensor role) and a block map (program -> tensor, first element): see
+``kernels/triton/layout.py`` for the host side. No torch here: dtypes are strings.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+
+import sympy as sp
+from sympy.core.relational import Relational
+
+from ...dsl.symbols import TensorSymbol
+from ..errors import CompileError
+from ..plan import ElemTemp, KernelPlan, TensorRef
+from ..templates import render
+
+# storage dtype -> (pointer element type in the kernel, how its bits become float32)
+TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.uint16"}
+_UNARY = {sp.Abs: "tl.abs", sp.exp: "tl.exp", sp.log: "tl.log"}
+_REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
+MAX_INT_EXPONENT = 64
+
+
+def local(sym: sp.Symbol) -> str:
+    return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
+
+
+class TritonPrinter:
+    def __init__(self, rule_name: str):
+        self.rule_name = rule_name
+
+    def _fail(self, e, why: str = "") -> CompileError:
+        return CompileError(f"rule {self.rule_name!r}: the triton printer does not support "
+                            f"{type(e).__name__} in {sp.sstr(e)}{why}")
+
+    def tensor(self, e) -> bool:
+        return any(isinstance(s, (TensorSymbol, ElemTemp)) for s in e.free_symbols)
+
+    def doprint(self, e) -> str:
+        method = getattr(self, "_print_" + type(e).__name__, None)
+        if method is not None:
+            return method(e)
+        for cls, fn in _UNARY.items():
+            if isinstance(e, cls):
+                return f"{fn}({self.doprint(e.args[0])})"
+        if isinstance(e, Relational) and e.rel_op in _REL:
+            return f"({self.doprint(e.lhs)} {_REL[e.rel_op]} {self.doprint(e.rhs)})"
+        if e.is_Symbol:
+            return local(e)
+        if e.is_Number or isinstance(e, sp.NumberSymbol):
+            return self._number(e)
+        raise self._fail(e)
+
+    def _number(self, e) -> str:
+        value = float(e)
+        if not math.isfinite(value):
+            raise self._fail(e, " (a non-finite constant)")
+        # A float literal: Triton makes it a float32 constant; never an int (C division).
+        return f"({value!r})" if value < 0 else repr(value)
+
+    def _print_Add(self, e):
+        parts = [self.doprint(e.args[0])]
+        for a in e.args[1:]:
+            if a.is_Mul and a.args[0].is_Number and a.args[0] < 0:
+                parts.append(f"- {self.doprint(-a)}")
+            else:
+                parts.append(f"+ {self.doprint(a)}")
+        return "(" + " ".join(parts) + ")"
+
+    def _print_Mul(self, e):
+        num, den = [], []
+        for a in e.args:
+            if a.is_Pow and a.exp == -1:
+                den.append(self.doprint(a.base))
+            else:
+                num.append(self.doprint(a))
+        out = "(" + (" * ".join(num) or "1.0") + ")"
+        for d in den:  # one IEEE division per factor, in order, as torch does
+            out = f"tl.div_rn({out}, {d})"
+        return out
+
+    def _print_Pow(self, e):
+        base, exp = e.base, e.exp
+        b = self.doprint(base)
+        if exp == sp.Rational(1, 2):
+            return f"tl.sqrt_rn({b})"
+        if exp == sp.Rational(-1, 2):
+            return f"tl.div_rn(1.0, tl.sqrt_rn({b}))"
+        if exp == -1:
+            return f"tl.div_rn(1.0, {b})"
+        if exp.is_Integer:
+            n = int(exp)
+            if n == 0:
+                return "1.0"
+            if abs(n) > MAX_INT_EXPONENT:
+                raise self._fail(e, f" (integer exponent beyond +-{MAX_INT_EXPONENT})")
+            product = "(" + " * ".join([b] * abs(n)) + ")"
+            return product if n > 0 else f"tl.div_rn(1.0, {product})"
+        # x**y = 2**(y*log2(x)): NaN for x < 0, as torch.pow with a fractional exponent.
+        return f"tl.exp2({self.doprint(exp)} * tl.log2({b}))"
+
+    def _print_sign(self, e):
+        x = self.doprint(e.args[0])
+        # torch.sign: -1, 0, 1, and NaN stays NaN
+        return (f"tl.where({x} != {x}, {x}, tl.where({x} > 0.0, 1.0, "
+                f"tl.where({x} < 0.0, -1.0, 0.0)))")
+
+    def _minmax(self, e, fn):
+        # propagate NaN like torch.maximum/minimum (Triton's default drops it)
+        out = self.doprint(e.args[0])
+        for a in e.args[1:]:
+            out = f"{fn}({out}, {self.doprint(a)}, propagate_nan=tl.PropagateNan.ALL)"
+        return out
+
+    def _print_Max(self, e):
+        return self._minmax(e, "tl.maximum")
+
+    def _print_Min(self, e):
+        return self._minmax(e, "tl.minimum")
+
+    def _print_Piecewise(self, e):
+        (value, cond), rest = e.args[0], e.args[1:]
+        if cond == sp.true or not rest:
+            return self.doprint(value)
+        other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
+            else self.doprint(rest[0][0])
+        return f"tl.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
+
+    def _print_And(self, e):
+        return "(" + " & ".join(self.doprint(a) for a in e.args) + ")"
+
+    def _print_Or(self, e):
+        return "(" + " | ".join(self.doprint(a) for a in e.args) + ")"
+
+    def _print_Not(self, e):
+        return f"(~{self.doprint(e.args[0])})"
+
+    def _print_BooleanTrue(self, e):
+        return "True"
+
+    def _print_BooleanFalse(self, e):
+        return "False"
+
+
+def tensor_refs(plan: KernelPlan) -> list[TensorRef]:
+    """Every tensor the kernel touches, in address-table row order: p, g, then states."""
+    by_name = {r.name: r for r in plan.loads}
+    by_name.update({r.name: r for r, _ in plan.stores})
+    order = ["p", "g"] + list(plan.states)
+    return [by_name[n] for n in order if n in by_name]
+
+
+def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
+    """Each touched tensor's storage dtype when the parameters are ``param_dtype``."""
+    out = {}
+    for ref in tensor_refs(plan):
+        dtype = ref.dtype or param_dtype
+        if dtype not in TRITON_DTYPES:
+            raise CompileError(f"rule {plan.rule_name!r}: tensor {ref.name!r} is stored as "
+                               f"{dtype}; the triton backend supports "
+                               f"{sorted(TRITON_DTYPES)} (use backend='torch')")
+        out[ref.name] = dtype
+    return out
+
+
+def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset) -> str:
+    key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+    safe = "".join(c if c.isalnum() else "_" for c in plan.rule_name.lower())
+    return f"optforge_{safe}_{digest}"
+
+
+def _load(ref: TensorRef, dtype: str) -> str:
+    raw = f"tl.load(ptr_{ref.name} + offs, mask=mask, other=0)"
+    if dtype == "bfloat16":
+        return f"    v_{ref.name} = bf16_bits_to_f32({raw})"
+    return f"    v_{ref.name} = {raw}.to(tl.float32)"
+
+
+def _store(ref: TensorRef, dtype: str, stochastic: bool) -> str:
+    value = f"n_{ref.name}"
+    if dtype == "bfloat16":
+        value = (f"f32_to_bf16_bits_sr({value}, seed_{ref.name}, rng_offs)" if stochastic
+                 else f"f32_to_bf16_bits_rne({value})")
+    elif dtype == "float16":
+        value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
+    return f"    tl.store(ptr_{ref.name} + offs, {value}, mask=mask)"
+
+
+def triton_source(plan: KernelPlan, param_dtype: str = "float32",
+                  stochastic: frozenset | set | tuple = ()) -> str:
+    """A module defining one kernel for ``plan`` with params stored as ``param_dtype``.
+
+    ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
+    (each gets a ``seed_<name>`` argument); the others round to nearest even.
+    """
+    stochastic = frozenset(stochastic)
+    dtypes = storage_dtypes(plan, param_dtype)
+    written = {r.name for r, _ in plan.stores}
+    for name in sorted(stochastic):
+        if name not in written or dtypes[name] != "bfloat16":
+            raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
+                               f"{name!r}, which is not a written bfloat16 tensor here "
+                               f"(written: {sorted((n, dtypes[n]) for n in written)})")
+    pr = TritonPrinter(plan.rule_name)
+    refs = tensor_refs(plan)
+    rows = [f"    ptr_{r.name} = tl.load(addr_tab + {i} * n_tensors + tid)"
+            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]}))" for i, r in enumerate(refs)]
+    loads = [_load(r, dtypes[r.name]) for r in plan.loads]
+    temps = [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    outputs = []
+    for ref, e in plan.stores:
+        value = pr.doprint(e)
+        if not pr.tensor(e):  # the same value for every element: broadcast it
+            value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
+        outputs.append(f"    n_{ref.name} = {value}")
+    stores = [_store(r, dtypes[r.name], r.name in stochastic) for r, _ in plan.stores]
+    scalars = [s.name for s in plan.scalar_args]
+    seeds = [f"seed_{n}" for n in sorted(stochastic)]
+    rng = ("    # a distinct Philox counter per element of every tensor in the launch\n"
+           "    rng_offs = tid.to(tl.int64) * 1099511627776 + offs\n") if stochastic else ""
+    name = kernel_name(plan, dtypes, stochastic)
+    return render("triton_kernel.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
+                  dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
+                  stochastic=", ".join(sorted(stochastic)) or "none",
+                  helpers=render("triton_rounding.py"), kernel=name,
+                  args="".join(f"{a}, " for a in scalars + seeds),
+                  casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
+                  or "    pass",
+                  pointers="\n".join(rows), rng=rng, loads="\n".join(loads),
+                  temps="\n".join(temps), outputs="\n".join(outputs),
+                  stores="\n".join(stores))
+
+
+def rounding_test_source() -> str:
+    """A module with the rounding helpers and a kernel applying them to one tensor
+    (for tests of the helpers and for ``kernels/triton/rounding.py``)."""
+    return render("triton_round_kernel.py", helpers=render("triton_rounding.py"))

@@ -1,0 +1,4 @@
+"""The triton backend's host side: launch layout, launcher, rounding helpers, tuning space.
+
+Importing this package does not import triton; the launcher does, when first built.
+"""

@@ -1,0 +1,182 @@
+"""Runs a plan's generated Triton kernel: one launch per bucket, whatever its tensor count.
+
+The launcher interface is the torch launcher's: ``launcher(params, grads, states,
+scalars)`` with ``states`` one list per state name (plan order) aligned with
+``params``; params of one call share device, dtype and step. Hyperparameters arrive
+in ``scalars`` as kernel arguments, so a new lr reuses the compiled kernel.
+
+Per parameter dtype one kernel is generated (storage dtypes are part of its source).
+Per bucket shape (device, sizes) a Layout caches the block map and address table;
+the launch config comes from the autotuner (tuned on scratch copies) or a heuristic.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ...compiler.errors import CompileError
+from ...compiler.plan import KernelPlan
+from ...compiler.printers.triton import storage_dtypes, tensor_refs, triton_source
+from ..cache import load_module
+from . import configs
+from .configs import Config
+from .layout import Layout, check_bucket, numels_of
+
+TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
+                "bfloat16": torch.bfloat16}
+DTYPE_NAMES = {v: k for k, v in TORCH_DTYPES.items()}
+
+
+@dataclass
+class Kernel:
+    """One generated kernel: for one parameter dtype and choice of stochastic tensors."""
+
+    fn: object
+    source: str
+    digest: str
+    dtypes: dict[str, str]
+    stochastic: tuple[str, ...]  # the seed arguments, in kernel order
+
+
+class TritonLauncher:
+    """``TritonLauncher(plan, stochastic=("p",), tuner=None)``.
+
+    ``stochastic`` names written tensors rounded stochastically when stored as
+    bfloat16 (others round to nearest even); a fresh seed per call is drawn from
+    ``generator`` (default: torch's global CPU generator, so ``torch.manual_seed``
+    makes runs reproducible). ``tuner`` defaults to the process-wide autotuner.
+    """
+
+    def __init__(self, plan: KernelPlan, stochastic=(), tuner=None,
+                 generator: torch.Generator | None = None):
+        self.plan = plan
+        self.refs = tensor_refs(plan)
+        written = {r.name for r, _ in plan.stores}
+        unknown = sorted(set(stochastic) - written)
+        if unknown:
+            raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
+                               f"{unknown}, which the rule does not write "
+                               f"(written: {sorted(written)})")
+        self.stochastic = frozenset(stochastic)
+        self.generator = generator
+        self._tuner = tuner
+        self._kernels: dict[torch.dtype, Kernel] = {}
+        self._layouts: dict[tuple, Layout] = {}
+        self._configs: dict[tuple, Config] = {}
+        self.source = self.kernel(torch.float32).source  # for `optforge show`
+
+    @property
+    def tuner(self):
+        if self._tuner is None:
+            from ...runtime.autotune import default_tuner
+            self._tuner = default_tuner()
+        return self._tuner
+
+    def kernel(self, param_dtype: torch.dtype) -> Kernel:
+        found = self._kernels.get(param_dtype)
+        if found is None:
+            if param_dtype not in DTYPE_NAMES:
+                raise CompileError(f"rule {self.plan.rule_name!r}: the triton backend cannot "
+                                   f"run {param_dtype} parameters (supported: "
+                                   f"{sorted(TORCH_DTYPES)})")
+            name = DTYPE_NAMES[param_dtype]
+            dtypes = storage_dtypes(self.plan, name)
+            sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
+            source = triton_source(self.plan, name, sr)
+            module = load_module(source, "triton")
+            found = self._kernels[param_dtype] = Kernel(
+                module.kernel, source, hashlib.sha256(source.encode()).hexdigest()[:16],
+                dtypes, sr)
+        return found
+
+    # ---- one step ---------------------------------------------------------------------
+    def __call__(self, params, grads, states, scalars) -> None:
+        device, dtype = params[0].device, params[0].dtype
+        kern = self.kernel(dtype)
+        by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
+        rows = [by_role[r.name] for r in self.refs]
+        check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
+                      for r in self.refs], device)
+        numels = numels_of(params)
+        layout = self._layouts.get((device, numels))
+        if layout is None:
+            layout = self._layouts[(device, numels)] = Layout(numels, device)
+        config = self._config(kern, layout, rows, scalars)
+        seeds = [self._seed() for _ in kern.stochastic]
+        self._launch(kern, layout, layout.address_table(rows), scalars, seeds, config)
+
+    def _seed(self) -> int:
+        return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
+
+    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, scalars, seeds,
+                config: Config) -> None:
+        blocks = layout.block_map(config.block_size)
+        if blocks.n_programs == 0:  # every tensor is empty
+            return
+        guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
+                 else contextlib.nullcontext())
+        with guard:
+            kern.fn[(blocks.n_programs,)](
+                table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start,
+                *[float(s) for s in scalars], *seeds,
+                BLOCK_SIZE=config.block_size, num_warps=config.num_warps)
+
+    # ---- launch configuration ---------------------------------------------------------
+    def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
+        key = (kern.digest, layout.device, layout.numels)
+        found = self._configs.get(key)
+        if found is not None:
+            return found
+        from ...runtime.autotune import TuneKey, device_signature, size_bucket
+        import triton
+
+        name, capability = device_signature(layout.device)
+        space = configs.candidates(layout.device, layout.numels)
+        if not self._scratch_fits(layout, rows):
+            space = []  # no room for scratch copies: the heuristic, never live buffers
+        tune_key = TuneKey(name, capability, triton.__version__, kern.digest,
+                           ",".join(f"{k}:{v}" for k, v in kern.dtypes.items()),
+                           size_bucket(layout.numels))
+        chosen = self.tuner.choose(
+            tune_key, layout.device,
+            [c.as_dict() for c in space],
+            self._scratch_runner(kern, layout, rows, scalars),
+            configs.heuristic(layout.device, layout.numels).as_dict(), configs.valid)
+        found = self._configs[key] = Config.from_dict(chosen)
+        return found
+
+    def _scratch_fits(self, layout: Layout, rows) -> bool:
+        if layout.device.type != "cuda":
+            return True
+        written = {r.name for r, _ in self.plan.stores}
+        need = sum(t.numel() * t.element_size() for ref, row in zip(self.refs, rows)
+                   if ref.name in written for t in row)
+        free, _ = torch.cuda.mem_get_info(layout.device)
+        if need < 0.8 * free:
+            return True
+        import warnings
+        warnings.warn(f"optforge: not tuning {self.plan.rule_name} on {layout.device}: its "
+                      f"scratch copies need {need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB are "
+                      "free; using the heuristic config", RuntimeWarning, stacklevel=4)
+        return False
+
+    def _scratch_runner(self, kern: Kernel, layout: Layout, rows, scalars) -> Callable:
+        """``run(config)`` on copies of every written tensor: timing trials never touch the
+        live params and states (read-only tensors such as grads are shared)."""
+        written = {r.name for r, _ in self.plan.stores}
+        scratch: list | None = None
+
+        def run(config: dict) -> None:
+            nonlocal scratch
+            if scratch is None:  # allocated only if a search actually runs
+                scratch = [[t.clone() for t in row] if ref.name in written else row
+                            for ref, row in zip(self.refs, rows)]
+                run.table = torch.tensor([t.data_ptr() for row in scratch for t in row],
+                                         dtype=torch.int64).to(layout.device)
+            self._launch(kern, layout, run.table, scalars, [0] * len(kern.stochastic),
+                         Config.from_dict(config))
+        return run

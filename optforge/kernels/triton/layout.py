@@ -1,0 +1,85 @@
+"""How one launch reaches every tensor of a bucket without touching the user's storage.
+
+Parameters belong to the user (FSDP shards, tied weights, references they hold), so
+the tensors are never concatenated nor re-pointed. Instead a launch gets:
+
+* an address table: int64 ``data_ptr()`` values, one row per tensor role (p, g, each
+  state) and one column per tensor, cast to typed pointers inside the kernel;
+* a block map: for each program, the tensor it works on and its first element, so
+  a 1-element bias and a 100M-element embedding share one grid with no idle programs
+  beyond each tensor's last partial block.
+
+Both are small (8 bytes per tensor and role; 12 bytes per block of >= 1024 elements)
+and cached: the block map depends only on the sizes and BLOCK_SIZE; the address
+table is rebuilt only when an address changes (gradients re-allocated, say).
+"""
+from __future__ import annotations
+
+import torch
+
+
+class LayoutError(ValueError):
+    """A bucket the triton backend cannot run as given (strides, devices, dtypes)."""
+
+
+def check_bucket(roles: list[tuple[str, list[torch.Tensor], torch.dtype]],
+                 device: torch.device) -> None:
+    """Every tensor contiguous, on ``device``, with its role's storage dtype; else name it."""
+    for role, tensors, dtype in roles:
+        for i, t in enumerate(tensors):
+            where = f"triton backend: tensor {role!r} of parameter {i}"
+            if t.device != device:
+                raise LayoutError(f"{where} is on {t.device}, the bucket on {device}")
+            if t.dtype != dtype:
+                raise LayoutError(f"{where} is {t.dtype}; the kernel was built for {dtype}")
+            if not t.is_contiguous():
+                # a strided view would be read as if dense: wrong values, so refuse it
+                raise LayoutError(f"{where} is not contiguous (shape {tuple(t.shape)}, "
+                                  f"strides {t.stride()}); the triton backend needs "
+                                  "contiguous tensors (use .contiguous() or backend='torch')")
+
+
+class BlockMap:
+    """Program -> (tensor index, first element) for one tuple of sizes and BLOCK_SIZE."""
+
+    def __init__(self, numels: tuple[int, ...], block_size: int, device: torch.device):
+        sizes = torch.tensor(numels, dtype=torch.int64)
+        blocks = (sizes + block_size - 1) // block_size
+        first = torch.cumsum(blocks, 0) - blocks  # the first block of each tensor
+        tensor = torch.repeat_interleave(torch.arange(len(numels)), blocks)
+        start = (torch.arange(int(blocks.sum())) - first[tensor]) * block_size
+        self.n_programs = int(blocks.sum())
+        self.numel = sizes.to(device)
+        self.tensor = tensor.to(torch.int32).to(device)
+        self.start = start.to(device)
+
+
+class Layout:
+    """Caches block maps and the last address table for one bucket's tensor sizes."""
+
+    def __init__(self, numels: tuple[int, ...], device: torch.device):
+        self.numels, self.device = numels, device
+        self.total = sum(numels)
+        self._maps: dict[int, BlockMap] = {}
+        self._addresses: tuple[int, ...] | None = None
+        self._table: torch.Tensor | None = None
+
+    def block_map(self, block_size: int) -> BlockMap:
+        found = self._maps.get(block_size)
+        if found is None:
+            found = self._maps[block_size] = BlockMap(self.numels, block_size, self.device)
+        return found
+
+    def address_table(self, rows: list[list[torch.Tensor]]) -> torch.Tensor:
+        """int64 [n_roles * n_tensors] addresses, reused while they do not change."""
+        addresses = tuple(t.data_ptr() for row in rows for t in row)
+        if addresses != self._addresses:
+            # a new tensor each time (not an in-place update): a launch still queued
+            # on the stream keeps reading the old table
+            self._table = torch.tensor(addresses, dtype=torch.int64).to(self.device)
+            self._addresses = addresses
+        return self._table
+
+
+def numels_of(params: list[torch.Tensor]) -> tuple[int, ...]:
+    return tuple(p.numel() for p in params)
