@@ -5,7 +5,7 @@ import sympy as sp
 
 from ..dsl.rule import Rule
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
-from .passes import cse, hoist_scalars, pow_to_mul
+from .passes import cse, hoist_levels, pow_to_mul, split_reductions
 from .plan import KernelPlan, TensorRef
 
 
@@ -21,22 +21,31 @@ def _is_identity(name: str, expr: sp.Expr) -> bool:
     return isinstance(expr, (ParamSymbol, StateSymbol)) and expr.name == name
 
 
+def _used_tensors(refs: dict[str, TensorRef], exprs) -> list[TensorRef]:
+    used = set()
+    for e in exprs:
+        used |= {s.name for s in e.free_symbols
+                 if isinstance(s, (ParamSymbol, GradSymbol, StateSymbol))}
+    return [ref for name, ref in refs.items() if name in used]
+
+
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
-    """Normalize, hoist scalars, CSE, rewrite powers: the plan every backend prints."""
+    """Split reductions, hoist scalars, CSE, rewrite powers: the plan every backend prints."""
     outputs = {k: e for k, e in rule.outputs().items() if not _is_identity(k, e)}
-    prologue, outputs = hoist_scalars(outputs)
+    reductions, outputs = split_reductions(outputs)
+    prologue, scope_temps, outputs, reduce_args = hoist_levels(
+        outputs, {str(r.result): r.expr for r in reductions if r.op != "numel"})
     scalar_args = [s for s, _ in prologue]
     host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
     prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
     temps, outputs = cse(outputs)
     temps, outputs = pow_to_mul(temps, outputs)
+    reduce_temps, reduce_args = cse(reduce_args, prefix="q")
+    reduce_temps, reduce_args = pow_to_mul(reduce_temps, reduce_args, prefix="q")
+    reductions = [type(r)(r.result, r.op, r.scope, reduce_args.get(str(r.result), r.expr))
+                  for r in reductions]
 
     refs = _tensor_refs(rule)
-    used = set()
-    for e in [e for _, e in temps] + list(outputs.values()):
-        used |= {s.name for s in e.free_symbols if isinstance(s, (ParamSymbol, GradSymbol,
-                                                                    StateSymbol))}
-    loads = [ref for name, ref in refs.items() if name in used]
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
     return KernelPlan(
@@ -44,8 +53,13 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
         prologue_inputs=list(hyper_symbols) + [StepSymbol("t", positive=True)],
         prologue=prologue,
         scalar_args=scalar_args,
-        loads=loads,
+        loads=_used_tensors(refs, [e for _, e in temps] + list(outputs.values())),
         temps=temps,
         stores=stores,
         states=dict(rule.states),
+        reduce_loads=_used_tensors(refs, [e for _, e in reduce_temps]
+                                   + [r.expr for r in reductions]),
+        reduce_temps=reduce_temps,
+        reductions=reductions,
+        scope_temps=scope_temps,
     )

@@ -26,6 +26,24 @@ class ElemTemp(sp.Symbol):
     """A per-element temporary of the elementwise stage (from CSE)."""
 
 
+class ReduceResult(sp.Symbol):
+    """The value of one reduction (``r0, r1...``): one per tensor, row, column or group."""
+
+
+class ScopeTemp(sp.Symbol):
+    """Math on reduction results (``m0 = sqrt(r0) / ...``): one value per reduction scope."""
+
+
+@dataclass(frozen=True)
+class ReduceOp:
+    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel"."""
+
+    result: ReduceResult
+    op: str
+    scope: str  # "tensor" | "row" | "col" | "group"
+    expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
+
+
 @dataclass(frozen=True)
 class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
@@ -45,11 +63,25 @@ class KernelPlan:
     temps: list[tuple[ElemTemp, sp.Expr]]
     stores: list[tuple[TensorRef, sp.Expr]]
     states: dict[str, StateDecl] = field(default_factory=dict)
+    # The reduce stage, run over every tensor before the elementwise stage; empty for
+    # purely elementwise rules (whose plans are then exactly as before reductions existed).
+    reduce_loads: list[TensorRef] = field(default_factory=list)
+    reduce_temps: list[tuple[ElemTemp, sp.Expr]] = field(default_factory=list)
+    reductions: list[ReduceOp] = field(default_factory=list)
+    scope_temps: list[tuple[ScopeTemp, sp.Expr]] = field(default_factory=list)
 
     def describe(self) -> str:
         """A readable listing of the plan (used by ``optforge show``)."""
         lines = [f"# plan for {self.rule_name}", "# host prologue (float64, once per group/step):"]
         lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.prologue]
+        if self.reductions:
+            lines.append("# reduce stage (float32 accumulation):")
+            lines.append("  loads: " + ", ".join(r.name for r in self.reduce_loads))
+            lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.reduce_temps]
+            lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
+                      for r in self.reductions]
+            lines.append("# per-scope values (once per tensor, row, column or group):")
+            lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.scope_temps]
         lines.append("# elementwise stage (float32):")
         lines.append("  loads: " + ", ".join(r.name for r in self.loads))
         lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.temps]

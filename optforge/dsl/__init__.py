@@ -1,7 +1,8 @@
 """The rule DSL: write an optimizer step as math over symbols. Imports no torch."""
 from .errors import DSLError
 from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt, sign, sqrt, where
-from .reductions import amax, dot, mean, norm, total
+from .reductions import amax, count, dot, mean, norm, numel, total
+from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
 from .matrix import matmul, orthogonalize, transpose
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
@@ -13,7 +14,7 @@ from .combine import chain
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
-    "lerp", "where", "norm", "dot", "mean", "amax", "total", "matmul", "transpose",
+    "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale",
 ]

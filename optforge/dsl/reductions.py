@@ -1,46 +1,112 @@
-"""Reductions over a whole tensor (norms, dot products, means).
+"""Reductions: norms, dot products, sums, means, maxima and counts.
 
-These are DSL nodes so a rule can be written with them; compiling them needs the
-multi-stage compiler (a reduce stage before the elementwise stage), which the
-current compiler does not have yet: ``Rule`` validation rejects them with an
-error that names the expression, rather than letting them fail deep in a backend.
+Every user-facing reduction is built from three primitive nodes, so the compiler
+and each backend handle exactly three things:
+
+* ``ReduceSum(x, scope)`` and ``ReduceMax(x, scope)`` over an elementwise expression;
+* ``Numel(scope)``: how many elements the scope holds (known without reading memory).
+
+The scope says what is reduced: ``"tensor"`` (the whole parameter tensor),
+``"row"`` (per output channel: the tensor viewed as ``(shape[0], -1)``, one value
+per row, as AdamP's channel view), ``"col"`` (one value per column of that view) or
+``"group"`` (every tensor of the param group together, e.g. global-norm clipping).
+A reduction's value is the same for every element of its scope; math on it (the
+square root of a norm, a trust ratio) runs once per scope, not once per element.
 """
 from __future__ import annotations
 
 import sympy as sp
 
+from .errors import DSLError
+from .functions import _expr, abs as _abs, sqrt, where
+from .symbols import _current_rule_name, is_tensor_expr
+
+SCOPES = ("tensor", "row", "col", "group")
+
 
 class Reduction(sp.Function):
-    """A node whose value depends on many elements of its argument."""
+    """A node whose value depends on many elements; ``args[-1]`` is the scope index."""
 
     is_real = True
 
-
-class norm(Reduction):  # noqa: N801 - DSL names are lowercase like torch's
-    """The 2-norm of a tensor."""
-
-    nargs = 1
+    @property
+    def scope(self) -> str:
+        return SCOPES[int(self.args[-1])]
 
 
-class dot(Reduction):  # noqa: N801
-    """The sum of the elementwise product of two tensors."""
+class ReduceSum(Reduction):
+    """Sum of an elementwise expression over a scope (float32 accumulation)."""
 
     nargs = 2
 
 
-class mean(Reduction):  # noqa: N801
-    """The mean of a tensor's elements."""
+class ReduceMax(Reduction):
+    """Maximum of an elementwise expression over a scope."""
+
+    nargs = 2
+
+
+class Numel(Reduction):
+    """Number of elements in a scope."""
 
     nargs = 1
+    is_positive = True
 
 
-class amax(Reduction):  # noqa: N801
-    """The largest element of a tensor."""
+def _scope(over: str, fn: str) -> sp.Integer:
+    if over not in SCOPES:
+        raise DSLError(f"rule {_current_rule_name()!r}: {fn}(..., over={over!r}): over must "
+                       f"be one of {SCOPES}")
+    return sp.Integer(SCOPES.index(over))
 
-    nargs = 1
+
+def _tensor_arg(x, fn: str) -> sp.Expr:
+    e = _expr(x, fn, "x")
+    if not is_tensor_expr(e):
+        raise DSLError(f"rule {_current_rule_name()!r}: {fn}({e}) reduces a scalar; a "
+                       "reduction's argument must involve param(), grad() or a state")
+    return e
 
 
-class total(Reduction):  # noqa: N801 - ``sum`` would shadow the builtin
-    """The sum of a tensor's elements."""
+def total(x, over: str = "tensor"):
+    """Sum of the elements of ``x`` (``sum`` in the DSL namespace)."""
+    return ReduceSum(_tensor_arg(x, "sum"), _scope(over, "sum"))
 
-    nargs = 1
+
+def numel(over: str = "tensor"):
+    """The number of elements reduced over ``over``."""
+    return Numel(_scope(over, "numel"))
+
+
+def mean(x, over: str = "tensor"):
+    """Mean of the elements of ``x``."""
+    return ReduceSum(_tensor_arg(x, "mean"), _scope(over, "mean")) / numel(over)
+
+
+def amax(x, over: str = "tensor"):
+    """Largest element of ``x``."""
+    return ReduceMax(_tensor_arg(x, "amax"), _scope(over, "amax"))
+
+
+def dot(x, y, over: str = "tensor"):
+    """Sum of the elementwise product of ``x`` and ``y``."""
+    return ReduceSum(_tensor_arg(_expr(x, "dot", "x") * _expr(y, "dot", "y"), "dot"),
+                     _scope(over, "dot"))
+
+
+def norm(x, ord=2, over: str = "tensor"):  # noqa: A002 - torch's name
+    """The ``ord``-norm of ``x``: ord 1, 2 or ``float('inf')``."""
+    e = _tensor_arg(x, "norm")
+    if ord == 2:
+        return sqrt(ReduceSum(e * e, _scope(over, "norm")))
+    if ord == 1:
+        return ReduceSum(_abs(e), _scope(over, "norm"))
+    if ord in (float("inf"), sp.oo):
+        return ReduceMax(_abs(e), _scope(over, "norm"))
+    raise DSLError(f"rule {_current_rule_name()!r}: norm(..., ord={ord!r}): supported orders "
+                   "are 1, 2 and float('inf')")
+
+
+def count(cond, over: str = "tensor"):
+    """How many elements satisfy the comparison ``cond`` (e.g. ``count(u * g > 0)``)."""
+    return ReduceSum(where(cond, 1, 0), _scope(over, "count"))

@@ -7,7 +7,7 @@ from sympy.core.relational import Relational
 
 from .errors import DSLError
 from .matrix import MatrixOp
-from .reductions import Reduction
+from .reductions import Numel, Reduction
 from .rule import Rule
 from .symbols import GradSymbol, HyperSymbol, ParamSymbol, StateSymbol, StepSymbol
 
@@ -25,6 +25,7 @@ class _Checker:
     def __init__(self, rule: Rule, hypers: set[sp.Symbol]):
         self.rule, self.hypers = rule, hypers
         self.where, self.expr = "", None
+        self.inside_reduction = None
 
     def fail(self, problem: str, node) -> None:
         context = "" if node == self.expr else f" in {_show(self.expr)}"
@@ -35,8 +36,8 @@ class _Checker:
         if isinstance(e, (Relational, BooleanTrue, BooleanFalse) + BOOLEAN_NODES):
             self.fail("a comparison is used as a number (use where(cond, a, b))", e)
         if isinstance(e, Reduction):
-            self.fail(f"reduction {type(e).__name__}() is not supported in an elementwise rule "
-                      "(reductions need the multi-stage compiler)", e)
+            self.reduction(e)
+            return
         if isinstance(e, MatrixOp) or getattr(e, "is_Matrix", False) or isinstance(
                 e, (sp.MatrixBase, sp.MatrixExpr)):
             self.fail("a matrix operation is not supported in an elementwise rule", e)
@@ -59,6 +60,18 @@ class _Checker:
         else:
             self.fail(f"unsupported operation {type(e).__name__} (supported: sqrt, rsqrt, abs, "
                       "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
+
+    def reduction(self, e) -> None:
+        if self.inside_reduction is not None:
+            self.fail(f"a reduction inside the argument of {_show(self.inside_reduction)} is "
+                      "not supported (compute the inner one in a separate state)", e)
+        if isinstance(e, Numel):
+            return
+        self.inside_reduction = e
+        try:
+            self.value(e.args[0])
+        finally:
+            self.inside_reduction = None
 
     def condition(self, c) -> None:
         if isinstance(c, (BooleanTrue, BooleanFalse)):

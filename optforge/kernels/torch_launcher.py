@@ -18,11 +18,20 @@ class TorchLauncher:
 
     def __init__(self, plan: KernelPlan):
         self.source = torch_source(plan)
-        self._step = load_module(self.source, "torch").step
+        module = load_module(self.source, "torch")
+        self._step = module.step
+        self._reduce = getattr(module, "reduce", None)
 
-    def __call__(self, params, grads, states, scalars) -> None:
-        """``states`` is one list per state name (plan order), aligned with ``params``."""
+    def reduce(self, params, grads, states, scalars) -> list[tuple]:
+        """The reduce stage: each tensor's partial reductions (nothing is written)."""
+        cdt = compute_dtype(params[0].dtype)
+        return [self._reduce(p, grads[i], *[s[i] for s in states], scalars=scalars,
+                             compute_dtype=cdt) for i, p in enumerate(params)]
+
+    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+        """``states`` is one list per state name (plan order), aligned with ``params``;
+        ``reduced`` one tuple of finished reductions per parameter (multi-stage rules)."""
         cdt = compute_dtype(params[0].dtype)
         for i, p in enumerate(params):
             self._step(p, grads[i], *[s[i] for s in states], scalars=scalars,
-                       compute_dtype=cdt)
+                       compute_dtype=cdt, reduced=reduced[i] if reduced else ())

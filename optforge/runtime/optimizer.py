@@ -13,9 +13,11 @@ from collections import defaultdict
 
 import torch
 
+from ..compiler.errors import CompileError
 from ..dsl.spec import RuleSpec
-from .backends import check_backend_name, select
+from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
+from .reductions import finish
 from .state import check_loaded, new_state
 
 
@@ -105,13 +107,43 @@ class Optimizer(torch.optim.Optimizer):
                 state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
             step = float(state["step"]) + 1.0
             buckets[(p.device, p.dtype, step)].append(p)
+        plan = compiled.plan
+        runs = []  # (launcher, params, grads, states, scalars) per bucket
         for (device, dtype, step), params in buckets.items():
-            launcher = compiled.launcher(select(self.backend, device, dtype))
-            scalars = compiled.scalars(hyper_values, step)
-            states = [[self.state[p][name] for p in params] for name in decls]
-            launcher(params, [p.grad for p in params], states, scalars)
+            runs.append((self._launcher(compiled, device, dtype), params,
+                         [p.grad for p in params],
+                         [[self.state[p][name] for p in params] for name in decls],
+                         compiled.scalars(hyper_values, step)))
+        reduced = {}
+        if plan.reductions:  # every bucket's reduce stage first: group scopes span buckets
+            partials = []
+            for launcher, params, grads, states, scalars in runs:
+                partials += zip(params, launcher.reduce(params, grads, states, scalars))
+            reduced = finish(plan, partials)
+        for (launcher, params, grads, states, scalars), step in zip(runs, [k[2] for k in buckets]):
+            if plan.reductions:
+                launcher(params, grads, states, scalars, reduced=[reduced[p] for p in params])
+            else:
+                launcher(params, grads, states, scalars)
             for p in params:  # only after the kernel succeeded
                 self.state[p]["step"].fill_(step)
+
+    def _launcher(self, compiled, device, dtype):
+        """The bucket's launcher; multi-stage rules need a backend with a reduce stage."""
+        backend = select(self.backend, device, dtype)
+        if not compiled.plan.reductions:
+            return compiled.launcher(backend)
+        try:
+            launcher = compiled.launcher(backend)
+        except CompileError:  # a printer that refuses reduce stages
+            launcher = None
+        if not hasattr(launcher, "reduce"):
+            if self.backend != "auto":
+                raise BackendError(f"backend {backend.name!r} cannot run rule "
+                                   f"{self.spec.name!r}: it has no reduce stage yet (the rule "
+                                   "uses norm/sum/mean/amax/count); use backend='torch'")
+            launcher = compiled.launcher(BACKENDS["torch"])
+        return launcher
 
     def _check_param(self, p, group_index: int, i: int) -> None:
         where = f"{type(self).__name__}: parameter {i} of group {group_index}"

@@ -2,8 +2,8 @@
 import pytest
 import sympy as sp
 
-from optforge.dsl import (DSLError, Rule, RuleSpec, grad, matmul, norm, param, sqrt, state,
-                          step, where)
+from optforge.dsl import (DSLError, Rule, RuleSpec, grad, matmul, mean, norm, param, sqrt,
+                          state, step, where)
 
 
 def rule_unknown_symbol(lr=0.1):
@@ -30,7 +30,7 @@ def rule_string_hyper(lr="0.1"):
 
 def rule_reduction(lr=0.1):
     g = grad()
-    return Rule(param() - lr * g / norm(g))
+    return Rule(param() - lr * g / norm(g - mean(g)))
 
 
 def rule_matrix(lr=0.1):
@@ -101,7 +101,7 @@ CASES = [
     (rule_state_written_never_declared, "writes 'momentum', which was never declared"),
     (rule_nonscalar_hyper, "hyperparameter 'lr' has default [0.1, 0.2]"),
     (rule_string_hyper, "hyperparameter 'lr' has default '0.1'"),
-    (rule_reduction, "reduction norm()"),
+    (rule_reduction, "a reduction inside the argument of"),
     (rule_matrix, "matrix operation"),
     (rule_comparison_as_value, "comparison"),
     (rule_unsupported_function, "unsupported operation gamma"),
@@ -129,7 +129,8 @@ def test_malformed_rule_raises_dsl_error(fn, message):
 
 
 def test_errors_name_the_expression():
-    with pytest.raises(DSLError, match=r"norm\(g\) in -g\*lr/norm\(g\) \+ p"):
+    with pytest.raises(DSLError, match=r"argument of ReduceSum\(\(g - ReduceSum\(g, 0\)/Numel"
+                                       r"\(0\)\)\*\*2, 0\).* in -g\*lr/sqrt\("):
         RuleSpec(rule_reduction).build()
 
 
@@ -141,3 +142,16 @@ def test_well_formed_rule_builds():
         return Rule(p - lr * m1 / sqrt(1 - beta**t), m=m1)
 
     assert set(RuleSpec(ok).build().updates) == {"m"}
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda lr: norm(grad(), ord=3), "norm(..., ord=3): supported orders are 1, 2"),
+    (lambda lr: mean(grad(), over="batch"), "over must be one of ('tensor', 'row', 'col', 'group')"),
+    (lambda lr: mean(lr), "mean(lr) reduces a scalar"),
+])
+def test_bad_reductions_are_named(make, message):
+    def rule_bad_reduction(lr=0.1):
+        return Rule(param() - lr * make(lr) * grad())
+    with pytest.raises(DSLError, match="rule 'rule_bad_reduction'") as info:
+        RuleSpec(rule_bad_reduction).build()
+    assert message in str(info.value)

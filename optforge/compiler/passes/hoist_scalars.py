@@ -1,64 +1,91 @@
-"""Move scalar-only subexpressions out of the elementwise stage into the host prologue.
+"""Move everything that is not per-element out of the elementwise stage.
 
-``(1 - beta1) * g`` becomes ``s0 * g`` with ``s0 = 1 - beta1`` computed once per group
-in float64. Inside a sum or product, all scalar operands are grouped into one
-temporary (``-lr * wd * p`` -> ``s1 * p``), so the kernel does one multiply, not three.
-A scalar condition with per-element branches (``where(t > 1, a, b)``) becomes a 0/1
-scalar ``s`` tested as ``s != 0``.
+A value has one of three *levels*:
+
+0. a group scalar (hyperparameters and ``t``): computed once per group per step in
+   float64 on the host, passed to kernels as ``s0, s1...`` (the prologue);
+1. a per-scope value (it uses a reduction result ``r0...``): computed once per tensor,
+   row, column or group, as ``m0, m1...``;
+2. a per-element value (it reads a tensor): computed in the kernel.
+
+``(1 - beta1) * g`` becomes ``s0 * g`` with ``s0 = 1 - beta1``. Inside a sum or product
+all lower-level operands are grouped into one temporary (``-lr * wd * p`` -> ``s1 * p``;
+``-lr * r0 * u`` -> ``m0 * u`` with ``m0 = s2 * r0``), so the kernel does one multiply.
+A lower-level condition with per-element branches (``where(t > 1, a, b)``) becomes a
+0/1 value ``s`` tested as ``s != 0``.
 """
 from __future__ import annotations
 
 import sympy as sp
 from sympy.core.relational import Relational
-from sympy.logic.boolalg import Boolean
+from sympy.logic.boolalg import Boolean, BooleanFalse, BooleanTrue
 
 from ...dsl.symbols import is_tensor_expr
-from ..plan import ScalarTemp
+from ..plan import ReduceResult, ScalarTemp, ScopeTemp
+
+
+def level(e: sp.Basic) -> int:
+    if is_tensor_expr(e):
+        return 2
+    return 1 if any(isinstance(s, (ReduceResult, ScopeTemp)) for s in e.free_symbols) else 0
 
 
 class _Hoister:
     def __init__(self):
-        self.temps: dict[sp.Expr, ScalarTemp] = {}
+        self.scalars: dict[sp.Expr, ScalarTemp] = {}
+        self.scoped: dict[sp.Expr, tuple[ScopeTemp, sp.Expr]] = {}
 
     def temp(self, e: sp.Expr) -> sp.Expr:
-        if e.is_Number:
+        if e.is_Number or isinstance(e, (ReduceResult, ScopeTemp)):
             return e
-        if e not in self.temps:
-            self.temps[e] = ScalarTemp(f"s{len(self.temps)}", real=True)
-        return self.temps[e]
+        if level(e) == 0:
+            if e not in self.scalars:
+                self.scalars[e] = ScalarTemp(f"s{len(self.scalars)}", real=True)
+            return self.scalars[e]
+        if e not in self.scoped:
+            value = self.expr(e, at=1)
+            self.scoped[e] = (ScopeTemp(f"m{len(self.scoped)}", real=True), value)
+        return self.scoped[e][0]
 
-    def cond(self, c):
-        if isinstance(c, (sp.logic.boolalg.BooleanTrue, sp.logic.boolalg.BooleanFalse)):
+    def cond(self, c, at: int):
+        if isinstance(c, (BooleanTrue, BooleanFalse)):
             return c
-        if not is_tensor_expr(c):
-            flag = self.temp(sp.Piecewise((sp.Integer(1), c), (sp.Integer(0), True)))
-            return sp.Ne(flag, 0)
+        if level(c) < at:
+            return sp.Ne(self.temp(sp.Piecewise((sp.Integer(1), c), (sp.Integer(0), True))), 0)
         if isinstance(c, Relational):
-            return c.func(self.expr(c.lhs), self.expr(c.rhs))
-        return c.func(*[self.cond(a) for a in c.args])
+            return c.func(self.expr(c.lhs, at), self.expr(c.rhs, at))
+        return c.func(*[self.cond(a, at) for a in c.args])
 
-    def expr(self, e: sp.Expr) -> sp.Expr:
-        if not is_tensor_expr(e):
+    def expr(self, e: sp.Expr, at: int = 2) -> sp.Expr:
+        """``e`` as computed at level ``at``, lower-level parts replaced by temporaries."""
+        if level(e) < at:
             return self.temp(e)
         if e.is_Symbol:
             return e
         if isinstance(e, (sp.Add, sp.Mul)):
-            scalar = [a for a in e.args if not is_tensor_expr(a)]
-            tensor = [self.expr(a) for a in e.args if is_tensor_expr(a)]
-            if scalar:
-                tensor.insert(0, self.temp(e.func(*scalar)))
-            return e.func(*tensor)
+            low = [a for a in e.args if level(a) < at]
+            high = [self.expr(a, at) for a in e.args if level(a) >= at]
+            if low:
+                high.insert(0, self.temp(e.func(*low)))
+            return e.func(*high)
         if isinstance(e, sp.Piecewise):
-            return sp.Piecewise(*[(self.expr(v), self.cond(c)) for v, c in e.args])
+            return sp.Piecewise(*[(self.expr(v, at), self.cond(c, at)) for v, c in e.args])
         if isinstance(e, (Relational, Boolean)):
-            return self.cond(e)
-        return e.func(*[self.expr(a) for a in e.args])
+            return self.cond(e, at)
+        return e.func(*[self.expr(a, at) for a in e.args])
+
+
+def hoist_levels(outputs: dict[str, sp.Expr], reduce_args: dict[str, sp.Expr] | None = None):
+    """Return (prologue, scope temporaries, outputs, reduce arguments), all rewritten."""
+    h = _Hoister()
+    reduce_args = {k: h.expr(e) for k, e in (reduce_args or {}).items()}
+    rewritten = {name: h.expr(e) for name, e in outputs.items()}
+    prologue = [(sym, e) for e, sym in h.scalars.items()]
+    return prologue, list(h.scoped.values()), rewritten, reduce_args
 
 
 def hoist_scalars(outputs: dict[str, sp.Expr]) -> tuple[list[tuple[ScalarTemp, sp.Expr]],
                                                         dict[str, sp.Expr]]:
     """Return (prologue assignments, outputs rewritten over the scalar temporaries)."""
-    h = _Hoister()
-    rewritten = {name: h.expr(e) for name, e in outputs.items()}
-    prologue = [(sym, e) for e, sym in h.temps.items()]
+    prologue, _, rewritten, _ = hoist_levels(outputs)
     return prologue, rewritten

@@ -17,8 +17,8 @@ MAX_EXPONENT = 4
 class _Rewriter:
     """Rewrites powers; a compound base becomes a new temporary so it is computed once."""
 
-    def __init__(self, first_free: int):
-        self.next_index = first_free
+    def __init__(self, first_free: int, prefix: str):
+        self.next_index, self.prefix = first_free, prefix
         self.new_temps: list[tuple[ElemTemp, sp.Expr]] = []
 
     def __call__(self, e: sp.Expr) -> sp.Expr:
@@ -30,7 +30,7 @@ class _Rewriter:
         if isinstance(e, sp.Pow) and e.exp.is_Integer and 2 <= abs(int(e.exp)) <= MAX_EXPONENT:
             base = args[0]
             if not base.is_Atom:
-                temp = ElemTemp(f"e{self.next_index}", real=True)
+                temp = ElemTemp(f"{self.prefix}{self.next_index}", real=True)
                 self.next_index += 1
                 self.new_temps.append((temp, base))
                 base = temp
@@ -43,9 +43,9 @@ class _Rewriter:
         return out
 
 
-def pow_to_mul(temps, outputs):
+def pow_to_mul(temps, outputs, prefix: str = "e"):
     """Apply the rewrite to every temporary and output, keeping evaluation order."""
-    rewrite = _Rewriter(first_free=len(temps))
+    rewrite = _Rewriter(first_free=len(temps), prefix=prefix)
     new_temps = []
     for s, e in temps:
         value = rewrite(e)

@@ -31,7 +31,11 @@ def _bytes(ref: TensorRef, param_dtype: str) -> int:
 
 
 def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
-    """Bytes per element for one step of ``plan`` when params (and grads) are ``param_dtype``."""
-    read = sum(_bytes(r, param_dtype) for r in plan.loads)
+    """Bytes per element for one step of ``plan`` when params (and grads) are ``param_dtype``.
+
+    A multi-stage plan reads the reduce stage's inputs once more: that extra pass is
+    the price of a reduction, and it shows here.
+    """
+    read = sum(_bytes(r, param_dtype) for r in plan.loads + plan.reduce_loads)
     written = sum(_bytes(r, param_dtype) for r, _ in plan.stores)
     return Traffic(read, written)

@@ -11,7 +11,7 @@ from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 
 from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
-from ..plan import ElemTemp, KernelPlan
+from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp
 from ..templates import render
 
 _UNARY = {sp.Abs: "torch.abs", sp.sign: "torch.sign", sp.exp: "torch.exp", sp.log: "torch.log"}
@@ -28,7 +28,9 @@ class TorchPrinter:
         self.rule_name = rule_name
 
     def tensor(self, e) -> bool:
-        return any(isinstance(s, (TensorSymbol, ElemTemp)) for s in e.free_symbols)
+        # reduction results are 0-dim (or per-row/column) tensors: printed as tensors too
+        return any(isinstance(s, (TensorSymbol, ElemTemp, ReduceResult, ScopeTemp))
+                   for s in e.free_symbols)
 
     def doprint(self, e) -> str:
         method = getattr(self, "_print_" + type(e).__name__, None)
@@ -143,8 +145,30 @@ def torch_source(plan: KernelPlan) -> str:
     return render("torch_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   tensors=", ".join(names),
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),
+                  reduce=_reduce_source(plan, pr, names),
+                  reduced="".join(f"{r.result.name}, " for r in plan.reductions),
+                  scope_temps="\n".join(f"    {s.name} = {pr.doprint(e)}"
+                                         for s, e in plan.scope_temps),
                   loads="\n".join(loads), temps="\n".join(temps),
                   outputs="\n".join(outputs), stores="\n".join(stores))
+
+
+def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
+    """``reduce(<tensors>, scalars, compute_dtype)``: each tensor's partial reductions."""
+    if not plan.reductions:
+        return ""
+    lines = ["", "", f"def reduce({', '.join(names)}, scalars, compute_dtype):",
+             f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars"]
+    lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in plan.reduce_loads]
+    lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.reduce_temps]
+    parts = []
+    for r in plan.reductions:
+        value = pr.doprint(r.expr)
+        if not pr.tensor(r.expr):  # a constant (numel's 1): give it the tensor's dtype
+            value = f"torch.tensor({value}, dtype=compute_dtype, device=p.device)"
+        parts.append(f"_reduce({value}, {r.op!r}, {r.scope!r}, p)")
+    lines.append("    return (" + "".join(f"\n        {part}," for part in parts) + ")")
+    return "\n".join(lines) + "\n"
 
 
 def _signature(plan: KernelPlan) -> list[str]:

@@ -1,0 +1,46 @@
+"""Between the reduce stage and the elementwise stage: finish each reduction.
+
+Backends return one partial result per tensor and reduction: a 0-dim tensor for
+``tensor`` and ``group`` scopes, a vector for ``row`` / ``col``. Here ``group``
+partials are combined over every tensor of the param group (whatever their device
+or dtype bucket), and every value is shaped to broadcast against its parameter, so
+the elementwise stage reads it like any other operand.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..compiler.plan import KernelPlan
+
+
+def _combine(op: str, values: list[torch.Tensor]) -> torch.Tensor:
+    device = values[0].device
+    stacked = torch.stack([v.to(device=device, dtype=torch.float32) for v in values])
+    # sum in a fixed order (the group's parameter order): the same bits every run
+    return stacked.amax() if op == "max" else stacked.sum()
+
+
+def _broadcastable(value: torch.Tensor, scope: str, param: torch.Tensor) -> torch.Tensor:
+    if scope == "row":
+        return value.view((-1,) + (1,) * max(param.dim() - 1, 0)) if param.dim() else \
+            value.view(())
+    if scope == "col":
+        return value.view(param.shape[1:])
+    return value
+
+
+def finish(plan: KernelPlan, partials: list[tuple[torch.Tensor, tuple]]) -> dict:
+    """``[(param, its partials)]`` -> ``{param: values to pass to the elementwise stage}``."""
+    totals = {}
+    for i, r in enumerate(plan.reductions):
+        if r.scope == "group":
+            totals[i] = _combine(r.op, [parts[i] for _, parts in partials])
+    out = {}
+    for p, parts in partials:
+        values = []
+        for i, r in enumerate(plan.reductions):
+            v = totals[i].to(device=parts[i].device, dtype=parts[i].dtype) if i in totals \
+                else parts[i]
+            values.append(_broadcastable(v, r.scope, p))
+        out[p] = tuple(values)
+    return out

@@ -1,0 +1,164 @@
+"""Multi-stage rules: reductions over a tensor, its rows or columns, or the whole group.
+
+Each rule is checked against a plain-torch implementation of the same formula
+written here, over several steps on the awkward shapes, on the backends that have a
+reduce stage (today the torch backend; under backend="auto" others fall back to it).
+"""
+import pytest
+import torch
+
+import optforge
+from optforge.compiler import lower, traffic
+from optforge.dsl import (Rule, RuleSpec, amax, count, grad, mean, norm, numel, param, sqrt,
+                          state, step, where)
+from optforge.dsl import abs as abs_
+from optforge.dsl import sum as dsl_sum
+from optforge.runtime.backends import BACKENDS, Backend, BackendError
+from tests.conftest import SHAPES, norm_rel, run_side_by_side
+
+
+def lamb_like(lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01):
+    p, g, t = param(), grad(), step()
+    b1, b2 = betas
+    m = b1 * state("exp_avg") + (1 - b1) * g
+    v = b2 * state("exp_avg_sq") + (1 - b2) * g * g
+    u = (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps) + weight_decay * p
+    ratio = where((norm(p) > 0) & (norm(u) > 0), norm(p) / norm(u), 1)
+    return Rule(p - lr * ratio * u, exp_avg=m, exp_avg_sq=v)
+
+
+class RefLamb(torch.optim.Optimizer):
+    def __init__(self, params, lr=1e-2, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                st = self.state[p]
+                if not st:
+                    st.update(t=0, m=torch.zeros_like(p), v=torch.zeros_like(p))
+                st["t"] += 1
+                st["m"].mul_(b1).add_(p.grad, alpha=1 - b1)
+                st["v"].mul_(b2).addcmul_(p.grad, p.grad, value=1 - b2)
+                u = (st["m"] / (1 - b1 ** st["t"])) / (
+                    (st["v"] / (1 - b2 ** st["t"])).sqrt() + group["eps"])
+                u = u + group["weight_decay"] * p
+                pn, un = p.norm(), u.norm()
+                ratio = pn / un if pn > 0 and un > 0 else 1.0
+                p.add_(u, alpha=-group["lr"] * float(ratio))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("backend", ["torch", "auto"])  # auto: a backend with a reduce stage
+def test_per_tensor_trust_ratio_matches_reference(shape, backend):
+    ours, ref, _, _ = run_side_by_side(
+        lambda ps: optforge.Optimizer(ps, lamb_like, backend=backend),
+        lambda ps: RefLamb(ps), shape)
+    assert norm_rel(ours, ref) < 1e-6
+
+
+def _rows(x):
+    return x.reshape(x.shape[0] if x.dim() else 1, -1)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(4, 3, 5)], ids=str)
+def test_row_and_column_scopes_match_reference(shape):
+    def rule(lr=0.1):
+        g = grad()
+        row_mean, col_max = mean(g, over="row"), amax(g, over="col")
+        return Rule(param() - lr * (g - row_mean) / (abs_(col_max) + 1) * numel(over="row"))
+
+    def ref_grad_step(p, g, lr=0.1):
+        rows = _rows(g)
+        row_mean = rows.mean(1, keepdim=True)
+        col_max = rows.amax(0, keepdim=True)
+        upd = (rows - row_mean) / (col_max.abs() + 1) * rows.shape[1]
+        return p - lr * upd.reshape(p.shape)
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(shape, generator=gen))
+    expected = p.detach().clone()
+    opt = optforge.Optimizer([p], rule)
+    for _ in range(5):
+        g = torch.randn(shape, generator=gen)
+        p.grad = g
+        expected = ref_grad_step(expected, g)
+        opt.step()
+    assert norm_rel(p.detach(), expected) < 1e-6
+
+
+def test_group_scope_is_global_norm_clipping():
+    def clipped_sgd(lr=0.1, max_norm=1.0):
+        g = grad()
+        total_norm = norm(g, over="group")
+        scale = where(total_norm > max_norm, max_norm / (total_norm + 1e-6), 1)
+        return Rule(param() - lr * scale * g)
+
+    gen = torch.Generator().manual_seed(1)
+    shapes = [(7, 13), (1,), (257, 129), (1023,)]
+    ours = [torch.nn.Parameter(torch.randn(s, generator=gen)) for s in shapes]
+    ref = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    opt = optforge.Optimizer(ours, clipped_sgd, lr=0.1, max_norm=1.0)
+    ref_opt = torch.optim.SGD(ref, lr=0.1, foreach=False)
+    for _ in range(5):
+        grads = [torch.randn(s, generator=gen) for s in shapes]
+        for p, q, g in zip(ours, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        torch.nn.utils.clip_grad_norm_(ref, 1.0, foreach=False)
+        ref_opt.step()
+    for p, q in zip(ours, ref):
+        assert norm_rel(p.detach(), q.detach()) < 1e-6
+
+
+def test_norm_orders_sum_count_and_numel():
+    def rule(lr=1.0):
+        g = grad()
+        value = (norm(g, 1) + norm(g, float("inf")) + dsl_sum(g) + count(g > 0)
+                 + numel() + norm(g))
+        return Rule(param() - lr * value)
+    g = torch.tensor([3.0, -4.0, 0.5, 0.0])
+    p = torch.nn.Parameter(torch.zeros(4))
+    p.grad = g
+    optforge.Optimizer([p], rule).step()
+    expected = g.abs().sum() + g.abs().max() + g.sum() + (g > 0).sum() + 4 + g.norm()
+    assert torch.allclose(p.detach(), torch.full((4,), -float(expected)))
+
+
+def test_reductions_are_deterministic():
+    def run():
+        gen = torch.Generator().manual_seed(3)
+        p = torch.nn.Parameter(torch.randn(257, 129, generator=gen))
+        opt = optforge.Optimizer([p], lamb_like)
+        for _ in range(3):
+            p.grad = torch.randn(257, 129, generator=gen)
+            opt.step()
+        return p.detach().clone()
+    assert torch.equal(run(), run())
+
+
+def test_traffic_counts_the_reduce_pass():
+    spec = RuleSpec(lamb_like)
+    plan = lower(spec.build(), spec.hyper_symbols)
+    assert len(plan.reductions) == 2 and [r.name for r in plan.reduce_loads] == \
+        ["p", "g", "exp_avg", "exp_avg_sq"]
+    assert traffic(plan).read == 16 + 16 and traffic(plan).written == 12
+
+
+def test_a_backend_without_a_reduce_stage_is_refused_or_skipped(monkeypatch):
+    class NoReduce:
+        def __init__(self, plan):
+            pass
+
+        def __call__(self, *args, **kwargs):
+            raise AssertionError("must not run")
+
+    fake = Backend("fake", lambda device, dtype: True, NoReduce, lambda plan: "")
+    monkeypatch.setitem(BACKENDS, "fake", fake)
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.ones(3)
+    with pytest.raises(BackendError, match="backend 'fake' cannot run rule 'lamb_like': it "
+                                           "has no reduce stage"):
+        optforge.Optimizer([p], lamb_like, backend="fake").step()
