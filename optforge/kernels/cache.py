@@ -8,23 +8,35 @@ compiled Triton and Numba's ``cache=True`` both need a real, importable module.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
 import sys
 import tempfile
 import threading
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
 _lock = threading.Lock()
 
 
-def _versions() -> str:
-    import sympy
+# Libraries whose version changes what a generated file means or how it compiles.
+# Read from the installed metadata: no import (numba alone takes ~0.4 s to import).
+_LIBRARIES = ("sympy", "numpy", "numba", "llvmlite", "torch", "triton")
 
+
+@functools.lru_cache(maxsize=1)
+def _versions() -> str:
     from .. import __version__
-    return f"optforge={__version__};sympy={sympy.__version__};py={sys.version_info[:2]}"
+    found = []
+    for lib in _LIBRARIES:
+        try:
+            found.append(f"{lib}={metadata.version(lib)}")
+        except metadata.PackageNotFoundError:
+            found.append(f"{lib}=none")
+    return f"optforge={__version__};{';'.join(found)};py={sys.version_info[:2]}"
 
 
 def cache_dir() -> Path:

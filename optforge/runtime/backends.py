@@ -64,8 +64,28 @@ def _triton_source(plan: KernelPlan) -> str:
 
 BACKENDS["triton"] = Backend("triton", _triton_supports, _triton_build, _triton_source,
                              auto_devices=("cuda",))
+
+
+def _numba_supports(device: torch.device, dtype: torch.dtype) -> bool:
+    import importlib.util
+    return (device.type == "cpu" and dtype in FLOAT_DTYPES
+            and importlib.util.find_spec("numba") is not None)
+
+
+def _numba_build(plan: KernelPlan):
+    from ..kernels.numba.launcher import NumbaLauncher
+    return NumbaLauncher(plan)
+
+
+def _numba_source(plan: KernelPlan) -> str:
+    from ..compiler.printers.numba import numba_source
+    return numba_source(plan)
+
+
+BACKENDS["numba"] = Backend("numba", _numba_supports, _numba_build, _numba_source,
+                            auto_devices=("cpu",))
 # Tried in order by "auto"; the torch backend runs everywhere, so it is last.
-AUTO_ORDER = ["triton", "torch"]
+AUTO_ORDER = ["triton", "numba", "torch"]
 _warned_fallback: set[tuple[str, torch.dtype]] = set()
 
 
