@@ -5,6 +5,7 @@
     optforge show examples/adabelief.py:adabelief --set amsgrad=true
     optforge latex Lion                    the rule as a LaTeX ``aligned`` block
     optforge demo                          train a small model with torch and optforge
+    optforge tune [AdamW Lion ...]         pre-tune the triton kernels for this GPU
 """
 from __future__ import annotations
 
@@ -124,6 +125,17 @@ def cmd_demo(args) -> None:
     run_demo(steps=args.steps)
 
 
+def cmd_tune(args) -> None:
+    from .runtime.autotune import default_tuner, tune_catalogue
+    try:
+        results = tune_catalogue(args.rules or None, progress=True)
+    except (RuntimeError, ValueError) as exc:
+        raise CLIError(str(exc)) from None
+    for (rule, dtype, size), config in results.items():
+        print(f"{rule:10s} {dtype:9s} {size:16s} {config}")
+    print(f"(saved in {default_tuner().path})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="optforge", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -142,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "show":
             p.add_argument("--backend", help="also print this backend's generated code")
             p.add_argument("--pretty", action="store_true", help="2-D unicode math")
+    tune = sub.add_parser("tune", help="pre-tune triton kernels of catalogue rules for this GPU")
+    tune.add_argument("rules", nargs="*", help="catalogue names (default: all)")
+    tune.set_defaults(run=cmd_tune)
     demo = sub.add_parser("demo", help="train a small model with torch.optim and optforge")
     demo.add_argument("--steps", type=int, default=500)
     demo.set_defaults(run=cmd_demo)

@@ -7,6 +7,7 @@ pick triton only for CUDA tensors, so the CPU path is reached by asking for
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 
 import torch
@@ -16,12 +17,21 @@ DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 @functools.lru_cache(maxsize=1)
 def triton_importable() -> bool:
-    try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # found, not imported: importing triton decorates its own library kernels
+    # (tl.randint...) in whatever mode TRITON_INTERPRET selects at that moment
+    return importlib.util.find_spec("triton") is not None
+
+
+def check_interpreter_consistent() -> None:
+    """Raise if TRITON_INTERPRET=1 was set after triton was imported: triton's library
+    functions (tl.randint) were then built for the GPU and fail inside the interpreter."""
+    if not interpreter_on():
+        return
+    from triton.language import random
+    from triton.runtime.interpreter import InterpretedFunction
+    if not isinstance(random.randint, InterpretedFunction):
+        raise RuntimeError("TRITON_INTERPRET=1 was set after triton was imported; set it "
+                           "before the first import of triton (e.g. in the environment)")
 
 
 def interpreter_on() -> bool:

@@ -44,8 +44,8 @@ def _interpreted(device: torch.device) -> bool:
 
 def candidates(device: torch.device, numels: tuple[int, ...]) -> list[Config]:
     if _interpreted(device):
-        # the interpreter costs ~1 ms per program: only large blocks are sensible
-        return [Config(4096, 4), Config(8192, 4), Config(16384, 4)]
+        # the interpreter pays a fixed cost per operation and program: large blocks
+        return [Config(4096, 4), Config(16384, 4), Config(65536, 4)]
     mean = sum(numels) / max(1, len(numels))
     blocks = (512, 1024, 2048, 4096) if mean < 65536 else (1024, 2048, 4096)
     return [Config(b, w) for b in blocks for w in (4, 8)]
@@ -55,8 +55,9 @@ def heuristic(device: torch.device, numels: tuple[int, ...]) -> Config:
     """Used when tuning is off (OPTFORGE_AUTOTUNE=0) or not run on this device."""
     largest = max(numels, default=1)
     if _interpreted(device):
-        # one program per small tensor, few programs per large one
-        return Config(min(16384, max(4096, 1 << (largest - 1).bit_length())), 4)
+        # as few programs as possible: one per tensor up to 65536 elements (numpy
+        # work per lane is cheap next to the interpreter's per-operation overhead)
+        return Config(min(65536, max(4096, 1 << (largest - 1).bit_length())), 4)
     mean = sum(numels) / max(1, len(numels))
     # 8 fp32 per thread (two 128-bit accesses) for large tensors; small tensors
     # waste fewer lanes with 1024-element blocks

@@ -23,6 +23,7 @@ from ...compiler.plan import KernelPlan
 from ...compiler.printers.triton import storage_dtypes, tensor_refs, triton_source
 from ..cache import load_module
 from . import configs
+from .available import check_interpreter_consistent
 from .configs import Config
 from .layout import Layout, check_bucket, numels_of
 
@@ -87,6 +88,8 @@ class TritonLauncher:
             dtypes = storage_dtypes(self.plan, name)
             sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
             source = triton_source(self.plan, name, sr)
+            if sr:
+                check_interpreter_consistent()
             module = load_module(source, "triton")
             found = self._kernels[param_dtype] = Kernel(
                 module.kernel, source, hashlib.sha256(source.encode()).hexdigest()[:16],
@@ -148,6 +151,11 @@ class TritonLauncher:
             configs.heuristic(layout.device, layout.numels).as_dict(), configs.valid)
         found = self._configs[key] = Config.from_dict(chosen)
         return found
+
+    def config_for(self, param_dtype: torch.dtype, device: torch.device,
+                   numels: tuple[int, ...]) -> Config:
+        """The config used (after a first call) for such a bucket."""
+        return self._configs[(self.kernel(param_dtype).digest, device, numels)]
 
     def _scratch_fits(self, layout: Layout, rows) -> bool:
         if layout.device.type != "cuda":

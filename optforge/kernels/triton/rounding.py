@@ -11,6 +11,7 @@ import torch
 
 from ...compiler.printers.triton import rounding_test_source
 from ..cache import load_module
+from .available import check_interpreter_consistent
 
 BLOCK_SIZE = 4096
 
@@ -27,6 +28,8 @@ def round_to_bf16(x: torch.Tensor, stochastic: bool = False, seed: int = 0) -> t
     bits = torch.empty(x.shape, dtype=torch.int16, device=x.device)
     n = x.numel()
     if n:
+        if stochastic:
+            check_interpreter_consistent()
         kernel = load_module(rounding_test_source(), "triton").round_to_bf16
         kernel[(triton_cdiv(n, BLOCK_SIZE),)](x, bits, n, seed, STOCHASTIC=stochastic,
                                               BLOCK_SIZE=BLOCK_SIZE)

@@ -1,0 +1,20 @@
+"""Where the triton tests run: a CUDA GPU (compiled kernels) if one is visible and
+TRITON_INTERPRET is not set, else the CPU under the Triton interpreter.
+
+Imported first by every triton test module: triton reads TRITON_INTERPRET when a kernel
+is decorated, i.e. when a generated module is imported, so it must be set before any
+launcher is built. Setting it process-wide is harmless to the other tests: "auto"
+never picks triton for CPU tensors and the shared `backend` fixture was parametrized
+when tests/conftest.py was imported, before this module.
+"""
+import os
+
+import torch
+
+if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+    DEVICE = torch.device("cuda")
+else:
+    os.environ["TRITON_INTERPRET"] = "1"
+    DEVICE = torch.device("cpu")
+
+INTERPRETED = DEVICE.type == "cpu"
