@@ -6,7 +6,7 @@ import sympy as sp
 from ..dsl.rule import Rule
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
 from .passes import cse, hoist_levels, pow_to_mul, split_reductions
-from .plan import KernelPlan, TensorRef
+from .plan import KernelPlan, ReduceOp, ReduceStage, TensorRef
 
 
 def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
@@ -29,23 +29,29 @@ def _used_tensors(refs: dict[str, TensorRef], exprs) -> list[TensorRef]:
     return [ref for name, ref in refs.items() if name in used]
 
 
+def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
+    args = {str(r.result): reduce_args[str(r.result)] for r in ops if r.op != "numel"}
+    temps, args = cse(args, prefix="q")
+    temps, args = pow_to_mul(temps, args, prefix="q")
+    ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr)) for r in ops]
+    loads = _used_tensors(refs, [e for _, e in temps] + [r.expr for r in ops])
+    return ReduceStage(loads, temps, ops)
+
+
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
     """Split reductions, hoist scalars, CSE, rewrite powers: the plan every backend prints."""
     outputs = {k: e for k, e in rule.outputs().items() if not _is_identity(k, e)}
-    reductions, outputs = split_reductions(outputs)
+    stage_ops, outputs = split_reductions(outputs)
     prologue, scope_temps, outputs, reduce_args = hoist_levels(
-        outputs, {str(r.result): r.expr for r in reductions if r.op != "numel"})
+        outputs, {str(r.result): r.expr for ops in stage_ops for r in ops if r.op != "numel"})
     scalar_args = [s for s, _ in prologue]
     host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
     prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
     temps, outputs = cse(outputs)
     temps, outputs = pow_to_mul(temps, outputs)
-    reduce_temps, reduce_args = cse(reduce_args, prefix="q")
-    reduce_temps, reduce_args = pow_to_mul(reduce_temps, reduce_args, prefix="q")
-    reductions = [type(r)(r.result, r.op, r.scope, reduce_args.get(str(r.result), r.expr))
-                  for r in reductions]
-
     refs = _tensor_refs(rule)
+    reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
+
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
     return KernelPlan(
@@ -57,9 +63,6 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
         temps=temps,
         stores=stores,
         states=dict(rule.states),
-        reduce_loads=_used_tensors(refs, [e for _, e in reduce_temps]
-                                   + [r.expr for r in reductions]),
-        reduce_temps=reduce_temps,
-        reductions=reductions,
+        reduce_stages=reduce_stages,
         scope_temps=scope_temps,
     )

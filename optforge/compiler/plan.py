@@ -44,6 +44,19 @@ class ReduceOp:
     expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
 
 
+@dataclass
+class ReduceStage:
+    """One pass over memory that computes reductions and writes nothing.
+
+    Stage ``k`` may use the results of stages ``0..k-1`` (through ``ScopeTemp`` values):
+    ``sum(max(Q + dot(g, p) - g, 0))`` needs ``dot(g, p)`` first.
+    """
+
+    loads: list["TensorRef"]
+    temps: list[tuple[ElemTemp, sp.Expr]]
+    reductions: list[ReduceOp]
+
+
 @dataclass(frozen=True)
 class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
@@ -63,23 +76,28 @@ class KernelPlan:
     temps: list[tuple[ElemTemp, sp.Expr]]
     stores: list[tuple[TensorRef, sp.Expr]]
     states: dict[str, StateDecl] = field(default_factory=dict)
-    # The reduce stage, run over every tensor before the elementwise stage; empty for
-    # purely elementwise rules (whose plans are then exactly as before reductions existed).
-    reduce_loads: list[TensorRef] = field(default_factory=list)
-    reduce_temps: list[tuple[ElemTemp, sp.Expr]] = field(default_factory=list)
-    reductions: list[ReduceOp] = field(default_factory=list)
+    # Reduce stages, run in order over every tensor before the elementwise stage, and the
+    # per-scope math on their results; empty for purely elementwise rules (whose plans are
+    # then exactly as before reductions existed).
+    reduce_stages: list[ReduceStage] = field(default_factory=list)
     scope_temps: list[tuple[ScopeTemp, sp.Expr]] = field(default_factory=list)
+
+    @property
+    def reductions(self) -> list[ReduceOp]:
+        """Every reduction of every stage, in stage order."""
+        return [r for stage in self.reduce_stages for r in stage.reductions]
 
     def describe(self) -> str:
         """A readable listing of the plan (used by ``optforge show``)."""
         lines = [f"# plan for {self.rule_name}", "# host prologue (float64, once per group/step):"]
         lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.prologue]
-        if self.reductions:
-            lines.append("# reduce stage (float32 accumulation):")
-            lines.append("  loads: " + ", ".join(r.name for r in self.reduce_loads))
-            lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.reduce_temps]
+        for k, stage in enumerate(self.reduce_stages):
+            lines.append(f"# reduce stage {k} (float32 accumulation, writes nothing):")
+            lines.append("  loads: " + ", ".join(r.name for r in stage.loads))
+            lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
             lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
-                      for r in self.reductions]
+                      for r in stage.reductions]
+        if self.scope_temps:
             lines.append("# per-scope values (once per tensor, row, column or group):")
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.scope_temps]
         lines.append("# elementwise stage (float32):")

@@ -28,6 +28,7 @@ class Reduction(sp.Function):
     """A node whose value depends on many elements; ``args[-1]`` is the scope index."""
 
     is_real = True
+    is_reduction = True  # checked where importing this module would be circular
 
     @property
     def scope(self) -> str:

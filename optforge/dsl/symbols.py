@@ -120,6 +120,9 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     except (sp.SympifyError, TypeError) as exc:
         raise DSLError(f"rule {rule!r}: state {name!r} has init {init!r}, "
                        "which is not a number or an expression") from exc
+    if any(getattr(node, "is_reduction", False) for node in sp.preorder_traversal(init_expr)):
+        raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses a reduction; an "
+                       "initial value is computed per element when the state is created")
     bad = [s for s in init_expr.free_symbols
            if isinstance(s, (GradSymbol, StateSymbol, StepSymbol))]
     if bad:

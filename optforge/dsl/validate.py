@@ -25,7 +25,6 @@ class _Checker:
     def __init__(self, rule: Rule, hypers: set[sp.Symbol]):
         self.rule, self.hypers = rule, hypers
         self.where, self.expr = "", None
-        self.inside_reduction = None
 
     def fail(self, problem: str, node) -> None:
         context = "" if node == self.expr else f" in {_show(self.expr)}"
@@ -62,16 +61,8 @@ class _Checker:
                       "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
 
     def reduction(self, e) -> None:
-        if self.inside_reduction is not None:
-            self.fail(f"a reduction inside the argument of {_show(self.inside_reduction)} is "
-                      "not supported (compute the inner one in a separate state)", e)
-        if isinstance(e, Numel):
-            return
-        self.inside_reduction = e
-        try:
+        if not isinstance(e, Numel):  # nested reductions become successive reduce stages
             self.value(e.args[0])
-        finally:
-            self.inside_reduction = None
 
     def condition(self, c) -> None:
         if isinstance(c, (BooleanTrue, BooleanFalse)):

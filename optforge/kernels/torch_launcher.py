@@ -20,13 +20,15 @@ class TorchLauncher:
         self.source = torch_source(plan)
         module = load_module(self.source, "torch")
         self._step = module.step
-        self._reduce = getattr(module, "reduce", None)
+        self._reduce_stages = module.REDUCE_STAGES
 
-    def reduce(self, params, grads, states, scalars) -> list[tuple]:
-        """The reduce stage: each tensor's partial reductions (nothing is written)."""
+    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+        """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
+        ``reduced`` holds each tensor's finished results of the earlier stages."""
         cdt = compute_dtype(params[0].dtype)
-        return [self._reduce(p, grads[i], *[s[i] for s in states], scalars=scalars,
-                             compute_dtype=cdt) for i, p in enumerate(params)]
+        fn = self._reduce_stages[stage]
+        return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
+                   reduced=reduced[i]) for i, p in enumerate(params)]
 
     def __call__(self, params, grads, states, scalars, reduced=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;

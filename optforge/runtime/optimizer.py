@@ -114,12 +114,14 @@ class Optimizer(torch.optim.Optimizer):
                          [p.grad for p in params],
                          [[self.state[p][name] for p in params] for name in decls],
                          compiled.scalars(hyper_values, step)))
-        reduced = {}
-        if plan.reductions:  # every bucket's reduce stage first: group scopes span buckets
+        reduced = {p: () for _, params, *_ in runs for p in params}
+        for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
             partials = []
             for launcher, params, grads, states, scalars in runs:
-                partials += zip(params, launcher.reduce(params, grads, states, scalars))
-            reduced = finish(plan, partials)
+                partials += zip(params, launcher.reduce(k, params, grads, states, scalars,
+                                                        [reduced[p] for p in params]))
+            for p, values in finish(stage.reductions, partials).items():
+                reduced[p] += values
         for (launcher, params, grads, states, scalars), step in zip(runs, [k[2] for k in buckets]):
             if plan.reductions:
                 launcher(params, grads, states, scalars, reduced=[reduced[p] for p in params])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..compiler.plan import KernelPlan
+from ..compiler.plan import ReduceOp
 
 
 def _combine(op: str, values: list[torch.Tensor]) -> torch.Tensor:
@@ -29,16 +29,16 @@ def _broadcastable(value: torch.Tensor, scope: str, param: torch.Tensor) -> torc
     return value
 
 
-def finish(plan: KernelPlan, partials: list[tuple[torch.Tensor, tuple]]) -> dict:
-    """``[(param, its partials)]`` -> ``{param: values to pass to the elementwise stage}``."""
+def finish(ops: list[ReduceOp], partials: list[tuple[torch.Tensor, tuple]]) -> dict:
+    """``[(param, its partials)]`` of one reduce stage -> ``{param: finished values}``."""
     totals = {}
-    for i, r in enumerate(plan.reductions):
+    for i, r in enumerate(ops):
         if r.scope == "group":
             totals[i] = _combine(r.op, [parts[i] for _, parts in partials])
     out = {}
     for p, parts in partials:
         values = []
-        for i, r in enumerate(plan.reductions):
+        for i, r in enumerate(ops):
             v = totals[i].to(device=parts[i].device, dtype=parts[i].dtype) if i in totals \
                 else parts[i]
             values.append(_broadcastable(v, r.scope, p))

@@ -9,9 +9,10 @@ import torch
 
 import optforge
 from optforge.compiler import lower, traffic
-from optforge.dsl import (Rule, RuleSpec, amax, count, grad, mean, norm, numel, param, sqrt,
-                          state, step, where)
+from optforge.dsl import (Rule, RuleSpec, amax, count, dot, grad, mean, norm, numel, param,
+                          sqrt, state, step, where)
 from optforge.dsl import abs as abs_
+from optforge.dsl import maximum as dsl_max
 from optforge.dsl import sum as dsl_sum
 from optforge.runtime.backends import BACKENDS, Backend, BackendError
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
@@ -142,8 +143,8 @@ def test_reductions_are_deterministic():
 def test_traffic_counts_the_reduce_pass():
     spec = RuleSpec(lamb_like)
     plan = lower(spec.build(), spec.hyper_symbols)
-    assert len(plan.reductions) == 2 and [r.name for r in plan.reduce_loads] == \
-        ["p", "g", "exp_avg", "exp_avg_sq"]
+    assert len(plan.reduce_stages) == 1 and len(plan.reductions) == 2
+    assert [r.name for r in plan.reduce_stages[0].loads] == ["p", "g", "exp_avg", "exp_avg_sq"]
     assert traffic(plan).read == 16 + 16 and traffic(plan).written == 12
 
 
@@ -162,3 +163,28 @@ def test_a_backend_without_a_reduce_stage_is_refused_or_skipped(monkeypatch):
     with pytest.raises(BackendError, match="backend 'fake' cannot run rule 'lamb_like': it "
                                            "has no reduce stage"):
         optforge.Optimizer([p], lamb_like, backend="fake").step()
+
+
+def test_nested_reductions_run_as_successive_stages():
+    """Regret matching+: Q <- max(Q + <g, x> - g, 0); x <- Q / sum(Q) needs <g, x> first."""
+    def rm_plus(lr=1.0):
+        x, g = param(), grad()
+        q = dsl_max(state("regret") + dot(g, x) - g, 0)
+        s = dsl_sum(q)
+        return Rule(where(s > 0, q / s, 1 / numel()), regret=q)
+
+    spec = RuleSpec(rm_plus)
+    plan = lower(spec.build(), spec.hyper_symbols)
+    assert len(plan.reduce_stages) == 2
+    x = torch.nn.Parameter(torch.full((3,), 1 / 3))
+    opt = optforge.Optimizer([x], rm_plus)
+    regret, ref = torch.zeros(3), x.detach().clone()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        g = torch.randn(3, generator=gen)
+        x.grad = g
+        opt.step()
+        regret = (regret + (g * ref).sum() - g).clamp(min=0)
+        ref = regret / regret.sum() if regret.sum() > 0 else torch.full((3,), 1 / 3)
+        assert torch.allclose(x.detach(), ref, atol=1e-6)
+        assert torch.allclose(opt.state[x]["regret"], regret, atol=1e-6)

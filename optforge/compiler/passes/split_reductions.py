@@ -1,8 +1,10 @@
-"""Cut a rule into a reduce stage and an elementwise stage.
+"""Cut a rule into reduce stages and an elementwise stage.
 
 Every reduction node (``ReduceSum``, ``ReduceMax``, ``Numel``) is replaced by a
-``ReduceResult`` symbol ``r0, r1...``; identical reductions share one result. The
-reduce stage computes them all in one pass over memory, without writing anything,
+``ReduceResult`` symbol ``r0, r1...``; identical reductions share one result.
+Reductions whose argument holds no other reduction form stage 0; those that need
+stage 0's results form stage 1, and so on. A reduce stage computes its reductions
+in one pass over memory, without writing anything,
 so a step that is abandoned after it (a non-finite gradient) leaves every tensor as
 it was. The elementwise stage then recomputes what it needs: that costs reading the
 inputs twice, which the traffic model counts, and no state is ever half-updated.
@@ -17,14 +19,30 @@ from ..plan import ReduceOp, ReduceResult
 _OPS = {ReduceSum: "sum", ReduceMax: "max", Numel: "numel"}
 
 
-def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[ReduceOp], dict[str, sp.Expr]]:
-    """Return (reductions in first-use order, outputs over their ``ReduceResult`` symbols)."""
-    found: dict[Reduction, ReduceResult] = {}
+def _innermost(outputs) -> list[Reduction]:
+    found = []
     for e in outputs.values():
         for node in sp.preorder_traversal(e):
-            if isinstance(node, Reduction) and node not in found:
-                found[node] = ReduceResult(f"r{len(found)}", real=True)
-    ops = [ReduceOp(result, _OPS[type(node)], node.scope,
-                    sp.Integer(1) if isinstance(node, Numel) else node.args[0])
-           for node, result in found.items()]
-    return ops, {k: e.xreplace(found) for k, e in outputs.items()}
+            if isinstance(node, Reduction) and node not in found and not any(
+                    isinstance(inner, Reduction) for inner in sp.preorder_traversal(node)
+                    if inner is not node):
+                found.append(node)
+    return found
+
+
+def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[list[ReduceOp]],
+                                                          dict[str, sp.Expr]]:
+    """Return (reductions per stage, outputs over their ``ReduceResult`` symbols)."""
+    stages, count = [], 0
+    while True:
+        nodes = _innermost(outputs)
+        if not nodes:
+            return stages, outputs
+        results = {}
+        for node in nodes:
+            results[node] = ReduceResult(f"r{count}", real=True)
+            count += 1
+        stages.append([ReduceOp(results[n], _OPS[type(n)], n.scope,
+                                sp.Integer(1) if isinstance(n, Numel) else n.args[0])
+                       for n in nodes])
+        outputs = {k: e.xreplace(results) for k, e in outputs.items()}

@@ -33,9 +33,10 @@ def _bytes(ref: TensorRef, param_dtype: str) -> int:
 def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     """Bytes per element for one step of ``plan`` when params (and grads) are ``param_dtype``.
 
-    A multi-stage plan reads the reduce stage's inputs once more: that extra pass is
+    A multi-stage plan reads each reduce stage's inputs once more: that extra pass is
     the price of a reduction, and it shows here.
     """
-    read = sum(_bytes(r, param_dtype) for r in plan.loads + plan.reduce_loads)
+    reduce_loads = [r for stage in plan.reduce_stages for r in stage.loads]
+    read = sum(_bytes(r, param_dtype) for r in plan.loads + reduce_loads)
     written = sum(_bytes(r, param_dtype) for r, _ in plan.stores)
     return Traffic(read, written)

@@ -146,29 +146,46 @@ def torch_source(plan: KernelPlan) -> str:
                   tensors=", ".join(names),
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),
                   reduce=_reduce_source(plan, pr, names),
-                  reduced="".join(f"{r.result.name}, " for r in plan.reductions),
-                  scope_temps="\n".join(f"    {s.name} = {pr.doprint(e)}"
-                                         for s, e in plan.scope_temps),
+                  reduced=_reduced_names(plan, len(plan.reduce_stages)),
+                  scope_temps="\n".join(_scope_lines(
+                      plan, pr, [e for _, e in plan.temps] + [e for _, e in plan.stores])),
                   loads="\n".join(loads), temps="\n".join(temps),
                   outputs="\n".join(outputs), stores="\n".join(stores))
 
 
+def _scope_lines(plan: KernelPlan, pr: TorchPrinter, exprs) -> list[str]:
+    """The per-scope values that ``exprs`` use, computed from the reductions so far."""
+    used = set().union(*[e.free_symbols for e in exprs]) if exprs else set()
+    return [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.scope_temps if s in used]
+
+
+def _reduced_names(plan: KernelPlan, stages: int) -> str:
+    return "".join(f"{r.result.name}, " for stage in plan.reduce_stages[:stages]
+                   for r in stage.reductions)
+
+
 def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
-    """``reduce(<tensors>, scalars, compute_dtype)``: each tensor's partial reductions."""
-    if not plan.reductions:
-        return ""
-    lines = ["", "", f"def reduce({', '.join(names)}, scalars, compute_dtype):",
-             f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars"]
-    lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in plan.reduce_loads]
-    lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.reduce_temps]
-    parts = []
-    for r in plan.reductions:
-        value = pr.doprint(r.expr)
-        if not pr.tensor(r.expr):  # a constant (numel's 1): give it the tensor's dtype
-            value = f"torch.tensor({value}, dtype=compute_dtype, device=p.device)"
-        parts.append(f"_reduce({value}, {r.op!r}, {r.scope!r}, p)")
-    lines.append("    return (" + "".join(f"\n        {part}," for part in parts) + ")")
-    return "\n".join(lines) + "\n"
+    """``reduce_<k>(<tensors>, scalars, compute_dtype, reduced)`` per stage: each tensor's
+    partial reductions, given the finished results of the earlier stages."""
+    lines = []
+    for k, stage in enumerate(plan.reduce_stages):
+        exprs = [e for _, e in stage.temps] + [r.expr for r in stage.reductions]
+        lines += ["", "", f"def reduce_{k}({', '.join(names)}, scalars, compute_dtype, reduced):",
+                  f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars",
+                  f"    ({_reduced_names(plan, k)}) = reduced"]
+        lines += _scope_lines(plan, pr, exprs)
+        lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in stage.loads]
+        lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
+        parts = []
+        for r in stage.reductions:
+            value = pr.doprint(r.expr)
+            if not pr.tensor(r.expr):  # a constant (numel's 1): give it the tensor's dtype
+                value = f"torch.tensor({value}, dtype=compute_dtype, device=p.device)"
+            parts.append(f"_reduce({value}, {r.op!r}, {r.scope!r}, p)")
+        lines.append("    return (" + "".join(f"\n        {part}," for part in parts) + ")")
+    stages = ", ".join(f"reduce_{k}" for k in range(len(plan.reduce_stages)))
+    lines += ["", "", f"REDUCE_STAGES = ({stages}{',' if stages else ''})", ""]
+    return "\n".join(lines)
 
 
 def _signature(plan: KernelPlan) -> list[str]:
