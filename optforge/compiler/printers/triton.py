@@ -209,6 +209,10 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
     (each gets a ``seed_<name>`` argument); the others round to nearest even.
     """
+    if getattr(plan, "reductions", None):
+        names = ", ".join(f"{r.op} over {r.scope}" for r in plan.reductions)
+        raise CompileError(f"rule {plan.rule_name!r} has a reduce stage ({names}); the triton "
+                           "backend prints elementwise stages only: use backend='torch'")
     stochastic = frozenset(stochastic)
     dtypes = storage_dtypes(plan, param_dtype)
     written = {r.name for r, _ in plan.stores}
