@@ -5,7 +5,11 @@ from .dsl import DSLError, Rule, RuleSpec, chain  # noqa: E402
 from .runtime import BackendError, Optimizer  # noqa: E402
 from .catalogue import (  # noqa: E402
     SGD, Adagrad, Adam, Adamax, AdamW, Lion, RMSprop, Signum, REGISTRY as CATALOGUE,
+    COCOB, EXAdam, FTRL, LionKappaClamp, LionKappaIdentity, LionKappaSign, OptimisticGD,
+    ProxSGDBox, ProxSGDL1, ProxSGDNonNeg,
 )
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "DSLError", "BackendError",
-           "CATALOGUE", "SGD", "Adam", "AdamW", "Adamax", "Adagrad", "RMSprop", "Lion", "Signum"]
+           "CATALOGUE", "SGD", "Adam", "AdamW", "Adamax", "Adagrad", "RMSprop", "Lion", "Signum",
+           "LionKappaSign", "LionKappaIdentity", "LionKappaClamp", "EXAdam", "ProxSGDL1",
+           "ProxSGDBox", "ProxSGDNonNeg", "OptimisticGD", "FTRL", "COCOB"]
