@@ -4,6 +4,7 @@ from .adagrad import Adagrad, adagrad
 from .adam import Adam, adam
 from .adamax import Adamax, adamax
 from .adamw import AdamW, adamw
+from .cautious import CAdamW, CLion, cadamw, clion
 from .cocob import COCOB, cocob
 from .exadam import EXAdam, exadam
 from .ftrl import FTRL, ftrl
@@ -23,4 +24,4 @@ __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "
            "LionKappaSign", "LionKappaIdentity", "LionKappaClamp", "EXAdam", "ProxSGDL1",
            "ProxSGDBox", "ProxSGDNonNeg", "OptimisticGD", "FTRL", "COCOB", "lion_kappa_sign",
            "lion_kappa_identity", "lion_kappa_clamp", "exadam", "prox_sgd_l1", "prox_sgd_box",
-           "prox_sgd_nonneg", "optimistic_gd", "ftrl", "cocob"]
+           "prox_sgd_nonneg", "optimistic_gd", "ftrl", "cocob", "CAdamW", "CLion", "cadamw", "clion"]

@@ -7,14 +7,15 @@ from .matrix import matmul, orthogonalize, transpose
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
 from .symbols import grad, param, state, step
-from .transforms import (Transform, add_decayed_weights, scale, scale_by_adam, scale_by_lr,
-                         scale_by_rms, scale_by_sign, trace)
-from .combine import chain
+from .transforms import (Transform, add_decayed_weights, cautious_mask, clip_by_global_norm,
+                         scale, scale_by_adam, scale_by_lr, scale_by_rms, scale_by_sign, trace)
+from .combine import cautious, chain
 
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
-    "trace", "add_decayed_weights", "scale_by_lr", "scale",
+    "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
+    "cautious_mask",
 ]

@@ -6,12 +6,13 @@ hyperparameters), so ``Optimizer(params, chain(...))``, ``RuleSpec``, variants a
 """
 from __future__ import annotations
 
+import functools
 import inspect
 
 from .errors import DSLError
 from .rule import Rule
 from .symbols import grad, param
-from .transforms import Transform
+from .transforms import Transform, cautious_mask, cautious_step
 
 
 def _check(transforms) -> dict:
@@ -55,3 +56,31 @@ def chain(*transforms: Transform, name: str = "chain"):
         for key, value in defaults.items()])
     rule.transforms = transforms
     return rule
+
+
+def cautious(rule=None):
+    """The Cautious modification of any rule (Liang et al. 2024, arXiv:2411.16085).
+
+    ``cautious(rule_fn)`` is a rule function whose step ``p_new - p`` is masked where
+    it would move against the gradient (``cautious_mask``); states are unchanged.
+    ``cautious()`` is the same as a transform, for ``chain(...)``: placed before
+    ``add_decayed_weights`` it leaves weight decay unmasked, as C-AdamW does.
+    """
+    if rule is None:
+        return cautious_step()
+    fn = getattr(rule, "fn", rule)  # a RuleSpec or a catalogue class's rule
+    if not callable(fn):
+        raise DSLError(f"cautious(): {rule!r} is not a rule function")
+
+    @functools.wraps(fn)
+    def wrapped(**hyper):
+        inner = fn(**hyper)
+        if not isinstance(inner, Rule):
+            raise DSLError(f"cautious(): rule {fn.__name__!r} returned "
+                           f"{type(inner).__name__}, not Rule(...)")
+        p = param()
+        descent = p - inner.param  # the step is -descent; cautious keeps descent * g > 0
+        return Rule(p - descent * cautious_mask(descent, grad()), **inner.updates)
+
+    wrapped.__name__ = wrapped.__qualname__ = f"cautious_{fn.__name__}"
+    return wrapped

@@ -7,7 +7,7 @@ set small is what lets every backend printer support every rule.
 from __future__ import annotations
 
 import sympy as sp
-from sympy.logic.boolalg import Boolean
+from sympy.logic.boolalg import ITE, And, Boolean, Not, Or
 
 from .errors import DSLError
 from .symbols import _current_rule_name
@@ -101,4 +101,8 @@ def where(cond, a, b):
     if not _is_condition(cond):
         raise DSLError(f"rule {_current_rule_name()!r}: where() condition {cond!r} is not a "
                        "comparison (write e.g. where(g > 0, a, b))")
-    return sp.Piecewise((_expr(a, "where", "a"), cond), (_expr(b, "where", "b"), True))
+    a, b = _expr(a, "where", "a"), _expr(b, "where", "b")
+    result = sp.Piecewise((a, cond), (b, True))
+    # SymPy folds a where() inside a comparison into an if-then-else boolean (ITE),
+    # which no printer supports: spell it with &, | and ~.
+    return result.replace(ITE, lambda c, x, y: Or(And(c, x), And(Not(c), y)))

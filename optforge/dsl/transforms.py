@@ -16,8 +16,9 @@ from typing import Callable
 
 import sympy as sp
 
-from .functions import lerp, maximum, sign, sqrt
-from .symbols import param, state, step
+from .functions import lerp, maximum, minimum, sign, sqrt, where
+from .reductions import norm, numel, total
+from .symbols import grad, param, state, step
 
 
 @dataclass(frozen=True)
@@ -97,3 +98,25 @@ def scale_by_lr(lr=1e-3) -> Transform:
 def scale(factor=1.0, name="factor") -> Transform:
     """Multiply by a constant hyperparameter called ``name``."""
     return Transform("scale", {name: factor}, lambda u, h, writes: h[name] * u)
+
+
+def cautious_mask(u, g):
+    """The Cautious mask (Liang et al. 2024, arXiv:2411.16085): keep the coordinates where
+    the update ``u`` agrees in sign with the gradient ``g``, rescaled by
+    ``numel / (kept + 1)`` so the update keeps its size (the official C-Optim code and
+    pytorch-optimizer's ``apply_cautious``)."""
+    mask = where(u * g > 0, 1, 0)
+    return mask * numel() / (total(mask) + 1)
+
+
+def cautious_step() -> Transform:
+    """Mask the update with ``cautious_mask`` against the gradient (a reduce stage)."""
+    return Transform("cautious", {}, lambda u, h, writes: u * cautious_mask(u, grad()))
+
+
+def clip_by_global_norm(max_norm=1.0) -> Transform:
+    """Scale the update by ``min(1, max_norm / (||u||_group + 1e-6))``, the norm taken over
+    the whole param group: torch.nn.utils.clip_grad_norm_ fused into the step."""
+    def apply(u, h, writes):
+        return u * minimum(1, h["max_norm"] / (norm(u, over="group") + 1e-6))
+    return Transform("clip_by_global_norm", {"max_norm": max_norm}, apply)
