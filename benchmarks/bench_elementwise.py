@@ -1,0 +1,259 @@
+"""Elementwise optimizer steps on CPU: optforge's numba backend vs torch.optim vs a copy kernel.
+
+For AdamW, Lion and Adagrad, on one tensor of 1M, 10M and 50M parameters and on 200
+tensors of mixed sizes (1k-500k, seeded), one run times:
+  * optforge (backend="numba", one kernel call per step for all tensors);
+  * torch.optim with foreach=False, foreach=True and fused=True (where torch has it);
+    torch has no Lion, so the benchmark writes a per-tensor and a foreach Lion here;
+  * a numba copy kernel moving the same bytes as the traffic model says the step
+    moves (read + write), the bandwidth ceiling the step is compared with.
+Each variant: warmup steps, then the median of REPEATS timed steps; variants are
+interleaved within each repeat so a noisy neighbour hurts them all alike.
+Then a fresh process runs one AdamW step on the warm disk cache (time to first step).
+
+Prints a table and writes JSON + PNG to benchmarks/results/, named after the machine.
+Usage: python benchmarks/bench_elementwise.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numba
+import numpy as np
+import torch
+
+import optforge
+
+RESULTS = Path(__file__).with_name("results")
+RULES = ["AdamW", "Lion", "Adagrad"]
+HYPER = {"AdamW": dict(lr=1e-3, weight_decay=1e-2), "Lion": dict(lr=1e-4, weight_decay=0.1),
+         "Adagrad": dict(lr=1e-2, weight_decay=0.0)}
+
+
+@numba.njit(parallel=True, cache=True)
+def copy_kernel(src, dst):
+    for i in numba.prange(src.shape[0]):
+        dst[i] = src[i]
+
+
+class LoopLion:
+    """Lion (Chen et al. 2023, Alg. 2) as plain per-tensor torch ops: the foreach=False analogue."""
+
+    def __init__(self, params, lr, weight_decay, betas=(0.9, 0.99)):
+        self.params, self.lr, self.wd, self.betas = list(params), lr, weight_decay, betas
+        self.m = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        for p, m in zip(self.params, self.m):
+            c = m.mul(b1).add_(p.grad, alpha=1 - b1).sign_()
+            p.mul_(1 - self.lr * self.wd).add_(c, alpha=-self.lr)
+            m.mul_(b2).add_(p.grad, alpha=1 - b2)
+
+
+class ForeachLion(LoopLion):
+    """The same Lion with torch._foreach_* ops: one op per list, as torch's foreach optimizers."""
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2 = self.betas
+        grads = [p.grad for p in self.params]
+        c = torch._foreach_mul(self.m, b1)
+        torch._foreach_add_(c, grads, alpha=1 - b1)
+        torch._foreach_sign_(c)
+        torch._foreach_mul_(self.params, 1 - self.lr * self.wd)
+        torch._foreach_add_(self.params, c, alpha=-self.lr)
+        torch._foreach_mul_(self.m, b2)
+        torch._foreach_add_(self.m, grads, alpha=1 - b2)
+
+
+def variants(rule: str, params):
+    """name -> optimizer over ``params`` (each with its own state)."""
+    kw = HYPER[rule]
+    out = {"optforge-numba": getattr(optforge, rule)(params, backend="numba", **kw)}
+    if rule == "Lion":
+        out["torch-loop"] = LoopLion(params, **kw)
+        out["torch-foreach"] = ForeachLion(params, **kw)
+    else:
+        cls = getattr(torch.optim, rule)
+        out["torch-loop"] = cls(params, foreach=False, **kw)
+        out["torch-foreach"] = cls(params, foreach=True, **kw)
+        out["torch-fused"] = cls(params, fused=True, **kw)
+    return out
+
+
+def cases(quick: bool):
+    sizes = np.random.default_rng(0).integers(1_000, 500_001, 200)
+    yield "1M", [1_000_000]
+    yield "10M", [10_000_000]
+    if not quick:
+        yield "50M", [50_000_000]
+    yield "200 mixed", [int(n) for n in sizes]
+
+
+def time_case(rule, numels, repeats, warmup=2):
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in numels]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opts = variants(rule, params)
+    total = sum(numels)
+    per_elem = getattr(optforge, rule).traffic("float32").total
+    copy_n = total * per_elem // 8  # float32 elements: read half the bytes, write half
+    src, dst = np.ones(copy_n, np.float32), np.empty(copy_n, np.float32)
+    steps = {name: opt.step for name, opt in opts.items()}
+    steps["copy"] = lambda: copy_kernel(src, dst)
+    times = {name: [] for name in steps}
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    del opts, params, src, dst
+    gc.collect()
+    ms = {name: statistics.median(v) * 1e3 for name, v in times.items()}
+    gbs = {name: total * per_elem / (t * 1e-3) / 1e9 for name, t in ms.items()}
+    return {"numel": total, "tensors": len(numels), "bytes_per_param": per_elem, "ms": ms,
+            "gb_per_s": gbs, "raw_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}}
+
+
+FIRST_STEP = r"""
+import time
+t0 = time.perf_counter()
+import torch
+t1 = time.perf_counter()
+import optforge
+t2 = time.perf_counter()
+# torch.optim's first optimizer imports torch._dynamo (~1 s): every torch optimizer pays
+# it once per process, so it is timed apart from optforge's own first step
+torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+t3 = time.perf_counter()
+p = torch.nn.Parameter(torch.randn(1_000_000)); p.grad = torch.randn(1_000_000)
+t4 = time.perf_counter()
+opt = optforge.AdamW([p], lr=1e-3, backend="numba"); opt.step()
+t5 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2, t5 - t4, t5 - t0)
+"""
+
+
+def first_step(runs=3):
+    """A fresh process, warm disk cache: seconds for imports and for the first AdamW step."""
+    out = []
+    for _ in range(runs + 1):  # the first run warms the cache if nothing else did
+        done = subprocess.run([sys.executable, "-c", FIRST_STEP], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).resolve().parents[1])
+        out.append([float(x) for x in done.stdout.split()])
+    rows = out[1:]
+    keys = ["import_torch_s", "import_optforge_s", "torch_optim_first_use_s", "first_step_s",
+            "process_total_s"]
+    return {k: statistics.median(r[i] for r in rows) for i, k in enumerate(keys)}
+
+
+def machine():
+    model = "unknown"
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        model = re.search(r"model name\s*:\s*(.+)", text).group(1).strip()
+    except (OSError, AttributeError):
+        model = platform.processor() or model
+    return {"cpus": os.cpu_count(), "model": model, "torch": torch.__version__,
+            "numba": numba.__version__, "numba_threads": numba.get_num_threads(),
+            "torch_threads": torch.get_num_threads(), "load_avg_at_start": os.getloadavg()}
+
+
+def table(results):
+    head = (f"{'rule':8} {'case':10} {'numba ms':>9} {'loop ms':>8} {'foreach ms':>10} "
+            f"{'fused ms':>9} {'x loop':>7} {'x foreach':>9} {'x fused':>8} {'GB/s':>6} "
+            f"{'copy GB/s':>9} {'% copy':>6}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        ms, gbs = r["ms"], r["gb_per_s"]
+        ours = ms["optforge-numba"]
+        fused = ms.get("torch-fused")
+        lines.append(
+            f"{r['rule']:8} {r['case']:10} {ours:9.2f} {ms['torch-loop']:8.2f} "
+            f"{ms['torch-foreach']:10.2f} {(f'{fused:9.2f}' if fused else '        -')} "
+            f"{ms['torch-loop'] / ours:7.2f} {ms['torch-foreach'] / ours:9.2f} "
+            f"{(f'{fused / ours:8.2f}' if fused else '       -')} {gbs['optforge-numba']:6.1f} "
+            f"{gbs['copy']:9.1f} {100 * gbs['optforge-numba'] / gbs['copy']:6.0f}")
+    return "\n".join(lines)
+
+
+def plot(results, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
+    labels = [f"{r['rule']}\n{r['case']}" for r in results]
+    x = np.arange(len(results))
+    for k, name in enumerate(["torch-loop", "torch-foreach", "torch-fused"]):
+        vals = [r["ms"][name] / r["ms"]["optforge-numba"] if name in r["ms"] else 0
+                for r in results]
+        axes[0].bar(x + (k - 1) * 0.27, vals, 0.27, label=f"vs {name}")
+    axes[0].axhline(1.0, color="k", lw=0.8)
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("speedup of optforge-numba (x)")
+    axes[0].set_xticks(x, labels, fontsize=7)
+    axes[0].legend(fontsize=8)
+    axes[1].bar(x - 0.2, [r["gb_per_s"]["optforge-numba"] for r in results], 0.4, label="numba")
+    axes[1].bar(x + 0.2, [r["gb_per_s"]["copy"] for r in results], 0.4, label="copy kernel")
+    axes[1].set_ylabel("GB/s (traffic model)")
+    axes[1].set_xticks(x, labels, fontsize=7)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    info = machine()
+    results = []
+    for rule in RULES:
+        for case, numels in cases(args.quick):
+            repeats = args.repeats or (5 if args.quick else (7 if sum(numels) > 20e6 else 15))
+            r = time_case(rule, numels, repeats)
+            r.update(rule=rule, case=case, repeats=repeats)
+            results.append(r)
+            print(f"  {rule} {case}: numba {r['ms']['optforge-numba']:.2f} ms", flush=True)
+    text = table(results)
+    warm = first_step()
+    print()
+    print(f"machine: {info['cpus']} CPUs, {info['model']}; numba {info['numba']} "
+          f"({info['numba_threads']} threads), torch {info['torch']} "
+          f"({info['torch_threads']} threads); load average at start {info['load_avg_at_start']}")
+    print(text)
+    print(f"\nAdamW 1M, fresh process, warm disk cache: construct + first step "
+          f"{warm['first_step_s']:.3f} s (before it: import torch {warm['import_torch_s']:.2f} s, "
+          f"import optforge {warm['import_optforge_s']:.2f} s, torch.optim's one-time dynamo "
+          f"import {warm['torch_optim_first_use_s']:.2f} s; process start to step done "
+          f"{warm['process_total_s']:.2f} s)")
+    RESULTS.mkdir(exist_ok=True)
+    slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
+    stem = RESULTS / f"elementwise-cpu{info['cpus']}-{slug}"
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"machine": info, "results": results, "first_step_warm_cache": warm, "table": text},
+        indent=1))
+    plot(results, stem.with_suffix(".png"), f"{info['cpus']} CPUs, {info['model']}")
+    print(f"wrote {stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
