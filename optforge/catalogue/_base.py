@@ -28,7 +28,8 @@ class CatalogueOptimizer(Optimizer):
             cls.rule = RuleSpec(cls.__dict__["rule"], name=cls.__name__)
             REGISTRY[cls.__name__] = cls
 
-    def __init__(self, params, *args, backend: str = "auto", **hyper):
+    def __init__(self, params, *args, backend: str = "auto", skip_nonfinite: bool = False,
+                 **hyper):
         keys = list(self.rule.defaults)
         if len(args) > len(keys):
             raise TypeError(f"{type(self).__name__} takes at most {len(keys)} positional "
@@ -37,7 +38,8 @@ class CatalogueOptimizer(Optimizer):
             if key in hyper:
                 raise TypeError(f"{type(self).__name__}: {key!r} given twice")
             hyper[key] = value
-        super().__init__(params, self.rule, backend=backend, **hyper)
+        super().__init__(params, self.rule, backend=backend, skip_nonfinite=skip_nonfinite,
+                         **hyper)
 
     @classmethod
     def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> int:

@@ -6,7 +6,7 @@ import sympy as sp
 from ..dsl.rule import Rule
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
 from .passes import cse, hoist_levels, pow_to_mul, split_reductions
-from .plan import KernelPlan, ReduceOp, ReduceStage, TensorRef
+from .plan import KernelPlan, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
 
 def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
@@ -38,10 +38,20 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
     return ReduceStage(loads, temps, ops)
 
 
-def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
-    """Split reductions, hoist scalars, CSE, rewrite powers: the plan every backend prints."""
+def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = False) -> KernelPlan:
+    """Split reductions, hoist scalars, CSE, rewrite powers: the plan every backend prints.
+
+    ``guard_nonfinite`` adds a count of the group's non-finite gradient elements to the
+    first reduce stage (creating one if the rule has none), so the runtime can skip a
+    step before anything is written.
+    """
     outputs = {k: e for k, e in rule.outputs().items() if not _is_identity(k, e)}
     stage_ops, outputs = split_reductions(outputs)
+    check = None
+    if guard_nonfinite:
+        check = ReduceResult(f"r{sum(len(ops) for ops in stage_ops)}", real=True)
+        guard = ReduceOp(check, "nonfinite", "group", GradSymbol("g", real=True))
+        stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
     prologue, scope_temps, outputs, reduce_args = hoist_levels(
         outputs, {str(r.result): r.expr for ops in stage_ops for r in ops if r.op != "numel"})
     scalar_args = [s for s, _ in prologue]
@@ -65,4 +75,5 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol]) -> KernelPlan:
         states=dict(rule.states),
         reduce_stages=reduce_stages,
         scope_temps=scope_temps,
+        nonfinite_check=check,
     )

@@ -36,7 +36,8 @@ class ScopeTemp(sp.Symbol):
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel"."""
+    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel" | "nonfinite"
+    (how many elements of ``expr`` are NaN or infinite)."""
 
     result: ReduceResult
     op: str
@@ -81,6 +82,8 @@ class KernelPlan:
     # then exactly as before reductions existed).
     reduce_stages: list[ReduceStage] = field(default_factory=list)
     scope_temps: list[tuple[ScopeTemp, sp.Expr]] = field(default_factory=list)
+    # With skip_nonfinite: the stage-0 result counting the group's non-finite gradients.
+    nonfinite_check: ReduceResult | None = None
 
     @property
     def reductions(self) -> list[ReduceOp]:

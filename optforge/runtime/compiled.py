@@ -24,10 +24,10 @@ _lock = threading.Lock()
 class CompiledRule:
     """A rule variant's plan, its host prologue, and its kernels per backend (built lazily)."""
 
-    def __init__(self, spec: RuleSpec, variant: Variant):
+    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False):
         self.spec, self.variant = spec, variant
         self.rule: Rule = spec.build(variant)
-        self.plan: KernelPlan = lower(self.rule, spec.hyper_symbols)
+        self.plan: KernelPlan = lower(self.rule, spec.hyper_symbols, guard_nonfinite)
         self._prologue: Callable = load_module(prologue_source(self.plan), "host").prologue
         self._launchers: dict[str, Callable] = {}
         STATS["plans"] += 1
@@ -50,13 +50,13 @@ class CompiledRule:
         return self._launchers[backend.name]
 
 
-def compile_rule(spec: RuleSpec, variant: Variant) -> CompiledRule:
-    """The shared CompiledRule for a rule function and variant."""
-    key = (spec.fn, variant)
+def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False) -> CompiledRule:
+    """The shared CompiledRule for a rule function and variant (and non-finite guard)."""
+    key = (spec.fn, variant, guard_nonfinite)
     found = _cache.get(key)
     if found is None:
         with _lock:
             found = _cache.get(key)
             if found is None:
-                found = _cache[key] = CompiledRule(spec, variant)
+                found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite)
     return found

@@ -21,6 +21,9 @@ from .reductions import finish
 from .state import check_loaded, new_state
 
 
+SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
+
+
 def _scalar(v) -> float | None:
     if isinstance(v, bool):
         return None
@@ -38,10 +41,14 @@ class Optimizer(torch.optim.Optimizer):
     hyperparameters, overridable here and per param group.
     """
 
-    def __init__(self, params, rule, *, backend: str = "auto", **hyper):
+    def __init__(self, params, rule, *, backend: str = "auto", skip_nonfinite: bool = False,
+                 **hyper):
         self.spec = rule if isinstance(rule, RuleSpec) else RuleSpec(rule)
         check_backend_name(backend)
         self.backend = backend
+        # Count NaN/Inf gradient elements in the first reduce stage; a group that has any
+        # skips its step, leaving params, states and step counts untouched.
+        self.skip_nonfinite = bool(skip_nonfinite)
         self._check_keys(hyper, "the constructor")
         defaults = {**self.spec.defaults, **hyper}
         self._check_values(defaults, "defaults")
@@ -49,7 +56,7 @@ class Optimizer(torch.optim.Optimizer):
 
     # ---- param groups -------------------------------------------------------------
     def _check_keys(self, group: dict, where: str) -> None:
-        unknown = sorted(set(group) - set(self.spec.defaults) - {"params"})
+        unknown = sorted(set(group) - set(self.spec.defaults) - {"params", SKIP_COUNTER})
         if unknown:
             raise TypeError(f"{type(self).__name__} ({self.spec.name}): unknown "
                             f"hyperparameter(s) {unknown} in {where}; known: "
@@ -77,6 +84,8 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict) -> None:
         self._check_keys(param_group, f"param group {len(self.param_groups)}")
         super().add_param_group(param_group)
+        if getattr(self, "skip_nonfinite", False):
+            self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
@@ -92,7 +101,7 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, index: int, group: dict) -> None:
-        compiled = compile_rule(self.spec, self.spec.variant_of(group))
+        compiled = compile_rule(self.spec, self.spec.variant_of(group), self.skip_nonfinite)
         decls = compiled.plan.states
         hyper_values = self.spec.hyper_values(group)
         buckets = defaultdict(list)
@@ -122,6 +131,11 @@ class Optimizer(torch.optim.Optimizer):
                                                         [reduced[p] for p in params]))
             for p, values in finish(stage.reductions, partials).items():
                 reduced[p] += values
+            if k == 0 and plan.nonfinite_check is not None and runs:
+                index = [r.result for r in stage.reductions].index(plan.nonfinite_check)
+                if float(reduced[runs[0][1][0]][index]) > 0:
+                    group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
+                    return
         for (launcher, params, grads, states, scalars), step in zip(runs, [k[2] for k in buckets]):
             if plan.reductions:
                 launcher(params, grads, states, scalars, reduced=[reduced[p] for p in params])
