@@ -14,6 +14,7 @@ from .lion_kappa import (LionKappaClamp, LionKappaIdentity, LionKappaSign, lion_
 from .optimistic import OptimisticGD, optimistic_gd
 from .proximal_sgd import (ProxSGDBox, ProxSGDL1, ProxSGDNonNeg, prox_sgd_box, prox_sgd_l1,
                            prox_sgd_nonneg)
+from .random_scaled_sgdm import RandomScaledSGDM, random_scaled_sgdm
 from .rmsprop import RMSprop, rmsprop
 from .sgd import SGD, sgd
 from .signum import Signum, signum
@@ -24,4 +25,5 @@ __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "
            "LionKappaSign", "LionKappaIdentity", "LionKappaClamp", "EXAdam", "ProxSGDL1",
            "ProxSGDBox", "ProxSGDNonNeg", "OptimisticGD", "FTRL", "COCOB", "lion_kappa_sign",
            "lion_kappa_identity", "lion_kappa_clamp", "exadam", "prox_sgd_l1", "prox_sgd_box",
-           "prox_sgd_nonneg", "optimistic_gd", "ftrl", "cocob", "CAdamW", "CLion", "cadamw", "clion"]
+           "prox_sgd_nonneg", "optimistic_gd", "ftrl", "cocob", "CAdamW", "CLion", "cadamw", "clion",
+           "RandomScaledSGDM", "random_scaled_sgdm"]

@@ -29,7 +29,7 @@ class CatalogueOptimizer(Optimizer):
             REGISTRY[cls.__name__] = cls
 
     def __init__(self, params, *args, backend: str = "auto", skip_nonfinite: bool = False,
-                 **hyper):
+                 seed: int = 0, **hyper):
         keys = list(self.rule.defaults)
         if len(args) > len(keys):
             raise TypeError(f"{type(self).__name__} takes at most {len(keys)} positional "
@@ -39,7 +39,7 @@ class CatalogueOptimizer(Optimizer):
                 raise TypeError(f"{type(self).__name__}: {key!r} given twice")
             hyper[key] = value
         super().__init__(params, self.rule, backend=backend, skip_nonfinite=skip_nonfinite,
-                         **hyper)
+                         seed=seed, **hyper)
 
     @classmethod
     def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..dsl.rule import Rule
+from ..dsl.randomness import RandomSymbol
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
 from .passes import cse, hoist_levels, pow_to_mul, split_reductions
 from .plan import KernelPlan, ReduceOp, ReduceResult, ReduceStage, TensorRef
@@ -66,7 +67,9 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
     return KernelPlan(
         rule_name=rule.name,
-        prologue_inputs=list(hyper_symbols) + [StepSymbol("t", positive=True)],
+        randoms=dict(rule.randoms),
+        prologue_inputs=list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms]
+        + [StepSymbol("t", positive=True)],
         prologue=prologue,
         scalar_args=scalar_args,
         loads=_used_tensors(refs, [e for _, e in temps] + list(outputs.values())),

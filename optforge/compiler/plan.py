@@ -70,7 +70,7 @@ class TensorRef:
 @dataclass
 class KernelPlan:
     rule_name: str
-    prologue_inputs: list[sp.Symbol]  # hyperparameter symbols, then the step ``t``
+    prologue_inputs: list[sp.Symbol]  # hyperparameters, random scalars, then the step ``t``
     prologue: list[tuple[sp.Symbol, sp.Expr]]  # host temporaries, in evaluation order
     scalar_args: list[ScalarTemp]  # prologue values the kernel receives, in order
     loads: list[TensorRef]
@@ -82,6 +82,7 @@ class KernelPlan:
     # then exactly as before reductions existed).
     reduce_stages: list[ReduceStage] = field(default_factory=list)
     scope_temps: list[tuple[ScopeTemp, sp.Expr]] = field(default_factory=list)
+    randoms: dict[str, str] = field(default_factory=dict)  # random scalar -> distribution
     # With skip_nonfinite: the stage-0 result counting the group's non-finite gradients.
     nonfinite_check: ReduceResult | None = None
 

@@ -4,6 +4,7 @@ from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt,
 from .reductions import amax, count, dot, mean, norm, numel, total
 from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
 from .matrix import matmul, orthogonalize, transpose
+from .randomness import random_scalar
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
 from .symbols import grad, param, state, step
@@ -17,5 +18,5 @@ __all__ = [
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
-    "cautious_mask",
+    "cautious_mask", "random_scalar",
 ]

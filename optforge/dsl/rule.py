@@ -49,6 +49,7 @@ class Rule:
         self.updates = {k: _as_expr(v, f"the new value of state {k!r}")
                         for k, v in new_states.items()}
         self.states: dict[str, StateDecl] = {}
+        self.randoms: dict[str, str] = {}  # random scalars: name -> distribution
 
     def outputs(self) -> dict[str, sp.Expr]:
         """Every value this rule writes: states first, then the parameter ``p``."""

@@ -145,6 +145,7 @@ class RuleSpec:
         if not isinstance(rule, Rule):
             raise DSLError(f"rule {self.name!r} returned {type(rule).__name__}, not Rule(...)")
         rule.states = dict(ctx.states)
+        rule.randoms = dict(ctx.randoms)
         validate(rule, set(self.hyper_symbols))
         return rule
 

@@ -75,11 +75,12 @@ class StateDecl:
 
 
 class _BuildContext:
-    """Collects the states declared while one rule function runs."""
+    """Collects the states (and random scalars) declared while one rule function runs."""
 
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
         self.states: dict[str, StateDecl] = {}
+        self.randoms: dict[str, str] = {}  # random scalar name -> distribution
 
 
 _active: list[_BuildContext] = []

@@ -7,6 +7,7 @@ from sympy.core.relational import Relational
 
 from .errors import DSLError
 from .matrix import MatrixOp
+from .randomness import RandomSymbol
 from .reductions import Numel, Reduction
 from .rule import Rule
 from .symbols import GradSymbol, HyperSymbol, ParamSymbol, StateSymbol, StepSymbol
@@ -79,6 +80,8 @@ class _Checker:
     def symbol(self, s) -> None:
         if isinstance(s, (ParamSymbol, GradSymbol, StepSymbol, StateSymbol)):
             return
+        if isinstance(s, RandomSymbol) and s.name in self.rule.randoms:
+            return
         if isinstance(s, HyperSymbol) and s in self.hypers:
             return
         self.fail(f"unknown symbol {s} (use param(), grad(), step(), state(...) or a "
@@ -92,6 +95,10 @@ def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
         checker.where = "new parameter" if name == "p" else f"new value of state {name!r}"
         checker.expr = expr
         checker.value(expr)
+    clash = sorted(set(rule.randoms) & {h.name for h in hypers})
+    if clash:
+        raise DSLError(f"rule {rule.name!r}: random scalar {clash[0]!r} has the name of a "
+                       "hyperparameter; rename one of them")
     declared = set(rule.states)
     for name in rule.updates:
         if name not in declared:

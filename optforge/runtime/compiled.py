@@ -32,10 +32,11 @@ class CompiledRule:
         self._launchers: dict[str, Callable] = {}
         STATS["plans"] += 1
 
-    def scalars(self, hyper_values: dict[str, float], step: float) -> tuple:
+    def scalars(self, hyper_values: dict[str, float], step: float,
+                random_values: dict[str, float] | None = None) -> tuple:
         """The kernel's run-time scalars for one group at one step (float64 on the host)."""
         try:
-            return self._prologue(**hyper_values, t=step)
+            return self._prologue(**hyper_values, **(random_values or {}), t=step)
         except (ArithmeticError, ValueError, TypeError) as exc:
             shown = ", ".join(f"{k}={v:g}" for k, v in hyper_values.items())
             raise ValueError(f"rule {self.spec.name!r} at step {step:g}: the scalar prologue "

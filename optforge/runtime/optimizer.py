@@ -14,6 +14,7 @@ from collections import defaultdict
 import torch
 
 from ..compiler.errors import CompileError
+from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
@@ -42,13 +43,15 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params, rule, *, backend: str = "auto", skip_nonfinite: bool = False,
-                 **hyper):
+                 seed: int = 0, **hyper):
         self.spec = rule if isinstance(rule, RuleSpec) else RuleSpec(rule)
         check_backend_name(backend)
         self.backend = backend
         # Count NaN/Inf gradient elements in the first reduce stage; a group that has any
         # skips its step, leaving params, states and step counts untouched.
         self.skip_nonfinite = bool(skip_nonfinite)
+        # Random scalars (random_scalar in the DSL) are drawn from (seed, group, step, name).
+        self.seed = int(seed)
         self._check_keys(hyper, "the constructor")
         defaults = {**self.spec.defaults, **hyper}
         self._check_values(defaults, "defaults")
@@ -122,7 +125,9 @@ class Optimizer(torch.optim.Optimizer):
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
                          [[self.state[p][name] for p in params] for name in decls],
-                         compiled.scalars(hyper_values, step)))
+                         compiled.scalars(hyper_values, step, {
+                             name: draw(dist, self.seed, index, step, name)
+                             for name, dist in plan.randoms.items()})))
         reduced = {p: () for _, params, *_ in runs for p in params}
         for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
             partials = []
