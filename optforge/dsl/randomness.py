@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from .errors import DSLError
-from .symbols import RESERVED_NAMES, ScalarSymbol, _active, _current_rule_name
+from .symbols import ScalarSymbol, _active, _current_rule_name, is_reserved
 
 DISTRIBUTIONS = {
     "exponential": lambda rng: rng.expovariate(1.0),  # Exp(1): mean 1
@@ -30,7 +30,7 @@ def random_scalar(name: str, distribution: str = "exponential") -> RandomSymbol:
     if distribution not in DISTRIBUTIONS:
         raise DSLError(f"rule {rule!r}: random_scalar({name!r}) has distribution "
                        f"{distribution!r}; supported: {sorted(DISTRIBUTIONS)}")
-    if not isinstance(name, str) or not name.isidentifier() or name in RESERVED_NAMES:
+    if not isinstance(name, str) or not name.isidentifier() or is_reserved(name):
         raise DSLError(f"rule {rule!r}: random_scalar name {name!r} is not a free identifier")
     if _active:
         known = _active[-1].randoms.setdefault(name, distribution)

@@ -20,7 +20,7 @@ import sympy as sp
 
 from .errors import DSLError
 from .rule import Rule
-from .symbols import HyperSymbol, build_context
+from .symbols import HyperSymbol, build_context, is_reserved
 from .validate import validate
 
 Variant = tuple
@@ -83,6 +83,9 @@ class RuleSpec:
                                "argument of a rule function is a hyperparameter with a default")
             if key == "params":
                 raise DSLError(f"rule {self.name!r}: 'params' is reserved by torch param groups")
+            if is_reserved(key):
+                raise DSLError(f"rule {self.name!r}: hyperparameter name {key!r} is reserved "
+                               "(p, g, t, step and compiler temporary names like s0, e1)")
             if isinstance(default, bool):
                 self.static.append(key)
             elif _is_number(default):

@@ -9,6 +9,7 @@ active build context, which ``RuleSpec`` opens.
 from __future__ import annotations
 
 import contextlib
+import re
 import keyword
 from dataclasses import dataclass
 from typing import Iterator
@@ -20,6 +21,14 @@ from .errors import DSLError
 # Storage dtypes a state may declare. None means "the parameter's dtype".
 STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
 RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad"})
+# The compiler names its temporaries s0, h0, e0, m0, q0, r0 (and tensors v_<name>): a
+# user name of that shape would silently alias one in generated code.
+_TEMP_NAME = re.compile(r"^([sehmqr]\d+|v_.*)$")
+
+
+def is_reserved(name: str) -> bool:
+    """True for names a hyperparameter, state or random scalar must not take."""
+    return name in RESERVED_NAMES or bool(_TEMP_NAME.match(name))
 
 
 class TensorSymbol(sp.Symbol):
@@ -110,7 +119,7 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     rule = _current_rule_name()
     if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
         raise DSLError(f"rule {rule!r}: state name {name!r} is not a Python identifier")
-    if name in RESERVED_NAMES:
+    if is_reserved(name):
         raise DSLError(f"rule {rule!r}: state name {name!r} is reserved "
                        f"(reserved: {sorted(RESERVED_NAMES)})")
     if dtype is not None and dtype not in STATE_DTYPES:

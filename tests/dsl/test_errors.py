@@ -157,3 +157,17 @@ def test_bad_reductions_are_named(make, message):
     with pytest.raises(DSLError, match="rule 'rule_bad_reduction'") as info:
         RuleSpec(rule_bad_reduction).build()
     assert message in str(info.value)
+
+
+def test_names_that_would_alias_compiler_temporaries_are_refused():
+    def rule_temp_hyper(s0=0.1):
+        return Rule(param() - s0 * grad())
+
+    def rule_temp_state(lr=0.1):
+        e1 = state("e1")
+        return Rule(param() - lr * grad(), e1=e1 + grad())
+
+    with pytest.raises(DSLError, match="hyperparameter name 's0' is reserved"):
+        RuleSpec(rule_temp_hyper)
+    with pytest.raises(DSLError, match="state name 'e1' is reserved"):
+        RuleSpec(rule_temp_state).build()
