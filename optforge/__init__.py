@@ -1,13 +1,14 @@
 """optforge: write an optimizer's update rule as math, get fused kernels and a torch Optimizer."""
 __version__ = "0.1.0"
 
-from .dsl import DSLError, Rule, RuleSpec, cautious, chain  # noqa: E402
+from .dsl import DSLError, Rule, RuleSpec, cautious, chain, with_ema  # noqa: E402
 from .runtime import BackendError, Optimizer  # noqa: E402
+from .runtime.ema import swap_ema  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
 
 # Every catalogue optimizer is importable as optforge.<Name> (optforge.AdamW, optforge.LAMB...):
 # registering a class in optforge/catalogue/ is all it takes.
 globals().update(CATALOGUE)
 
-__all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "DSLError",
+__all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
            "BackendError", "CATALOGUE", *CATALOGUE]

@@ -10,7 +10,7 @@ from .spec import RuleSpec, specialize_on_zero
 from .symbols import grad, param, state, step
 from .transforms import (Transform, add_decayed_weights, cautious_mask, clip_by_global_norm,
                          scale, scale_by_adam, scale_by_lr, scale_by_rms, scale_by_sign, trace)
-from .combine import cautious, chain
+from .combine import cautious, chain, with_ema
 
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
@@ -18,5 +18,5 @@ __all__ = [
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
-    "cautious_mask", "random_scalar",
+    "cautious_mask", "random_scalar", "with_ema",
 ]

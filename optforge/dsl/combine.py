@@ -11,7 +11,7 @@ import inspect
 
 from .errors import DSLError
 from .rule import Rule
-from .symbols import grad, param
+from .symbols import grad, param, state
 from .transforms import Transform, cautious_mask, cautious_step
 
 
@@ -83,4 +83,40 @@ def cautious(rule=None):
         return Rule(p - descent * cautious_mask(descent, grad()), **inner.updates)
 
     wrapped.__name__ = wrapped.__qualname__ = f"cautious_{fn.__name__}"
+    return wrapped
+
+
+def with_ema(rule, decay=0.999, name="param_ema"):
+    """``rule`` plus an exponential moving average of the weights (Polyak averaging).
+
+    The average is a state (``name``, starting at the parameter) updated in the same
+    kernel after the step: ``ema <- ema_decay * ema + (1 - ema_decay) * p_new``;
+    ``ema_decay`` is a new hyperparameter. ``optforge.swap_ema(optimizer)`` evaluates
+    with the averaged weights.
+    """
+    fn = getattr(rule, "fn", rule)
+    if not callable(fn):
+        raise DSLError(f"with_ema(): {rule!r} is not a rule function")
+    signature = inspect.signature(fn)
+    if "ema_decay" in signature.parameters:
+        raise DSLError(f"with_ema(): rule {fn.__name__!r} already has a hyperparameter "
+                       "'ema_decay'")
+
+    def wrapped(**hyper):
+        ema_decay = hyper.pop("ema_decay")
+        inner = fn(**hyper)
+        if not isinstance(inner, Rule):
+            raise DSLError(f"with_ema(): rule {fn.__name__!r} returned "
+                           f"{type(inner).__name__}, not Rule(...)")
+        average = state(name, init=param())
+        return Rule(inner.param, **inner.updates,
+                    **{name: ema_decay * average + (1 - ema_decay) * inner.param})
+
+    wrapped.__name__ = wrapped.__qualname__ = f"{fn.__name__}_with_ema"
+    wrapped.__signature__ = signature.replace(parameters=[
+        *signature.parameters.values(),
+        inspect.Parameter("ema_decay", inspect.Parameter.KEYWORD_ONLY, default=decay)])
+    zero = getattr(fn, "_optforge_zero_specialized", None)
+    if zero:
+        wrapped._optforge_zero_specialized = zero
     return wrapped
