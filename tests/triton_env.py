@@ -18,3 +18,12 @@ else:
     DEVICE = torch.device("cpu")
 
 INTERPRETED = DEVICE.type == "cpu"
+
+# Import triton now, in the mode just chosen: torch imports it lazily (torch._dynamo, on
+# the first optimizer step), and a later test that unsets TRITON_INTERPRET for a moment
+# must not be the one that decides how triton's own library kernels are built.
+import triton  # noqa: E402,F401
+
+from optforge.kernels.triton.available import check_interpreter_consistent  # noqa: E402
+
+check_interpreter_consistent()  # fails clearly if something imported triton before us

@@ -70,9 +70,12 @@ class Layout:
             found = self._maps[block_size] = BlockMap(self.numels, block_size, self.device)
         return found
 
-    def address_table(self, rows: list[list[torch.Tensor]]) -> torch.Tensor:
+    def known(self, addresses: tuple[int, ...]) -> bool:
+        """True when these are the addresses of the last table (already validated)."""
+        return addresses == self._addresses
+
+    def address_table(self, addresses: tuple[int, ...]) -> torch.Tensor:
         """int64 [n_roles * n_tensors] addresses, reused while they do not change."""
-        addresses = tuple(t.data_ptr() for row in rows for t in row)
         if addresses != self._addresses:
             # a new tensor each time (not an in-place update): a launch still queued
             # on the stream keeps reading the old table
@@ -83,3 +86,7 @@ class Layout:
 
 def numels_of(params: list[torch.Tensor]) -> tuple[int, ...]:
     return tuple(p.numel() for p in params)
+
+
+def addresses_of(rows: list[list[torch.Tensor]]) -> tuple[int, ...]:
+    return tuple(t.data_ptr() for row in rows for t in row)
