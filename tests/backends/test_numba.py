@@ -196,3 +196,26 @@ def test_random_hyperparameters_and_shapes_match_torch_backend(name, shape, lr, 
         seed=seed)
     assert norm_rel(ours, ref) < TOL
     _states_close(o1, o2, TOL)
+
+
+def test_empty_and_tiny_parameters_and_thread_count_restored():
+    import numba
+    threads = numba.get_num_threads()
+    ps = [torch.nn.Parameter(torch.randn(0)), torch.nn.Parameter(torch.randn(3, 0)),
+          torch.nn.Parameter(torch.ones(2))]
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    optforge.SGD(ps, lr=0.5, backend="numba").step()  # serial path (tiny bucket)
+    assert torch.equal(ps[2].detach(), torch.full((2,), 0.5))
+    assert numba.get_num_threads() == threads
+
+
+def test_state_of_the_wrong_dtype_is_named():
+    p = torch.nn.Parameter(torch.randn(10))
+    opt = optforge.AdamW([p], lr=1e-3, backend="numba")
+    p.grad = torch.randn(10)
+    opt.step()
+    opt.state[p]["exp_avg_sq"] = opt.state[p]["exp_avg_sq"].double()
+    with pytest.raises(TypeError, match="state 'exp_avg_sq' of parameter 0 has dtype "
+                                        "torch.float64, expected torch.float32"):
+        opt.step()
