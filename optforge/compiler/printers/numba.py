@@ -212,5 +212,5 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
                   storage_tuple="".join(f"{dtypes[n]!r}, " for n in slots),
                   n_scalars=str(len(plan.scalar_args)), kernel=kernel_name(plan, param_dtype),
                   scalars="\n".join(scalars) or "    pass",
-                  views="\n".join(views), loads="\n".join(loads) or "            pass",
-                  temps="\n".join(temps), stores="\n".join(stores))
+                  views="\n".join(views),
+                  body="\n".join(loads + temps + stores) or "            pass")
