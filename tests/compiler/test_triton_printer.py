@@ -62,7 +62,7 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     lowered = src.lower()
     for word in FORBIDDEN:
         assert word not in lowered, word
-    assert src.count("@triton.jit") == 4  # three rounding helpers and the kernel
+    assert src.count("@triton.jit") == 5  # three rounding helpers, sign and the kernel
 
 
 def test_hyperparameters_are_kernel_arguments_not_constants():
@@ -93,6 +93,7 @@ def test_printed_operations():
     assert pr.doprint(p / g) == "tl.div_rn((v_p), v_g)"
     assert pr.doprint(sp.Pow(g, sp.Rational(3, 2))) == "tl.exp2(1.5 * tl.log2(v_g))"
     assert pr.doprint(sp.Pow(g, 3, evaluate=False)) == "(v_g * v_g * v_g)"
+    assert pr.doprint(sp.sign(p + g)) == "sign_f32((v_g + v_p))"
     assert "propagate_nan=tl.PropagateNan.ALL" in pr.doprint(sp.Max(p, g))
     assert pr.doprint(sp.Piecewise((p, g > 0), (g, True))) == "tl.where((v_g > 0.0), v_p, v_g)"
 

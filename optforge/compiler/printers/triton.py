@@ -115,10 +115,7 @@ class TritonPrinter:
         return f"tl.exp2({self.doprint(exp)} * tl.log2({b}))"
 
     def _print_sign(self, e):
-        x = self.doprint(e.args[0])
-        # torch.sign: -1, 0, 1, and NaN stays NaN
-        return (f"tl.where({x} != {x}, {x}, tl.where({x} > 0.0, 1.0, "
-                f"tl.where({x} < 0.0, -1.0, 0.0)))")
+        return f"sign_f32({self.doprint(e.args[0])})"  # in triton_helpers.py.tmpl
 
     def _minmax(self, e, fn):
         # propagate NaN like torch.maximum/minimum (Triton's default drops it)
@@ -242,7 +239,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     return render("triton_kernel.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
                   stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=render("triton_rounding.py"), kernel=name,
+                  helpers=render("triton_helpers.py"), kernel=name,
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass",
@@ -254,4 +251,4 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
 def rounding_test_source() -> str:
     """A module with the rounding helpers and a kernel applying them to one tensor
     (for tests of the helpers and for ``kernels/triton/rounding.py``)."""
-    return render("triton_round_kernel.py", helpers=render("triton_rounding.py"))
+    return render("triton_round_kernel.py", helpers=render("triton_helpers.py"))

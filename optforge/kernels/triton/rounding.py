@@ -1,6 +1,6 @@
 """The backend's float32 -> bfloat16 roundings applied to one tensor.
 
-The very helpers every generated kernel inlines (``triton_rounding.py.tmpl``), behind
+The very helpers every generated kernel inlines (``triton_helpers.py.tmpl``), behind
 a small host function: tests compare them with torch's ``.to(torch.bfloat16)`` and
 check that stochastic rounding is unbiased and seeded; users can round a tensor the
 way the optimizer stores it.
