@@ -18,6 +18,15 @@ from .random_scaled_sgdm import RandomScaledSGDM, random_scaled_sgdm
 from .rmsprop import RMSprop, rmsprop
 from .sgd import SGD, sgd
 from .signum import Signum, signum
+# reductions (norms over a tensor, its rows or the param group)
+from .adagrad_norm import AdAdaGradNorm, AdagradNorm, adagrad_norm, norm_test_batch_size
+from .adamp import AdamP, adamp
+from .clipped_sgd import ClippedSGD, clipped_sgd
+from .lamb import LAMB, lamb
+from .lars import LARS, lars
+from .lion_kappa_l2 import LionKappaL2, lion_kappa_l2
+from .normalized_gd import BetaNormalizedGD, beta_normalized_gd
+from .sgdp import SGDP, sgdp
 
 __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "Adagrad",
            "RMSprop", "Lion", "Signum", "sgd", "adam", "adamw", "adamax", "adagrad", "rmsprop",
@@ -27,3 +36,6 @@ __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "
            "lion_kappa_identity", "lion_kappa_clamp", "exadam", "prox_sgd_l1", "prox_sgd_box",
            "prox_sgd_nonneg", "optimistic_gd", "ftrl", "cocob", "CAdamW", "CLion", "cadamw", "clion",
            "RandomScaledSGDM", "random_scaled_sgdm"]
+__all__ += ["LAMB", "LARS", "AdamP", "SGDP", "AdagradNorm", "AdAdaGradNorm", "ClippedSGD",
+            "BetaNormalizedGD", "LionKappaL2", "lamb", "lars", "adamp", "sgdp", "adagrad_norm",
+            "norm_test_batch_size", "clipped_sgd", "beta_normalized_gd", "lion_kappa_l2"]
