@@ -122,3 +122,18 @@ def test_projected_step_is_orthogonal_to_each_channel():
     AdamP([p], lr=1e-2).step()
     step = (p.detach() - before).reshape(CONV[0], -1)
     assert (step * before.reshape(CONV[0], -1)).sum(1).abs().max() < 1e-6
+
+
+def test_documented_deviation_n_by_1_tensors_are_not_projected():
+    # The official code projects a (16, 1) tensor (ndim 2) through the layer view; its
+    # rows hold one element, the same view as a 1-D tensor, so ours leaves it alone.
+    kw = dict(lr=1e-2, weight_decay=0.1)
+    grads = scale_invariant_grad("layer")
+    ours, plain, _, _ = run_side_by_side(lambda ps: AdamP(ps, **kw),
+                                         lambda ps: AdamP(ps, delta=0.0, **kw), (16, 1),
+                                         grad_fn=grads)
+    assert torch.equal(ours, plain)  # delta = 0: no view ever passes the test
+    ours, official, _, ref = run_side_by_side(lambda ps: AdamP(ps, **kw),
+                                              lambda ps: RefAdamP(ps, **kw), (16, 1),
+                                              grad_fn=scale_invariant_grad("layer"))
+    assert ref.counts["layer"] == 20 and norm_rel(ours, official) > 1e-3
