@@ -35,16 +35,27 @@ class Reduction(sp.Function):
         return SCOPES[int(self.args[-1])]
 
 
+    def _sympystr(self, printer):
+        inner = ", ".join(printer._print(a) for a in self.args[:-1])
+        return f"{self._label}_{self.scope}({inner})"
+
+    def _latex(self, printer):
+        inner = "".join(printer._print(a) for a in self.args[:-1])
+        return rf"{self._latex_op}_{{\mathrm{{{self.scope}}}}}\left({inner}\right)"
+
+
 class ReduceSum(Reduction):
     """Sum of an elementwise expression over a scope (float32 accumulation)."""
 
     nargs = 2
+    _label, _latex_op = "sum", r"\sum"
 
 
 class ReduceMax(Reduction):
     """Maximum of an elementwise expression over a scope."""
 
     nargs = 2
+    _label, _latex_op = "max", r"\max"
 
 
 class Numel(Reduction):
@@ -52,6 +63,10 @@ class Numel(Reduction):
 
     nargs = 1
     is_positive = True
+    _label, _latex_op = "numel", r"\mathrm{numel}"
+
+    def _latex(self, printer):
+        return rf"n_{{\mathrm{{{self.scope}}}}}"
 
 
 def _scope(over: str, fn: str) -> sp.Integer:

@@ -101,7 +101,7 @@ CASES = [
     (rule_state_written_never_declared, "writes 'momentum', which was never declared"),
     (rule_nonscalar_hyper, "hyperparameter 'lr' has default [0.1, 0.2]"),
     (rule_string_hyper, "hyperparameter 'lr' has default '0.1'"),
-    (rule_reduction, "state 'm' init sqrt(ReduceSum(p**2, 0)) uses a reduction"),
+    (rule_reduction, "state 'm' init sqrt(sum_tensor(p**2)) uses a reduction"),
     (rule_matrix, "matrix operation"),
     (rule_comparison_as_value, "comparison"),
     (rule_unsupported_function, "unsupported operation gamma"),
