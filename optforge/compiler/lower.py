@@ -30,8 +30,11 @@ def _used_tensors(refs: dict[str, TensorRef], exprs) -> list[TensorRef]:
     return [ref for name, ref in refs.items() if name in used]
 
 
+SHAPE_OPS = ("numel", "ndim")  # reductions answered from the shape, with no argument
+
+
 def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
-    args = {str(r.result): reduce_args[str(r.result)] for r in ops if r.op != "numel"}
+    args = {str(r.result): reduce_args[str(r.result)] for r in ops if r.op not in SHAPE_OPS}
     temps, args = cse(args, prefix="q")
     temps, args = pow_to_mul(temps, args, prefix="q")
     ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr)) for r in ops]
@@ -54,7 +57,7 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         guard = ReduceOp(check, "nonfinite", "group", GradSymbol("g", real=True))
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
     prologue, scope_temps, outputs, reduce_args = hoist_levels(
-        outputs, {str(r.result): r.expr for ops in stage_ops for r in ops if r.op != "numel"})
+        outputs, {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS})
     scalar_args = [s for s, _ in prologue]
     host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
     prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]

@@ -36,7 +36,7 @@ class ScopeTemp(sp.Symbol):
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel" | "nonfinite"
+    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel" | "ndim" | "nonfinite"
     (how many elements of ``expr`` are NaN or infinite)."""
 
     result: ReduceResult

@@ -1,10 +1,11 @@
 """Reductions: norms, dot products, sums, means, maxima and counts.
 
 Every user-facing reduction is built from three primitive nodes, so the compiler
-and each backend handle exactly three things:
+and each backend handle exactly these:
 
 * ``ReduceSum(x, scope)`` and ``ReduceMax(x, scope)`` over an elementwise expression;
-* ``Numel(scope)``: how many elements the scope holds (known without reading memory).
+* ``Numel(scope)``: how many elements the scope holds (known without reading memory);
+  ``NDim``: the tensor's number of dimensions.
 
 The scope says what is reduced: ``"tensor"`` (the whole parameter tensor),
 ``"row"`` (per output channel: the tensor viewed as ``(shape[0], -1)``, one value
@@ -69,6 +70,17 @@ class Numel(Reduction):
         return rf"n_{{\mathrm{{{self.scope}}}}}"
 
 
+class NDim(Reduction):
+    """The parameter tensor's number of dimensions (AdamP projects only when > 1)."""
+
+    nargs = 1
+    is_nonnegative = True
+    _label, _latex_op = "ndim", r"\mathrm{ndim}"
+
+    def _latex(self, printer):
+        return r"\mathrm{ndim}(p)"
+
+
 def _scope(over: str, fn: str) -> sp.Integer:
     if over not in SCOPES:
         raise DSLError(f"rule {_current_rule_name()!r}: {fn}(..., over={over!r}): over must "
@@ -92,6 +104,11 @@ def total(x, over: str = "tensor"):
 def numel(over: str = "tensor"):
     """The number of elements reduced over ``over``."""
     return Numel(_scope(over, "numel"))
+
+
+def ndim():
+    """The number of dimensions of the parameter tensor (0 for a scalar parameter)."""
+    return NDim(sp.Integer(0))
 
 
 def mean(x, over: str = "tensor"):

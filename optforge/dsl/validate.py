@@ -8,7 +8,7 @@ from sympy.core.relational import Relational
 from .errors import DSLError
 from .matrix import MatrixOp
 from .randomness import RandomSymbol
-from .reductions import Numel, Reduction
+from .reductions import NDim, Numel, Reduction
 from .rule import Rule
 from .symbols import GradSymbol, HyperSymbol, ParamSymbol, StateSymbol, StepSymbol
 
@@ -62,7 +62,7 @@ class _Checker:
                       "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
 
     def reduction(self, e) -> None:
-        if not isinstance(e, Numel):  # nested reductions become successive reduce stages
+        if not isinstance(e, (Numel, NDim)):  # nested ones become successive reduce stages
             self.value(e.args[0])
 
     def condition(self, c) -> None:

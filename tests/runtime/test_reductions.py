@@ -188,3 +188,15 @@ def test_nested_reductions_run_as_successive_stages():
         ref = regret / regret.sum() if regret.sum() > 0 else torch.full((3,), 1 / 3)
         assert torch.allclose(x.detach(), ref, atol=1e-6)
         assert torch.allclose(opt.state[x]["regret"], regret, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape,expected", [((), 0), ((5,), 1), ((5, 1), 2), ((2, 3, 4), 3)])
+def test_ndim_distinguishes_shapes_that_views_cannot(shape, expected):
+    from optforge.dsl import ndim
+
+    def rule(lr=1.0):
+        return Rule(param() - lr * ndim() + 0 * grad())
+    p = torch.nn.Parameter(torch.zeros(shape))
+    p.grad = torch.zeros(shape)
+    optforge.Optimizer([p], rule).step()
+    assert torch.equal(p.detach(), torch.full(shape, -float(expected)))

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ...dsl.reductions import Numel, ReduceMax, ReduceSum, Reduction
+from ...dsl.reductions import NDim, Numel, ReduceMax, ReduceSum, Reduction
 from ..plan import ReduceOp, ReduceResult
 
-_OPS = {ReduceSum: "sum", ReduceMax: "max", Numel: "numel"}
+_OPS = {ReduceSum: "sum", ReduceMax: "max", Numel: "numel", NDim: "ndim"}
+_SHAPE_ONLY = (Numel, NDim)  # known from the tensor's shape: no argument to reduce
 
 
 def _innermost(outputs) -> list[Reduction]:
@@ -43,6 +44,6 @@ def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[list[ReduceOp]],
             results[node] = ReduceResult(f"r{count}", real=True)
             count += 1
         stages.append([ReduceOp(results[n], _OPS[type(n)], n.scope,
-                                sp.Integer(1) if isinstance(n, Numel) else n.args[0])
+                                sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0])
                        for n in nodes])
         outputs = {k: e.xreplace(results) for k, e in outputs.items()}
