@@ -4,13 +4,13 @@
 Projection (official ``_projection``): channel view (a row per output channel), then layer
 view; the first whose max over rows of |cos(g, p)| < delta / sqrt(row length) applies
 u <- u - p_n <p_n, u> per row, p_n = p / (||p|| + eps), and scales decay by wd_ratio.
-cos as torch.cosine_similarity: <x, y> / (max(|x|, eps) max(|y|, eps)). The official code
-projects ndim > 1 tensors; a rule cannot see ndim, so we project tensors with more than one
-element per row: the same set but for shapes (n, 1, ..., 1), left unprojected.
+cos as torch.cosine_similarity: <x, y> / (max(|x|, eps) max(|y|, eps)). Only tensors with
+ndim > 1 are projected, as in the official code.
 Adam part as the official code: u = m / (sqrt(v) / sqrt(1 - b2^t) + eps) (nesterov:
 b1 m + (1 - b1) g over it);  p <- p (1 - lr wd r) - lr / (1 - b1^t) proj(u).
 """
-from ..dsl import Rule, amax, dot, grad, maximum, norm, numel, param, sqrt, state, step, where
+from ..dsl import (Rule, amax, dot, grad, maximum, ndim, norm, numel, param, sqrt, state, step,
+                   where)
 from ..dsl import abs as abs_
 from ._base import CatalogueOptimizer
 
@@ -23,7 +23,7 @@ def radial_projection(u, p, g, delta, wd_ratio, eps):
 
     def project(over):
         return u - p * dot(p, u, over=over) / (norm(p, over=over) + eps) ** 2
-    ok = numel(over="row") > 1
+    ok = ndim() > 1
     channel = ok & (amax(cos("row")) < delta / sqrt(numel(over="row")))
     layer = ok & (cos("tensor") < delta / sqrt(numel()))
     u = where(channel, project("row"), where(layer, project("tensor"), u))
