@@ -161,6 +161,32 @@ def test_lr_change_does_not_recompile():
         assert norm_rel(p_ours.detach().cpu(), p_ref.detach()) < F32_TOL
 
 
+@pytest.mark.parametrize("offset", [0, 1], ids=["aligned", "unaligned"])
+def test_views_at_any_offset(offset):
+    """Params that are views into one buffer, at a 16-byte-aligned offset or not (the
+    vector-access hint is given only when every address of the launch allows it)."""
+    from optforge.kernels.triton.layout import alignment
+    assert alignment((0, 16, 4096)) == 16 and alignment((0, 4)) == 1
+    base = torch.randn(40000 + offset, device=DEVICE)
+    ours = [torch.nn.Parameter(base[offset:offset + 33000]),
+            torch.nn.Parameter(base[offset + 33000:offset + 40000])]
+    ref = [torch.nn.Parameter(p.detach().cpu().clone()) for p in ours]
+    o1 = optforge.AdamW(ours, lr=0.1, backend="triton")
+    o2 = optforge.AdamW(ref, lr=0.1, backend="torch")
+    for _ in range(2):
+        for a, b in zip(ours, ref):
+            g = torch.randn(b.shape)
+            a.grad, b.grad = g.to(DEVICE), g
+        o1.step()
+        o2.step()
+    for a, b in zip(ours, ref):
+        assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
+    launcher = o1._launcher(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
+                            torch.float32)
+    layout = launcher._layouts[(ours[0].device, (33000, 7000))]
+    assert layout.align == (16 if offset == 0 else 1)
+
+
 def test_empty_and_huge_offsets_are_masked():
     """A zero-element tensor launches nothing; a tensor whose last block is partial
     leaves the memory right after it untouched (masks)."""

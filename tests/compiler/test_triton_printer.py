@@ -28,12 +28,21 @@ def _plan(spec, variant):
     return lower(spec.build(variant), spec.hyper_symbols)
 
 
+TAIL = "    else:\n        mask = offs < numel\n"
+
+
+def _branches(src: str) -> tuple[str, str]:
+    """(full-block path, masked tail path) of a generated kernel."""
+    head, tail = src.split(TAIL)
+    return head.split("    if start + BLOCK_SIZE <= numel:\n")[1], tail
+
+
 def test_adamw_has_four_loads_and_three_stores():
     spec = optforge.AdamW.rule
     plan = _plan(spec, spec.default_variant)
-    src = triton_source(plan, "float32")
-    assert len(re.findall(r"tl\.load\(ptr_", src)) == 4
-    assert len(re.findall(r"tl\.store\(", src)) == 3
+    for branch in _branches(triton_source(plan, "float32")):
+        assert len(re.findall(r"tl\.load\(ptr_", branch)) == 4
+        assert len(re.findall(r"tl\.store\(", branch)) == 3
     assert traffic(plan).read == 16 and traffic(plan).written == 12
 
 
@@ -48,8 +57,14 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     written = [r.name for r, _ in plan.stores]
     sr = [n for n in written if n == "p"] if param_dtype == "bfloat16" else []
     src = triton_source(plan, param_dtype, sr)
-    loaded = re.findall(r"tl\.load\(ptr_(\w+) \+ offs", src)
-    stored = re.findall(r"tl\.store\(ptr_(\w+) \+ offs", src)
+    full, tail = _branches(src)
+    # the full-block path never masks (vector accesses); the tail path masks everything
+    assert "mask" not in full
+    assert tail.count("mask=mask") == len(plan.loads) + len(plan.stores)
+    loaded = re.findall(r"tl\.load\(ptr_(\w+) \+ offs", full)
+    stored = re.findall(r"tl\.store\(ptr_(\w+) \+ offs", full)
+    assert re.findall(r"tl\.load\(ptr_(\w+) \+ offs", tail) == loaded
+    assert re.findall(r"tl\.store\(ptr_(\w+) \+ offs", tail) == stored
     assert sorted(loaded) == sorted(r.name for r in plan.loads)
     assert sorted(stored) == sorted(written)
     # bytes moved per element, read off the source, equal the traffic model's
@@ -69,7 +84,7 @@ def test_hyperparameters_are_kernel_arguments_not_constants():
     spec = optforge.AdamW.rule
     src = triton_source(_plan(spec, spec.default_variant), "float32")
     assert "0.001" not in src and "0.999" not in src  # lr and beta2 defaults
-    assert "s0, s1, s2, s3, s4, s5, s6, BLOCK_SIZE: tl.constexpr" in src
+    assert "s0, s1, s2, s3, s4, s5, s6, BLOCK_SIZE: tl.constexpr, ALIGN: tl.constexpr" in src
 
 
 def test_unsupported_nodes_are_named():
@@ -107,4 +122,4 @@ def test_stochastic_rounding_only_for_written_bf16_tensors():
         triton_source(plan, "bfloat16", {"g"})
     src = triton_source(plan, "bfloat16", {"p", "exp_avg"})
     assert "seed_exp_avg, seed_p, BLOCK_SIZE" in src
-    assert src.count("f32_to_bf16_bits_sr(n_") == 2
+    assert src.count("f32_to_bf16_bits_sr(n_") == 2 * 2  # full and tail paths

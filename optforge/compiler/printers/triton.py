@@ -182,21 +182,22 @@ def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset)
     return f"optforge_{safe}_{digest}"
 
 
-def _load(ref: TensorRef, dtype: str) -> str:
-    raw = f"tl.load(ptr_{ref.name} + offs, mask=mask, other=0)"
+def _load(ref: TensorRef, dtype: str, masked: bool) -> str:
+    raw = (f"tl.load(ptr_{ref.name} + offs, mask=mask, other=0)" if masked
+           else f"tl.load(ptr_{ref.name} + offs)")
     if dtype == "bfloat16":
-        return f"    v_{ref.name} = bf16_bits_to_f32({raw})"
-    return f"    v_{ref.name} = {raw}.to(tl.float32)"
+        return f"v_{ref.name} = bf16_bits_to_f32({raw})"
+    return f"v_{ref.name} = {raw}.to(tl.float32)"
 
 
-def _store(ref: TensorRef, dtype: str, stochastic: bool) -> str:
+def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
     value = f"n_{ref.name}"
     if dtype == "bfloat16":
         value = (f"f32_to_bf16_bits_sr({value}, seed_{ref.name}, rng_offs)" if stochastic
                  else f"f32_to_bf16_bits_rne({value})")
     elif dtype == "float16":
         value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
-    return f"    tl.store(ptr_{ref.name} + offs, {value}, mask=mask)"
+    return f"tl.store(ptr_{ref.name} + offs, {value}{', mask=mask' if masked else ''})"
 
 
 def triton_source(plan: KernelPlan, param_dtype: str = "float32",
@@ -220,17 +221,23 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
                                f"(written: {sorted((n, dtypes[n]) for n in written)})")
     pr = TritonPrinter(plan.rule_name)
     refs = tensor_refs(plan)
-    rows = [f"    ptr_{r.name} = tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]}))" for i, r in enumerate(refs)]
-    loads = [_load(r, dtypes[r.name]) for r in plan.loads]
-    temps = [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
+            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]})), ALIGN)"
+            for i, r in enumerate(refs)]
+    temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs = []
     for ref, e in plan.stores:
         value = pr.doprint(e)
         if not pr.tensor(e):  # the same value for every element: broadcast it
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"    n_{ref.name} = {value}")
-    stores = [_store(r, dtypes[r.name], r.name in stochastic) for r, _ in plan.stores]
+        outputs.append(f"n_{ref.name} = {value}")
+
+    def body(masked: bool) -> str:
+        lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + temps + outputs
+                 + [_store(r, dtypes[r.name], r.name in stochastic, masked)
+                    for r, _ in plan.stores])
+        return "\n".join("        " + line for line in lines)
+
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
     rng = ("    # a distinct Philox counter per element of every tensor in the launch\n"
@@ -243,9 +250,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass",
-                  pointers="\n".join(rows), rng=rng, loads="\n".join(loads),
-                  temps="\n".join(temps), outputs="\n".join(outputs),
-                  stores="\n".join(stores))
+                  pointers="\n".join(rows), rng=rng, full=body(False), tail=body(True))
 
 
 def rounding_test_source() -> str:

@@ -55,9 +55,10 @@ def heuristic(device: torch.device, numels: tuple[int, ...]) -> Config:
     """Used when tuning is off (OPTFORGE_AUTOTUNE=0) or not run on this device."""
     largest = max(numels, default=1)
     if _interpreted(device):
-        # as few programs as possible: one per tensor up to 65536 elements (numpy
-        # work per lane is cheap next to the interpreter's per-operation overhead)
-        return Config(min(65536, max(4096, 1 << (largest - 1).bit_length())), 4)
+        # few programs (numpy work per lane is cheap next to the interpreter's cost per
+        # operation): one per tensor up to 32768 elements; larger tensors get full
+        # (unmasked) blocks too, so both kernel paths run in CPU tests
+        return Config(min(32768, max(4096, 1 << (largest - 1).bit_length())), 4)
     mean = sum(numels) / max(1, len(numels))
     # 8 fp32 per thread (two 128-bit accesses) for large tensors; small tensors
     # waste fewer lanes with 1024-element blocks

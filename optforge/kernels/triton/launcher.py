@@ -25,7 +25,7 @@ from ..cache import load_module
 from . import configs
 from .available import check_interpreter_consistent
 from .configs import Config
-from .layout import Layout, addresses_of, check_bucket, numels_of
+from .layout import Layout, addresses_of, alignment, check_bucket, numels_of
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                 "bfloat16": torch.bfloat16}
@@ -117,13 +117,14 @@ class TritonLauncher:
                           for r in self.refs], device)
         config = self._config(kern, layout, rows, scalars)
         seeds = [self._seed() for _ in kern.stochastic]
-        self._launch(kern, layout, layout.address_table(addresses), scalars, seeds, config)
+        table = layout.address_table(addresses)
+        self._launch(kern, layout, table, layout.align, scalars, seeds, config)
 
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
-    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, scalars, seeds,
-                config: Config) -> None:
+    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, align: int, scalars,
+                seeds, config: Config) -> None:
         blocks = layout.block_map(config.block_size)
         if blocks.n_programs == 0:  # every tensor is empty
             return
@@ -133,7 +134,7 @@ class TritonLauncher:
             kern.fn[(blocks.n_programs,)](
                 table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start,
                 *[float(s) for s in scalars], *seeds,
-                BLOCK_SIZE=config.block_size, num_warps=config.num_warps)
+                BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps)
 
     # ---- launch configuration ---------------------------------------------------------
     def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
@@ -190,8 +191,9 @@ class TritonLauncher:
             if scratch is None:  # allocated only if a search actually runs
                 scratch = [[t.clone() for t in row] if ref.name in written else row
                             for ref, row in zip(self.refs, rows)]
-                run.table = torch.tensor([t.data_ptr() for row in scratch for t in row],
-                                         dtype=torch.int64).to(layout.device)
-            self._launch(kern, layout, run.table, scalars, [0] * len(kern.stochastic),
-                         Config.from_dict(config))
+                addresses = addresses_of(scratch)
+                run.table = torch.tensor(addresses, dtype=torch.int64).to(layout.device)
+                run.align = alignment(addresses)
+            self._launch(kern, layout, run.table, run.align, scalars,
+                         [0] * len(kern.stochastic), Config.from_dict(config))
         return run

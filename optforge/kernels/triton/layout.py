@@ -62,6 +62,7 @@ class Layout:
         self.total = sum(numels)
         self._maps: dict[int, BlockMap] = {}
         self._addresses: tuple[int, ...] | None = None
+        self.align = 1  # of the last address table: see alignment()
         self._table: torch.Tensor | None = None
 
     def block_map(self, block_size: int) -> BlockMap:
@@ -77,6 +78,7 @@ class Layout:
     def address_table(self, addresses: tuple[int, ...]) -> torch.Tensor:
         """int64 [n_roles * n_tensors] addresses, reused while they do not change."""
         if addresses != self._addresses:
+            self.align = alignment(addresses)
             # a new tensor each time (not an in-place update): a launch still queued
             # on the stream keeps reading the old table
             self._table = torch.tensor(addresses, dtype=torch.int64).to(self.device)
@@ -90,3 +92,13 @@ def numels_of(params: list[torch.Tensor]) -> tuple[int, ...]:
 
 def addresses_of(rows: list[list[torch.Tensor]]) -> tuple[int, ...]:
     return tuple(t.data_ptr() for row in rows for t in row)
+
+
+def alignment(addresses: tuple[int, ...]) -> int:
+    """16 when every address is 16-byte aligned, else 1: the kernel's ALIGN hint.
+
+    torch allocations are aligned, but a tensor that is a view at an odd offset (a
+    slice of a flat buffer) is not; a wrong hint would make 128-bit accesses fault,
+    so the hint is given only when it holds for the whole launch.
+    """
+    return 16 if all(a % 16 == 0 for a in addresses) else 1
