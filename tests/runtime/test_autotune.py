@@ -32,6 +32,12 @@ NUMELS = tuple(torch.Size(s).numel() for s in SIZES)
 FIRST, LAST = (configs.candidates(DEVICE, NUMELS)[i].block_size for i in (0, -1))
 
 
+@pytest.fixture(autouse=True)
+def tuning_on(monkeypatch):
+    """These tests drive the tuner; other runs may switch it off (OPTFORGE_AUTOTUNE=0)."""
+    monkeypatch.setenv("OPTFORGE_AUTOTUNE", "1")
+
+
 class FakeTimer:
     """Runs each candidate like a real timer (3 times) and reports made-up seconds:
     the candidate with BLOCK_SIZE == ``fastest`` wins."""
