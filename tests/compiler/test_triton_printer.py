@@ -96,6 +96,8 @@ def test_unsupported_nodes_are_named():
         printer.doprint(sp.floor(p))
     with pytest.raises(CompileError, match="non-finite"):
         printer.doprint(sp.oo * g)
+    with pytest.raises(CompileError, match="Symbol in lr"):  # a hyperparameter never
+        printer.doprint(sp.Symbol("lr") * g)  # reaches a kernel un-hoisted: refuse it
     with pytest.raises(CompileError, match="beyond"):
         printer.doprint(sp.Pow(g, 100, evaluate=False))
 

@@ -26,7 +26,7 @@ from sympy.core.relational import Relational
 
 from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
-from ..plan import ElemTemp, KernelPlan, TensorRef
+from ..plan import ElemTemp, KernelPlan, ScalarTemp, TensorRef
 from ..templates import render
 
 # storage dtype -> (pointer element type in the kernel, how its bits become float32)
@@ -60,7 +60,7 @@ class TritonPrinter:
                 return f"{fn}({self.doprint(e.args[0])})"
         if isinstance(e, Relational) and e.rel_op in _REL:
             return f"({self.doprint(e.lhs)} {_REL[e.rel_op]} {self.doprint(e.rhs)})"
-        if e.is_Symbol:
+        if isinstance(e, (TensorSymbol, ElemTemp, ScalarTemp)):  # loaded, temp, kernel arg
             return local(e)
         if e.is_Number or isinstance(e, sp.NumberSymbol):
             return self._number(e)
