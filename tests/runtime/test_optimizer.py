@@ -144,8 +144,9 @@ def test_low_precision_params(dtype, backend):
 
 
 def test_float64_params_compute_in_float64(backend):
-    if backend != "torch":
-        pytest.skip("compiled backends compute in float32 by design")
+    from optforge.runtime.backends import BACKENDS
+    if not BACKENDS[backend].supports(torch.device("cpu"), torch.float64):
+        pytest.skip(f"backend {backend!r} does not run float64 tensors")
     torch.manual_seed(0)
     init = torch.randn(257, dtype=torch.float64)
     p, q = torch.nn.Parameter(init.clone()), torch.nn.Parameter(init.clone())
