@@ -21,6 +21,8 @@ def _combine(op: str, values: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _broadcastable(value: torch.Tensor, scope: str, param: torch.Tensor) -> torch.Tensor:
+    if value.dim() == 0:  # one value for the whole tensor (numel/ndim over rows or columns)
+        return value
     if scope == "row":
         return value.view((-1,) + (1,) * max(param.dim() - 1, 0)) if param.dim() else \
             value.view(())

@@ -20,7 +20,7 @@ from sympy.core.relational import Relational
 
 from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
-from ..plan import ElemTemp, KernelPlan, ScalarTemp
+from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
 from .torch import local
 
@@ -57,7 +57,7 @@ class NumbaPrinter:
                 return f"{fn}({self.doprint(e.args[0])})"
         if isinstance(e, Relational) and e.rel_op in _REL:
             return f"({self.doprint(e.lhs)} {e.rel_op} {self.doprint(e.rhs)})"
-        if isinstance(e, (TensorSymbol, ElemTemp, ScalarTemp)):
+        if isinstance(e, (TensorSymbol, ElemTemp, ScalarTemp, ReduceResult, ScopeTemp)):
             return local(e)
         if e.is_Number or isinstance(e, sp.NumberSymbol):
             return self.literal(e)
@@ -141,14 +141,16 @@ class NumbaPrinter:
 
 
 def kernel_slots(plan: KernelPlan) -> list[str]:
-    """The tensors the kernel touches, in address-table order: p, g, then states."""
-    touched = {r.name for r in plan.loads} | {r.name for r, _ in plan.stores}
+    """The tensors the kernels touch, in address-table order: p, g, then states."""
+    touched = {r.name for r in plan.loads} | {r.name for r, _ in plan.stores} | {
+        r.name for stage in plan.reduce_stages for r in stage.loads}
     return [n for n in ["p", "g", *plan.states] if n in touched]
 
 
 def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
     """Each slot's storage dtype: a state's declared dtype, else the parameter's."""
-    refs = {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
+    refs = {r.name: r for stage in plan.reduce_stages for r in stage.loads}
+    refs |= {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
     out = {}
     for name in kernel_slots(plan):
         dtype = refs[name].dtype or param_dtype
@@ -183,14 +185,14 @@ def _store(dtype: str, ftype: str, value: str) -> str:
 
 
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
-    """A module defining ``kernel(addresses, blocks, scalars)`` for one plan and dtype."""
+    """A module defining ``kernel(addresses, blocks, scalars)`` for one plan and dtype
+    (multi-stage plans: see ``numba_reduce.py``)."""
     if param_dtype not in STORAGE:
         raise CompileError(f"rule {plan.rule_name!r}: parameters of dtype {param_dtype!r} are "
                            f"not supported by the numba backend ({sorted(STORAGE)})")
-    if getattr(plan, "reductions", None):
-        names = ", ".join(f"{r.op} over {r.scope}" for r in plan.reductions)
-        raise CompileError(f"rule {plan.rule_name!r} has a reduce stage ({names}); the numba "
-                           "backend prints elementwise stages only: use backend='torch'")
+    if plan.reduce_stages:
+        from .numba_reduce import stages_source
+        return stages_source(plan, param_dtype)
     ftype = compute_dtype(param_dtype)
     pr = NumbaPrinter(plan.rule_name, ftype)
     dtypes = storage_dtypes(plan, param_dtype)

@@ -39,6 +39,8 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
 from ..cache import load_module
+from .reduce import Layout
+from .stage_results import StageResults
 
 BLOCK = 1 << 16
 # Below this many elements a step runs on the calling thread only. Waking the OpenMP
@@ -103,6 +105,8 @@ class NumbaLauncher:
         self.source = numba_source(plan, "float32")
         self._kernels: dict[str, object] = {}
         self._blocks: dict[tuple, np.ndarray] = {}
+        self._layouts: dict[tuple, Layout] = {}
+        self._results = StageResults(plan)
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
@@ -113,10 +117,8 @@ class NumbaLauncher:
             found = self._kernels[param_dtype] = load_module(source, "numba")
         return found
 
-    def __call__(self, params, grads, states, scalars) -> None:
-        """``states`` is one list per state name (plan order), aligned with ``params``."""
-        if not params:
-            return
+    def _tables(self, params, grads, states):
+        """(dtype name, address table, blocks) of a bucket, every tensor checked."""
         dtype = _DTYPE_NAMES.get(params[0].dtype)
         if dtype is None:
             raise TypeError(f"numba backend: parameters of dtype {params[0].dtype} are not "
@@ -136,23 +138,39 @@ class NumbaLauncher:
             if len(self._blocks) > 64:  # bounded: shapes change rarely
                 self._blocks.clear()
             blocks = self._blocks[numels] = blocks_for(numels)
+        return dtype, np.array(table, dtype=np.int64), blocks
+
+    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+        """``states`` is one list per state name (plan order), aligned with ``params``;
+        ``reduced``: each parameter's finished reductions (multi-stage plans)."""
+        if not params:
+            return
+        dtype, table, blocks = self._tables(params, grads, states)
         module = self.kernel(dtype)
-        args = (np.array(table, dtype=np.int64), blocks, np.array(scalars, dtype=np.float64))
-        threads = numba.get_num_threads()
-        if threads > 1 and sum(numels) < PARALLEL_MIN:
-            numba.set_num_threads(1)  # per calling thread in numba; restored below
-        try:
-            module.kernel(*args)
-        except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
-            # Numba found its on-disk cache entry unreadable (truncated or corrupted
-            # index/data file): drop it and compile afresh, once.
-            if module.kernel.signatures:
-                raise
-            _purge_numba_cache(module)
-            module.kernel(*args)
-        finally:
-            if numba.get_num_threads() != threads:
-                numba.set_num_threads(threads)
+        args = (table, blocks, np.array(scalars, dtype=np.float64))
+        if self.plan.reduce_stages:
+            layout = self._layout(params, blocks)
+            args += (layout.shapes,) + self._results.tables(reduced, params, layout)
+        _launch(module, module.kernel, args, sum(p.numel() for p in params))
+
+    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+        """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
+        ``reduced`` holds each tensor's finished results of the earlier stages."""
+        dtype, table, blocks = self._tables(params, grads, states)
+        module = self.kernel(dtype)
+        layout = self._layout(params, blocks)
+        tables = self._results.tables(reduced, params, layout)
+        return self._results.run_stage(stage, module, (table, blocks, np.array(
+            scalars, dtype=np.float64), layout.shapes) + tables, layout, params, _launch)
+
+    def _layout(self, params, blocks) -> Layout:
+        key = tuple(tuple(p.shape) for p in params)
+        found = self._layouts.get(key)
+        if found is None:
+            if len(self._layouts) > 64:
+                self._layouts.clear()
+            found = self._layouts[key] = Layout(key, blocks, BLOCK)
+        return found
 
     def _check(self, name, tensors, params, dtype):
         """The slow path: raise naming the tensor, or accept a dense permuted layout."""
@@ -179,3 +197,22 @@ class NumbaLauncher:
                     f"numba backend: {what} (shape {tuple(t.shape)}, stride "
                     f"{t.stride()}) is not laid out like its parameter (stride {p.stride()}) "
                     "or not dense; make it contiguous or use backend='torch'")
+
+
+def _launch(module, fn, args, total: int) -> None:
+    """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged."""
+    threads = numba.get_num_threads()
+    if threads > 1 and total < PARALLEL_MIN:
+        numba.set_num_threads(1)  # per calling thread in numba; restored below
+    try:
+        fn(*args)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        # Numba found its on-disk cache entry unreadable (truncated or corrupted
+        # index/data file): drop it and compile afresh, once.
+        if fn.signatures:
+            raise
+        _purge_numba_cache(module)
+        fn(*args)
+    finally:
+        if numba.get_num_threads() != threads:
+            numba.set_num_threads(threads)

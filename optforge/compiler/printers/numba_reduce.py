@@ -1,0 +1,185 @@
+"""Prints a multi-stage plan for the numba backend: one prange kernel per reduce stage,
+plus the elementwise kernel reading the finished results.
+
+Kernel arguments (all kernels): ``addresses, blocks, scalars`` as for elementwise plans,
+``shapes`` (per tensor: numel, rows, row length, ndim), ``rs`` (finished scalar results,
+one row per tensor) and ``raddr`` (addresses of finished row/column result vectors); the
+reduce kernels also take ``seg_base`` (first row segment of each block), ``col_base``
+(per block: offset into ``out_col`` and whether the tensor's rows are at least a block
+long) and the outputs ``out_t``, ``out_seg`` and ``out_col`` (see the launcher).
+
+A kernel that uses row or column values, or reduces over rows or columns, walks each
+block in *row segments* (the elements of one block inside one row): row values are
+then constant over a segment and column values are a contiguous slice. Otherwise a
+block is one run, as in the elementwise kernels.
+"""
+from __future__ import annotations
+
+from ..plan import KernelPlan, ReduceOp
+from ..templates import render
+from .numba import (_NP, STORAGE, NumbaPrinter, _load, _store, compute_dtype, kernel_name,
+                    storage_dtypes)
+from .numba_scopes import Scopes
+
+LANES = 16
+I2, I3 = " " * 8, " " * 12
+
+
+def _identity(op: str, f: str) -> str:
+    return f"{f}(-np.inf)" if op == "max" else f"{f}(0.0)"
+
+
+def _accumulate(op: str, target: str, value: str) -> str:
+    if op == "max":
+        return f"{target} = fmax({target}, {value})"
+    return f"{target} += {value}"
+
+
+def _fold(op: str, acc: str, lanes: int = LANES) -> str:
+    """A fixed pairwise tree over the lanes: ((a0 + a1) + (a2 + a3)) + ..."""
+    terms = [f"{acc}[{k}]" for k in range(lanes)]
+    while len(terms) > 1:
+        pairs = zip(terms[0::2], terms[1::2])
+        terms = [f"fmax({a}, {b})" if op == "max" else f"({a} + {b})" for a, b in pairs]
+    return terms[0]
+
+
+class _Kernel:
+    """Shared pieces of one kernel: scalars, tensor views, the per-element body."""
+
+    def __init__(self, plan: KernelPlan, param_dtype: str, exprs):
+        self.plan = plan
+        self.ftype = compute_dtype(param_dtype)
+        self.f = _NP[self.ftype]
+        self.pr = NumbaPrinter(plan.rule_name, self.ftype)
+        self.dtypes = storage_dtypes(plan, param_dtype)
+        self.slots = list(self.dtypes)
+        self.scopes = Scopes(plan, self.pr, self.f, exprs)
+
+    def head(self, name: str, args: str) -> list[str]:
+        scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
+                   for k, s in enumerate(self.plan.scalar_args)]
+        return ["", "", "@njit(parallel=True, cache=True, fastmath=False, nogil=True)",
+                f"def {name}(addresses, blocks, scalars, shapes, rs, raddr{args}):", *scalars,
+                "    for b in prange(blocks.shape[0]):", "        j = blocks[b, 0]",
+                "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
+                *self.scopes.block_lines("        ")]
+
+    def views(self, loads, indent: str) -> list[str]:
+        out = []
+        for ref in loads:
+            ptr, size, _, _ = STORAGE[self.dtypes[ref.name]]
+            k = self.slots.index(ref.name)
+            out.append(f"{indent}a_{ref.name} = carray({ptr}(addresses[{k}, j] + {size} * "
+                       f"(lo + s)), m)")
+        return out
+
+    def loads(self, loads, indent: str) -> list[str]:
+        return [f"{indent}v_{r.name} = {_load(r.name, self.dtypes[r.name], self.ftype)}"
+                for r in loads]
+
+    def runs(self, before: list[str], body_at, after: list[str], per_row: bool) -> list[str]:
+        """The block's runs: one (``s = 0, m = n``), or one per row segment."""
+        if not per_row:
+            return [f"{I2}s = 0", f"{I2}m = n", *[I2 + x.strip() for x in before],
+                    *body_at(I2), *[I2 + x.strip() for x in after]]
+        return [f"{I2}L = shapes[j, 2]", f"{I2}s = 0", f"{I2}r = lo // L",
+                f"{I2}while s < n:", f"{I3}e = min(n, (r + 1) * L - lo)", f"{I3}m = e - s",
+                f"{I3}c0 = lo + s - r * L", *self.scopes.segment_lines(I3),
+                *[I3 + x.strip() for x in before], *body_at(I3),
+                *[I3 + x.strip() for x in after], f"{I3}s = e", f"{I3}r += 1"]
+
+
+
+def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
+    exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
+    k = _Kernel(plan, param_dtype, exprs)
+    refs = {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
+    touched = [refs[n] for n in k.slots if n in refs]
+
+    def body(indent):
+        inner = indent + "    "
+        lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
+        lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
+        lines += [f"{inner}a_{r.name}[i] = {_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e))}"
+                  for r, e in plan.stores]
+        return [f"{indent}for i in range(m):", *lines]
+
+    return k.head(kernel_name(plan, param_dtype), "") + k.runs(
+        k.views(touched, ""), body, [], k.scopes.per_row)
+
+
+def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
+    stage = plan.reduce_stages[index]
+    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
+    k = _Kernel(plan, param_dtype, [e for _, e in stage.temps] + [r.expr for r in ops])
+    f = k.f
+    tensor_ops = [r for r in ops if r.scope in ("tensor", "group")]
+    row_ops = [r for r in ops if r.scope == "row"]
+    col_ops = [r for r in ops if r.scope == "col"]
+    per_row = k.scopes.per_row or bool(row_ops or col_ops)
+    name = f"{kernel_name(plan, param_dtype)}_r{index}"
+    lines = k.head(name, ", seg_base, col_base, out_t, out_seg, out_col")
+    lines += [f"{I2}t{q} = np.full(LANES, {_identity(r.op, f)}, {f})"
+              for q, r in enumerate(tensor_ops)]
+    lines += [f"{I2}w{q} = np.empty(LANES, {f})" for q in range(len(row_ops))]
+    if row_ops:
+        lines.append(f"{I2}seg = seg_base[b]")
+
+    def value(r: ReduceOp) -> str:
+        if r.op == "nonfinite":
+            x = k.pr.doprint(r.expr)
+            return f"({f}(0.0) if ({x} - {x}) == {f}(0.0) else {f}(1.0))"
+        return k.pr.doprint(r.expr)
+
+    def element(inner: str, lane: str) -> list[str]:
+        out = [*k.scopes.element_lines(inner), *k.loads(stage.loads, inner)]
+        out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in stage.temps]
+        for q, r in enumerate(tensor_ops):
+            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, f"t{q}[{lane}]", "x")]
+        for q, r in enumerate(row_ops):
+            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, f"w{q}[{lane}]", "x")]
+        for q, r in enumerate(col_ops):
+            out += [f"{inner}x = {value(r)}",
+                    inner + _accumulate(r.op, f"out_col[{q}, cb + i]", "x")]
+        return out
+
+    def body(indent):
+        inner = indent + "        "
+        out = [f"{indent}for q in range(LANES):"] if row_ops else []
+        out += [f"{indent}    w{q}[q] = {_identity(r.op, f)}" for q, r in enumerate(row_ops)]
+        if col_ops:
+            out.append(f"{indent}cb = col_base[b, 0] + (s if col_base[b, 1] else c0)")
+        out += [f"{indent}nf = m - m % LANES", f"{indent}for i0 in range(0, nf, LANES):",
+                f"{indent}    for q in range(LANES):", f"{inner}i = i0 + q",
+                *element(inner, "q"), f"{indent}for i in range(nf, m):",
+                f"{indent}    q = i - nf", *element(indent + "    ", "q")]
+        out += [f"{indent}out_seg[{q}, seg] = {_fold(r.op, f'w{q}')}"
+                for q, r in enumerate(row_ops)]
+        if row_ops:
+            out.append(f"{indent}seg += 1")
+        return out
+
+    lines += k.runs(k.views(stage.loads, ""), body, [], per_row)
+    lines += [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}" for q, r in enumerate(tensor_ops)]
+    return lines
+
+
+def stages_source(plan: KernelPlan, param_dtype: str) -> str:
+    """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
+    dtypes = storage_dtypes(plan, param_dtype)
+    slots = list(dtypes)
+    kernels = _elementwise(plan, param_dtype)
+    for index in range(len(plan.reduce_stages)):
+        kernels += _reduce(plan, param_dtype, index)
+    name = kernel_name(plan, param_dtype)
+    stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))
+    kernels += ["", "", f"kernel = {name}", f"REDUCE_STAGES = ({stages})", ""]
+    return render("numba_stages.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
+                  param_dtype=param_dtype, compute_dtype=compute_dtype(param_dtype),
+                  storage=", ".join(f"{n}={d}" for n, d in dtypes.items()),
+                  slots="".join(f"{n!r}, " for n in slots),
+                  storage_tuple="".join(f"{dtypes[n]!r}, " for n in slots),
+                  n_scalars=str(len(plan.scalar_args)), lanes=str(LANES),
+                  kernels="\n".join(kernels))
+

@@ -1,0 +1,114 @@
+"""Between the runtime's per-tensor results and the numba kernels' tables, both ways.
+
+In: the runtime hands each parameter's finished results as torch tensors (0-dim for
+tensor/group scopes, vectors for rows and columns); the kernels read scalar results
+from one table ``rs[j, c]`` and row/column vectors through their addresses
+``raddr[c, j]`` (no copy: the vectors are the launcher's own outputs, viewed by the
+runtime). Per-scope math on them is done inside the kernels (see
+``compiler/printers/numba_scopes.py``).
+
+Out: a reduce kernel's partials, combined per tensor/row/column (``reduce.py``), are
+returned per parameter in the stage's order, as the torch launcher returns them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ...compiler.plan import KernelPlan
+from ...compiler.printers.numba_scopes import result_kind, result_layout
+from .reduce import Layout, finish_cols, finish_rows, finish_tensors
+
+_IDENTITY = {"max": -np.inf, "sum": 0.0, "nonfinite": 0.0}
+
+
+class StageResults:
+    def __init__(self, plan: KernelPlan):
+        self.plan = plan
+        self.scalar_pos, self.vector_pos = result_layout(plan)
+        self.kind = [result_kind(r) for r in plan.reductions]
+
+    def tables(self, reduced, params, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
+        """(rs, raddr) from each parameter's finished results (those available so far)."""
+        cdt = torch.float64 if params[0].dtype == torch.float64 else torch.float32
+        n = len(params)
+        available = len(reduced[0]) if reduced else 0
+        scalar = [i for i in self.scalar_pos if i < available]
+        rs = np.zeros((n, max(len(self.scalar_pos), 1)), dtype=np.dtype(str(cdt)[6:]))
+        if scalar:
+            values = torch.stack([t[i] for t in reduced for i in scalar]).view(n, len(scalar))
+            rs[:, :len(scalar)] = values.to(cdt).numpy()
+        raddr = np.zeros((max(len(self.vector_pos), 1), n), dtype=np.int64)
+        for c, i in enumerate(self.vector_pos):
+            if i >= available:
+                break
+            column = 1 if self.kind[i] == "row" else 2
+            for j, t in enumerate(reduced):
+                v = t[i]
+                if v.dtype != cdt or not v.is_contiguous() or v.device.type != "cpu" or \
+                        v.numel() != layout.shapes[j, column]:
+                    r = self.plan.reductions[i]
+                    raise RuntimeError(
+                        f"numba backend: result {r.result} ({r.op} over {r.scope} of "
+                        f"{r.expr}) for parameter {j} is {tuple(v.shape)} {v.dtype}, expected "
+                        f"{int(layout.shapes[j, column])} contiguous {cdt} values")
+                raddr[c, j] = v.data_ptr()
+        return rs, raddr
+
+    def run_stage(self, stage: int, module, args: tuple, layout: Layout, params,
+                  launch) -> list[tuple]:
+        """Launch reduce stage ``stage`` and return each parameter's partials."""
+        ops = self.plan.reduce_stages[stage].reductions
+        cdt = np.float64 if params[0].dtype == torch.float64 else np.float32
+        groups = {"t": [r for r in ops if r.op not in ("numel", "ndim")
+                        and r.scope in ("tensor", "group")],
+                  "row": [r for r in ops if r.op not in ("numel", "ndim") and r.scope == "row"],
+                  "col": [r for r in ops if r.op not in ("numel", "ndim") and r.scope == "col"]}
+        nb = len(layout.blocks)
+        out_t = np.empty((len(groups["t"]), nb), dtype=cdt)
+        out_seg = np.empty((len(groups["row"]), layout.n_segments if groups["row"] else 0),
+                           dtype=cdt)
+        out_col = np.empty((len(groups["col"]), layout.col_total if groups["col"] else 0),
+                           dtype=cdt)
+        for q, r in enumerate(groups["col"]):
+            out_col[q] = _IDENTITY[r.op]
+        launch(module, module.REDUCE_STAGES[stage],
+               args + (layout.seg_base, layout.col_base, out_t, out_seg, out_col),
+               int(layout.shapes[:, 0].sum()))
+        is_max = {k: np.array([r.op == "max" for r in v], dtype=np.bool_)
+                  for k, v in groups.items()}
+        per_tensor = torch.from_numpy(finish_tensors(out_t, layout.first_block, is_max["t"]))
+        rows = torch.from_numpy(finish_rows(out_seg, layout.seg_base, layout.first_block,
+                                            layout.shapes, layout.row_off, layout.block,
+                                            is_max["row"])) if groups["row"] else None
+        cols = torch.from_numpy(finish_cols(out_col, layout.col_off, layout.col_parts,
+                                            layout.shapes, layout.col_res_off, is_max["col"])) \
+            if groups["col"] else None
+        shape_values = {}
+        getters = []
+        for r in ops:
+            if r.op in ("numel", "ndim"):
+                key = (r.op, r.scope)
+                if key not in shape_values:
+                    shape_values[key] = torch.from_numpy(
+                        layout.shape_value(r.op, r.scope).astype(cdt)).unbind(0)
+                getters.append(("shape", shape_values[key]))
+            elif r.scope in ("tensor", "group"):
+                getters.append(("t", groups["t"].index(r)))
+            else:
+                getters.append((r.scope, groups[r.scope].index(r)))
+        tensor_rows = per_tensor.unbind(0)
+        out = []
+        for j in range(len(params)):
+            values = []
+            for kind, q in getters:
+                if kind == "shape":
+                    values.append(q[j])
+                elif kind == "t":
+                    values.append(tensor_rows[j][q])
+                elif kind == "row":
+                    values.append(rows[q, layout.row_off[j]:layout.row_off[j + 1]])
+                else:
+                    values.append(cols[q, layout.col_res_off[j]:layout.col_res_off[j + 1]])
+            out.append(tuple(values))
+        return out
