@@ -6,8 +6,8 @@ import sympy as sp
 from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
-from .passes import cse, hoist_levels, pow_to_mul, split_reductions
-from .plan import KernelPlan, ReduceOp, ReduceResult, ReduceStage, TensorRef
+from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_reductions
+from .plan import KernelPlan, MatrixResult, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
 
 def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
@@ -26,7 +26,7 @@ def _used_tensors(refs: dict[str, TensorRef], exprs) -> list[TensorRef]:
     used = set()
     for e in exprs:
         used |= {s.name for s in e.free_symbols
-                 if isinstance(s, (ParamSymbol, GradSymbol, StateSymbol))}
+                 if isinstance(s, (ParamSymbol, GradSymbol, StateSymbol, MatrixResult))}
     return [ref for name, ref in refs.items() if name in used]
 
 
@@ -40,6 +40,15 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
     ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr)) for r in ops]
     loads = _used_tensors(refs, [e for _, e in temps] + [r.expr for r in ops])
     return ReduceStage(loads, temps, ops)
+
+
+def _matrix_stage(result, node, stage_args: dict, refs) -> MatrixStage:
+    args = [stage_args[f"{result}:{i}"] for i in range(len(node.args) - 1)]
+    temps, value = cse({"x": args[0]}, prefix="q")
+    temps, value = pow_to_mul(temps, value, prefix="q")
+    loads = _used_tensors(refs, [e for _, e in temps] + [value["x"]])
+    return MatrixStage(result, "orthogonalize", tuple(args[1:]), node.dtype, loads, temps,
+                       value["x"])
 
 
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = False) -> KernelPlan:
@@ -56,8 +65,11 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         check = ReduceResult(f"r{sum(len(ops) for ops in stage_ops)}", real=True)
         guard = ReduceOp(check, "nonfinite", "group", GradSymbol("g", real=True))
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
-    prologue, scope_temps, outputs, reduce_args = hoist_levels(
-        outputs, {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS})
+    matrix_ops, outputs = split_matrix(outputs)
+    stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
+    for result, node in matrix_ops:  # the matrix argument, then its scalar parameters
+        stage_args.update({f"{result}:{i}": a for i, a in enumerate(node.args[:-1])})
+    prologue, scope_temps, outputs, reduce_args = hoist_levels(outputs, stage_args)
     scalar_args = [s for s, _ in prologue]
     host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
     prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
@@ -65,6 +77,9 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     temps, outputs = pow_to_mul(temps, outputs)
     refs = _tensor_refs(rule)
     reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
+    matrix_stages = [_matrix_stage(result, node, reduce_args, refs) for result, node in matrix_ops]
+    refs.update({str(s.result): TensorRef(str(s.result), "buffer", "float32")
+                 for s in matrix_stages})
 
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
@@ -80,6 +95,7 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         stores=stores,
         states=dict(rule.states),
         reduce_stages=reduce_stages,
+        matrix_stages=matrix_stages,
         scope_temps=scope_temps,
         nonfinite_check=check,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from ..dsl.symbols import StateDecl
+from ..dsl.symbols import StateDecl, TensorSymbol
 
 
 class ScalarTemp(sp.Symbol):
@@ -45,6 +45,28 @@ class ReduceOp:
     expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
 
 
+class MatrixResult(TensorSymbol):
+    """The per-element value a matrix stage produced (``mat0, mat1...``), read from a buffer."""
+
+
+@dataclass
+class MatrixStage:
+    """Materialise ``expr`` (elementwise, into a float32 buffer), then apply ``op`` to it
+    as a matrix; the elementwise stage reads the result as the tensor ``result``.
+
+    ``params`` are the op's scalars (prologue temporaries or numbers): for
+    "orthogonalize", (steps, a, b, c, eps); ``dtype`` the precision of the iteration.
+    """
+
+    result: MatrixResult
+    op: str
+    params: tuple
+    dtype: str
+    loads: list["TensorRef"]
+    temps: list[tuple[ElemTemp, sp.Expr]]
+    expr: sp.Expr
+
+
 @dataclass
 class ReduceStage:
     """One pass over memory that computes reductions and writes nothing.
@@ -63,7 +85,7 @@ class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
 
     name: str
-    role: str  # "param" | "grad" | "state"
+    role: str  # "param" | "grad" | "state" | "buffer" (a matrix stage's float32 result)
     dtype: str | None = None  # storage dtype; None: the parameter's dtype
 
 
@@ -83,6 +105,8 @@ class KernelPlan:
     reduce_stages: list[ReduceStage] = field(default_factory=list)
     scope_temps: list[tuple[ScopeTemp, sp.Expr]] = field(default_factory=list)
     randoms: dict[str, str] = field(default_factory=dict)  # random scalar -> distribution
+    # Matrix stages, run after the reduce stages and before the elementwise stage.
+    matrix_stages: list[MatrixStage] = field(default_factory=list)
     # With skip_nonfinite: the stage-0 result counting the group's non-finite gradients.
     nonfinite_check: ReduceResult | None = None
 
@@ -101,6 +125,12 @@ class KernelPlan:
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
             lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
                       for r in stage.reductions]
+        for stage in self.matrix_stages:
+            lines.append(f"# matrix stage: {stage.result} = {stage.op}[{stage.dtype}]"
+                         f"{tuple(sp.sstr(a) for a in stage.params)} of:")
+            lines.append("  loads: " + ", ".join(r.name for r in stage.loads))
+            lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
+            lines.append(f"  {sp.sstr(stage.expr)}")
         if self.scope_temps:
             lines.append("# per-scope values (once per tensor, row, column or group):")
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.scope_temps]

@@ -30,6 +30,9 @@ class Reduction(sp.Function):
 
     is_real = True
     is_reduction = True  # checked where importing this module would be circular
+    # numel() has no free symbols, but it is not a constant: without this SymPy treats
+    # it as a number and refuses it in Max/Min ("not comparable") or tries to evaluate it
+    is_number = False
 
     @property
     def scope(self) -> str:

@@ -21,9 +21,9 @@ from .errors import DSLError
 # Storage dtypes a state may declare. None means "the parameter's dtype".
 STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
 RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad"})
-# The compiler names its temporaries s0, h0, e0, m0, q0, r0 (and tensors v_<name>): a
+# The compiler names its temporaries s0, h0, e0, m0, q0, r0, mat0 (tensors v_<name>): a
 # user name of that shape would silently alias one in generated code.
-_TEMP_NAME = re.compile(r"^([sehmqr]\d+|v_.*)$")
+_TEMP_NAME = re.compile(r"^([sehmqr]\d+|mat\d+|v_.*)$")
 
 
 def is_reserved(name: str) -> bool:

@@ -6,7 +6,7 @@ from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 from sympy.core.relational import Relational
 
 from .errors import DSLError
-from .matrix import MatrixOp
+from .matrix import MatrixOp, Orthogonalize
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
@@ -38,9 +38,13 @@ class _Checker:
         if isinstance(e, Reduction):
             self.reduction(e)
             return
+        if isinstance(e, Orthogonalize):
+            self.matrix_stage(e)
+            return
         if isinstance(e, MatrixOp) or getattr(e, "is_Matrix", False) or isinstance(
                 e, (sp.MatrixBase, sp.MatrixExpr)):
-            self.fail("a matrix operation is not supported in an elementwise rule", e)
+            self.fail(f"matrix operation {type(e).__name__}() is not supported yet "
+                      "(orthogonalize is)", e)
         if e.is_Symbol:
             self.symbol(e)
         elif e in (sp.zoo, sp.oo, -sp.oo, sp.nan):
@@ -63,7 +67,15 @@ class _Checker:
 
     def reduction(self, e) -> None:
         if not isinstance(e, (Numel, NDim)):  # nested ones become successive reduce stages
+            if e.args[0].has(Orthogonalize):
+                self.fail("a reduction of a matrix operation's result is not supported yet", e)
             self.value(e.args[0])
+
+    def matrix_stage(self, e) -> None:
+        if e.args[0].has(Orthogonalize):
+            self.fail("a matrix operation inside another is not supported yet", e)
+        for a in e.args[:-1]:
+            self.value(a)
 
     def condition(self, c) -> None:
         if isinstance(c, (BooleanTrue, BooleanFalse)):

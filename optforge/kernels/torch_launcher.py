@@ -21,6 +21,7 @@ class TorchLauncher:
         module = load_module(self.source, "torch")
         self._step = module.step
         self._reduce_stages = module.REDUCE_STAGES
+        self._matrix_stages = module.MATRIX_STAGES
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
@@ -30,10 +31,19 @@ class TorchLauncher:
         return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
                    reduced=reduced[i]) for i, p in enumerate(params)]
 
-    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+    def matrix(self, stage: int, params, grads, states, scalars, reduced) -> list:
+        """Matrix stage ``stage``: each tensor's float32 result buffer."""
+        cdt = compute_dtype(params[0].dtype)
+        fn = self._matrix_stages[stage]
+        return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
+                   reduced=reduced[i]) for i, p in enumerate(params)]
+
+    def __call__(self, params, grads, states, scalars, reduced=None, buffers=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;
-        ``reduced`` one tuple of finished reductions per parameter (multi-stage rules)."""
+        ``reduced`` one tuple of finished reductions per parameter (multi-stage rules),
+        ``buffers`` one tuple of matrix-stage results per parameter."""
         cdt = compute_dtype(params[0].dtype)
         for i, p in enumerate(params):
             self._step(p, grads[i], *[s[i] for s in states], scalars=scalars,
-                       compute_dtype=cdt, reduced=reduced[i] if reduced else ())
+                       compute_dtype=cdt, reduced=reduced[i] if reduced else (),
+                       buffers=buffers[i] if buffers else ())

@@ -112,6 +112,12 @@ class Optimizer(torch.optim.Optimizer):
             if p.grad is None:
                 continue
             self._check_param(p, index, i)
+            if compiled.plan.matrix_stages and p.dim() < 2:
+                raise ValueError(f"{type(self).__name__} ({self.spec.name}): parameter {i} of "
+                                 f"group {index} has shape {tuple(p.shape)}; the rule uses "
+                                 "orthogonalize, which needs parameters with at least 2 "
+                                 "dimensions (give biases and norms an elementwise rule, e.g. "
+                                 "another optimizer or param group)")
             state = self.state[p]
             if not state:
                 state.update(new_state(decls, p, hyper_values))
@@ -142,16 +148,29 @@ class Optimizer(torch.optim.Optimizer):
                     group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
                     return
         for (launcher, params, grads, states, scalars), step in zip(runs, [k[2] for k in buckets]):
+            kwargs = {}
             if plan.reductions:
-                launcher(params, grads, states, scalars, reduced=[reduced[p] for p in params])
-            else:
-                launcher(params, grads, states, scalars)
+                kwargs["reduced"] = [reduced[p] for p in params]
+            if plan.matrix_stages:
+                results = [launcher.matrix(k, params, grads, states, scalars,
+                                           [reduced[p] for p in params])
+                           for k in range(len(plan.matrix_stages))]
+                kwargs["buffers"] = list(zip(*results))
+            launcher(params, grads, states, scalars, **kwargs)
             for p in params:  # only after the kernel succeeded
                 self.state[p]["step"].fill_(step)
 
     def _launcher(self, compiled, device, dtype):
         """The bucket's launcher; multi-stage rules need a backend with a reduce stage."""
         backend = select(self.backend, device, dtype)
+        if compiled.plan.matrix_stages and backend.name != "torch":
+            # matrix stages run torch matmuls (BLAS / cuBLAS): only the torch backend
+            # prints them so far
+            if self.backend != "auto":
+                raise BackendError(f"backend {backend.name!r} cannot run rule "
+                                   f"{self.spec.name!r}: it has no matrix stage yet "
+                                   "(orthogonalize); use backend='torch'")
+            return compiled.launcher(BACKENDS["torch"])
         if not compiled.plan.reductions:
             return compiled.launcher(backend)
         try:

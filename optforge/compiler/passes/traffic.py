@@ -37,6 +37,8 @@ def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     the price of a reduction, and it shows here.
     """
     reduce_loads = [r for stage in plan.reduce_stages for r in stage.loads]
-    read = sum(_bytes(r, param_dtype) for r in plan.loads + reduce_loads)
-    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores)
+    matrix_loads = [r for stage in plan.matrix_stages for r in stage.loads]
+    read = sum(_bytes(r, param_dtype) for r in plan.loads + reduce_loads + matrix_loads)
+    # a matrix stage writes its float32 buffer; the matmuls inside it are not counted
+    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + 4 * len(plan.matrix_stages)
     return Traffic(read, written)

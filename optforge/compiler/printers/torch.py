@@ -147,6 +147,7 @@ def torch_source(plan: KernelPlan) -> str:
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),
                   reduce=_reduce_source(plan, pr, names),
                   reduced=_reduced_names(plan, len(plan.reduce_stages)),
+                  buffers="".join(f"{s.result.name}, " for s in plan.matrix_stages),
                   scope_temps="\n".join(_scope_lines(
                       plan, pr, [e for _, e in plan.temps] + [e for _, e in plan.stores])),
                   loads="\n".join(loads), temps="\n".join(temps),
@@ -185,7 +186,28 @@ def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
         lines.append("    return (" + "".join(f"\n        {part}," for part in parts) + ")")
     stages = ", ".join(f"reduce_{k}" for k in range(len(plan.reduce_stages)))
     lines += ["", "", f"REDUCE_STAGES = ({stages}{',' if stages else ''})", ""]
-    return "\n".join(lines)
+    return "\n".join(lines + _matrix_source(plan, pr, names))
+
+
+def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list[str]:
+    """``matrix_<k>(<tensors>, scalars, compute_dtype, reduced)`` per matrix stage: the
+    argument materialised elementwise, then the matrix op; returns its float32 result."""
+    lines = []
+    for k, stage in enumerate(plan.matrix_stages):
+        exprs = [e for _, e in stage.temps] + [stage.expr]
+        params = ", ".join(pr.doprint(a) if not getattr(a, "is_Number", False)
+                           else repr(float(a)) for a in stage.params)
+        lines += ["", f"def matrix_{k}({', '.join(names)}, scalars, compute_dtype, reduced):",
+                  f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars",
+                  f"    ({_reduced_names(plan, len(plan.reduce_stages))}) = reduced"]
+        lines += _scope_lines(plan, pr, exprs)
+        lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in stage.loads]
+        lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
+        lines.append(f"    x = ({pr.doprint(stage.expr)}).expand(p.shape)")
+        lines.append(f"    return _{stage.op}(x, {params}, dtype={stage.dtype!r})")
+        lines.append("")
+    stages = ", ".join(f"matrix_{k}" for k in range(len(plan.matrix_stages)))
+    return lines + ["", f"MATRIX_STAGES = ({stages}{',' if stages else ''})", ""]
 
 
 def _signature(plan: KernelPlan) -> list[str]:
