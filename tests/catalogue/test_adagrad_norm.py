@@ -15,8 +15,6 @@ from optforge.catalogue.adagrad_norm import AdAdaGradNorm, AdagradNorm, norm_tes
 from tests.catalogue.group_side_by_side import group_rel, run_group_side_by_side
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefAdaGradNorm(torch.optim.Optimizer):
     def __init__(self, params, lr=1.0, initial_accumulator_value=1e-2, eps=1e-10):
@@ -36,7 +34,6 @@ CASES = {"default": dict(), "tuned": dict(lr=0.3, initial_accumulator_value=4.0,
 
 
 @pytest.mark.parametrize("cls", [AdagradNorm, AdAdaGradNorm])
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 def test_group_accumulator_matches_reference(case, backend, cls):
     kw = CASES[case]
@@ -57,7 +54,6 @@ def test_group_accumulator_matches_reference(case, backend, cls):
         assert torch.allclose(acc, made["ref"].b2.expand_as(acc), rtol=1e-6)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_single_tensor_matches_reference(shape, backend):
     ours, ref, _, _ = run_side_by_side(lambda ps: AdagradNorm(ps, backend=backend, lr=0.5),

@@ -22,7 +22,6 @@ from pytorch_optimizer import AdamP as POAdamP
 from optforge.catalogue.adamp import AdamP
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
 CONV = (8, 3, 3, 3)
 
 
@@ -91,7 +90,6 @@ CASES = {"decay": dict(lr=1e-2, weight_decay=0.1),
                           delta=0.2, wd_ratio=0.5)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape,mode", SHAPE_MODES, ids=str)
 def test_adamp_matches_official(shape, mode, case, backend):
@@ -104,7 +102,6 @@ def test_adamp_matches_official(shape, mode, case, backend):
         assert ref_opt.counts[mode] == 20
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape,mode", SHAPE_MODES, ids=str)
 def test_adamp_matches_pytorch_optimizer(shape, mode, backend):
     kw = dict(lr=1e-2, weight_decay=0.1, eps=1e-12)

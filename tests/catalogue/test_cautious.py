@@ -17,8 +17,6 @@ from optforge.dsl import (RuleSpec, add_decayed_weights, cautious, chain, clip_b
 from optforge.catalogue.sgd import sgd
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 def _mask(u, g):
     mask = (u * g > 0).to(g.dtype)
@@ -64,7 +62,6 @@ class RefCLion(torch.optim.Optimizer):
                 m.mul_(b2).add_(g, alpha=1 - b2)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_cadamw_matches_reference(shape, backend):
     kw = dict(lr=1e-2, weight_decay=0.1, betas=(0.8, 0.95))
@@ -73,7 +70,6 @@ def test_cadamw_matches_reference(shape, backend):
     assert norm_rel(ours, ref) < 1e-6
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_clion_matches_reference_and_pytorch_optimizer(shape, backend):
     kw = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99))

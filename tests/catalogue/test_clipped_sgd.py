@@ -12,8 +12,6 @@ from optforge.catalogue.clipped_sgd import ClippedSGD
 from tests.catalogue.group_side_by_side import group_rel, run_group_side_by_side
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class TorchClipThenSGD:
     def __init__(self, params, max_norm=1.0, **sgd_kw):
@@ -37,7 +35,6 @@ def _alternating(k):
     return 10.0 if k % 2 else 0.01
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", ["plain", "momentum"])
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_single_tensor_matches_torch(shape, case, backend):
@@ -58,7 +55,6 @@ def test_single_tensor_matches_torch(shape, case, backend):
     assert any(n > kw["max_norm"] for n in norms) and any(n < kw["max_norm"] for n in norms)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 def test_group_matches_torch(case, backend):
     kw = dict(CASES[case], max_norm=20.0)

@@ -23,8 +23,6 @@ from pytorch_optimizer import Lamb as POLamb
 from optforge.catalogue.lamb import LAMB
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefLAMB(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0,
@@ -58,7 +56,6 @@ CASES = {"default": dict(lr=1e-2),
          "no_bias_correction": dict(lr=1e-2, weight_decay=0.01, bias_correction=False)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_lamb_matches_paper(shape, case, backend):
@@ -75,7 +72,6 @@ def _po_lamb(ps, lr, betas, weight_decay, eps):
     return opt
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_lamb_matches_pytorch_optimizer(shape, backend):
     kw = dict(lr=1e-2, betas=(0.9, 0.999), weight_decay=0.05, eps=1e-6)

@@ -18,8 +18,6 @@ from optforge.catalogue.lars import LARS
 from tests.catalogue.group_side_by_side import group_rel, run_group_side_by_side
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefLARS(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.9, weight_decay=0.0, trust_coefficient=1e-3,
@@ -47,7 +45,6 @@ CASES = {"default": dict(lr=1.0),
          "no_momentum": dict(lr=1.0, momentum=0.0, weight_decay=1e-3)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_lars_matches_paper(shape, case, backend):
@@ -57,7 +54,6 @@ def test_lars_matches_paper(shape, case, backend):
     assert norm_rel(ours, ref) < 1e-6
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_lars_matches_pytorch_optimizer(backend):
     kw = dict(lr=0.5, momentum=0.9, weight_decay=0.01, trust_coefficient=1e-3)
 

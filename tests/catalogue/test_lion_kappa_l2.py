@@ -12,8 +12,6 @@ from optforge.catalogue.lion_kappa_l2 import LionKappaL2
 from tests.catalogue.group_side_by_side import group_rel, run_group_side_by_side
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefLionL2(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, per_tensor=False,
@@ -42,7 +40,6 @@ CASES = {"default": dict(lr=0.05), "decay": dict(lr=0.05, betas=(0.8, 0.95), wei
          "maximize": dict(lr=0.02, weight_decay=0.1, maximize=True)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 def test_group_matches_reference(case, backend):
     kw = CASES[case]
@@ -53,7 +50,6 @@ def test_group_matches_reference(case, backend):
     assert group_rel(ours, refs) < 1e-6
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_single_tensor_matches_reference(shape, backend):
     kw = dict(lr=0.05, weight_decay=0.1)

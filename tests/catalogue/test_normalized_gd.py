@@ -9,8 +9,6 @@ from optforge.catalogue.normalized_gd import BetaNormalizedGD
 from tests.catalogue.group_side_by_side import group_rel, run_group_side_by_side
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefBetaNormalizedGD(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-2, beta=1.0, per_tensor=False):
@@ -31,7 +29,6 @@ CASES = {"normalized": dict(lr=0.05), "half": dict(lr=0.01, beta=0.5),
          "gd": dict(lr=0.01, beta=0.0), "per_tensor": dict(lr=0.05, beta=0.7, per_tensor=True)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 def test_group_matches_reference(case, backend):
     kw = CASES[case]
@@ -42,7 +39,6 @@ def test_group_matches_reference(case, backend):
     assert group_rel(ours, refs) < 1e-6
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 def test_single_tensor_matches_reference(shape, backend):
     kw = dict(lr=0.05, beta=0.8)

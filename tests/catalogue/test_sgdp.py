@@ -14,8 +14,6 @@ from optforge.catalogue.sgdp import SGDP
 from tests.catalogue.test_adamp import SHAPE_MODES, official_projection, scale_invariant_grad
 from tests.conftest import norm_rel, run_side_by_side
 
-BACKENDS = ["torch", "auto"]
-
 
 class RefSGDP(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -45,7 +43,6 @@ CASES = {"momentum": dict(lr=0.1, momentum=0.9, weight_decay=1e-2),
                           nesterov=True, delta=0.2, wd_ratio=0.5)}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape,mode", SHAPE_MODES, ids=str)
 def test_sgdp_matches_official(shape, mode, case, backend):
@@ -58,7 +55,6 @@ def test_sgdp_matches_official(shape, mode, case, backend):
         assert ref_opt.counts[mode] == 20
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape,mode", SHAPE_MODES, ids=str)
 def test_sgdp_matches_pytorch_optimizer(shape, mode, backend):
     kw = dict(lr=0.1, weight_decay=1e-3)  # momentum 0: the third variant
