@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup demo test test-slow bench bench-multistage clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_elementwise.py
+
+bench-multistage: $(STAMP)
+	$(PY) benchmarks/bench_multistage.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

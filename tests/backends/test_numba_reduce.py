@@ -159,3 +159,15 @@ def test_auto_runs_reduce_stages_on_numba_and_lr_changes_do_not_recompile():
         opt.step()
     assert (STATS["kernels:numba"], [len(k.signatures) for k in kernels]) == before
     assert before[1] == [1, 1]
+
+
+def test_a_transposed_parameter_is_refused_for_row_reductions_only():
+    p = torch.nn.Parameter(torch.randn(48, 64).t())  # dense, column-major
+    p.grad = torch.randn(48, 64).t()
+    with pytest.raises(ValueError, match="parameter 0 .*not contiguous.*rows or columns"):
+        optforge.Optimizer([p], every_scope, backend="numba").step()
+    q = torch.nn.Parameter(p.detach().contiguous())
+    q.grad = p.grad.contiguous()
+    LAMB([p], lr=1e-2, backend="numba").step()  # per-tensor norms: any dense layout
+    LAMB([q], lr=1e-2, backend="torch").step()
+    assert norm_rel(p.detach(), q.detach()) < TOL

@@ -25,6 +25,11 @@ Blocks are BLOCK elements: small enough that 2+ threads share even one tensor
 evenly, large enough that the per-block setup is invisible (block sizes 16K, 64K,
 256K and 1M were within 7% of each other at 10M and 50M elements, measured with
 the first, unvectorized table kernel).
+
+Multi-stage plans: ``reduce(stage, ...)`` runs one kernel per reduce stage over the
+same tables and returns each tensor's partials (the torch launcher's contract;
+``reduce.py`` has the partial layout, ``stage_results.py`` the conversions), and the
+elementwise kernel then takes the finished results as tables.
 """
 from __future__ import annotations
 
@@ -107,6 +112,9 @@ class NumbaLauncher:
         self._blocks: dict[tuple, np.ndarray] = {}
         self._layouts: dict[tuple, Layout] = {}
         self._results = StageResults(plan)
+        # row/column reductions index rows of the (shape[0], -1) view in memory order
+        self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
+                            for r in plan.reductions)
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
@@ -133,6 +141,14 @@ class NumbaLauncher:
             if not _plain(tensors, getattr(torch, storage[name]), numels):
                 self._check(name, tensors, params, storage[name])  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
+        if self._by_rows:
+            for j, p in enumerate(params):
+                if not p.is_contiguous():
+                    raise ValueError(
+                        f"numba backend: parameter {j} (shape {tuple(p.shape)}, stride "
+                        f"{p.stride()}) is not contiguous, and rule {self.plan.rule_name!r} "
+                        "reduces over rows or columns; make it contiguous or use "
+                        "backend='torch'")
         blocks = self._blocks.get(numels)
         if blocks is None:
             if len(self._blocks) > 64:  # bounded: shapes change rarely

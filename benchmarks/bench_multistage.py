@@ -1,0 +1,212 @@
+"""Multi-stage optimizer steps on CPU: a reduce pass, then the elementwise step.
+
+Two rules whose step needs a norm first, on one tensor of 1M, 10M and 50M parameters and
+on 200 tensors of mixed sizes (1k-500k, seeded; the set of bench_elementwise.py):
+
+* LAMB (per-tensor trust ratio ||p|| / ||r||): optforge.LAMB on the numba backend vs
+  pytorch-optimizer's Lamb, with foreach=False and foreach=True. Its flags are set to
+  our semantics as in tests/catalogue/test_lamb.py: weight_decouple=False (wd p inside
+  r and its norm, as the paper), adam_debias=True with our bias_correction=False (it
+  bias-corrects only the first moment, through the step size), clamp = inf (phi = z).
+  Left different: its ratio is ||p|| / (||r|| + eps) (not settable); it computes the
+  norms per tensor in float32 torch ops like ours.
+* Global-clip AdamW: chain(clip_by_global_norm(), scale_by_adam(),
+  add_decayed_weights(), scale_by_lr()) on the numba backend (the group's gradient norm
+  in a reduce pass, the clip coefficient applied inside the fused AdamW step, the
+  gradients left as they are) vs torch.nn.utils.clip_grad_norm_ (which rescales the
+  gradients in place) + torch.optim.AdamW(fused=True).
+* a numba copy kernel moving the bytes the traffic model gives for our step (the
+  reduce pass's reads included): the bandwidth ceiling the step is compared with.
+
+Each variant: warmup steps (compilation included there), then the median of REPEATS
+timed steps, variants interleaved within each repeat so that a noisy neighbour hurts
+them all alike. Prints a table; writes JSON + PNG to benchmarks/results/.
+Usage: python benchmarks/bench_multistage.py [--quick] [--repeats N]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from pytorch_optimizer import Lamb as POLamb
+
+import optforge
+from optforge.compiler import traffic
+from optforge.dsl import add_decayed_weights, chain, clip_by_global_norm, scale_by_adam, scale_by_lr
+from optforge.dsl.spec import RuleSpec
+from optforge.runtime.compiled import compile_rule
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_elementwise import RESULTS, copy_kernel, machine  # noqa: E402
+
+LAMB_KW = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01, eps=1e-6)
+ADAMW_KW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+MAX_NORM = 1.0
+clipped_adamw = chain(clip_by_global_norm(MAX_NORM), scale_by_adam(), add_decayed_weights(),
+                      scale_by_lr(), name="clipped_adamw")
+
+
+def _po_lamb(params, foreach):
+    opt = POLamb(params, weight_decouple=False, adam_debias=True, foreach=foreach, **LAMB_KW)
+    opt.clamp = float("inf")
+    return opt
+
+
+class ClipThenFused:
+    """torch.nn.utils.clip_grad_norm_ then torch.optim.AdamW(fused=True): the torch way."""
+
+    def __init__(self, params):
+        self.params = list(params)
+        self.opt = torch.optim.AdamW(self.params, fused=True, **ADAMW_KW)
+
+    def step(self):
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_NORM)
+        self.opt.step()
+
+
+def variants(rule: str, params):
+    if rule == "LAMB":
+        return {"optforge-numba": optforge.LAMB(params, backend="numba", bias_correction=False,
+                                                **LAMB_KW),
+                "po-Lamb-loop": _po_lamb(params, foreach=False),
+                "po-Lamb-foreach": _po_lamb(params, foreach=True)}
+    return {"optforge-numba": optforge.Optimizer(params, clipped_adamw, backend="numba",
+                                                 max_norm=MAX_NORM, **ADAMW_KW),
+            "torch-clip+fused": ClipThenFused(params)}
+
+
+def bytes_per_param(rule: str) -> int:
+    spec = optforge.LAMB.rule if rule == "LAMB" else RuleSpec(clipped_adamw)
+    variant = spec.variant_of({**spec.defaults, **({"bias_correction": False}
+                                                   if rule == "LAMB" else {})})
+    return traffic(compile_rule(spec, variant).plan).total
+
+
+def cases(quick: bool):
+    sizes = np.random.default_rng(0).integers(1_000, 500_001, 200)
+    yield "1M", [1_000_000]
+    yield "10M", [10_000_000]
+    if not quick:
+        yield "50M", [50_000_000]
+    yield "200 mixed", [int(n) for n in sizes]
+
+
+def time_case(rule, numels, repeats, warmup=2):
+    gen = torch.Generator().manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in numels]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=gen)
+    opts = variants(rule, params)
+    total = sum(numels)
+    per_elem = bytes_per_param(rule)
+    copy_n = total * per_elem // 8  # float32 elements: read half the bytes, write half
+    src, dst = np.ones(copy_n, np.float32), np.empty(copy_n, np.float32)
+    steps = {name: opt.step for name, opt in opts.items()}
+    steps["copy"] = lambda: copy_kernel(src, dst)
+    times = {name: [] for name in steps}
+    for _ in range(warmup):
+        for fn in steps.values():
+            fn()
+    for _ in range(repeats):
+        for name, fn in steps.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    del opts, params, src, dst
+    gc.collect()
+    ms = {name: statistics.median(v) * 1e3 for name, v in times.items()}
+    gbs = {name: total * per_elem / (t * 1e-3) / 1e9 for name, t in ms.items()}
+    return {"numel": total, "tensors": len(numels), "bytes_per_param": per_elem, "ms": ms,
+            "gb_per_s": gbs, "raw_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}}
+
+
+def table(results):
+    head = (f"{'rule':11} {'case':10} {'ours ms':>8} {'reference':>17} {'ref ms':>8} "
+            f"{'x ref':>6} {'other':>15} {'other ms':>9} {'x other':>7} {'B/param':>7} "
+            f"{'GB/s':>6} {'copy GB/s':>9} {'% copy':>6}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        ms, ours = r["ms"], r["ms"]["optforge-numba"]
+        refs = [k for k in ms if k not in ("optforge-numba", "copy")]
+        best = min(refs, key=ms.get)  # the fastest reference is the one to beat
+        other = [k for k in refs if k != best]
+        o = other[0] if other else None
+        lines.append(
+            f"{r['rule']:11} {r['case']:10} {ours:8.2f} {best:>17} {ms[best]:8.2f} "
+            f"{ms[best] / ours:6.2f} {(o or '-'):>15} "
+            f"{(f'{ms[o]:9.2f}' if o else '        -')} "
+            f"{(f'{ms[o] / ours:7.2f}' if o else '      -')} {r['bytes_per_param']:7d} "
+            f"{r['gb_per_s']['optforge-numba']:6.1f} {r['gb_per_s']['copy']:9.1f} "
+            f"{100 * r['gb_per_s']['optforge-numba'] / r['gb_per_s']['copy']:6.0f}")
+    return "\n".join(lines)
+
+
+def plot(results, path, title):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    labels = [f"{r['rule']}\n{r['case']}" for r in results]
+    x = np.arange(len(results))
+    for k, r in enumerate(results):
+        refs = [n for n in r["ms"] if n not in ("optforge-numba", "copy")]
+        for i, name in enumerate(refs):
+            axes[0].bar(k + (i - 0.5) * 0.35, r["ms"][name] / r["ms"]["optforge-numba"], 0.35,
+                        color=f"C{i if r['rule'] == 'LAMB' else 2}",
+                        label=name if k in (0, len(results) - 1) else None)
+    axes[0].axhline(1.0, color="k", lw=0.8)
+    axes[0].set_ylabel("reference time / optforge time (x)")
+    axes[0].set_xticks(x, labels, fontsize=7)
+    axes[0].legend(fontsize=8)
+    axes[1].bar(x - 0.2, [r["gb_per_s"]["optforge-numba"] for r in results], 0.4, label="ours")
+    axes[1].bar(x + 0.2, [r["gb_per_s"]["copy"] for r in results], 0.4, label="copy kernel")
+    axes[1].set_ylabel("GB/s (traffic model, reduce pass included)")
+    axes[1].set_xticks(x, labels, fontsize=7)
+    axes[1].legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    info = machine()
+    results = []
+    for rule in ("LAMB", "clip+AdamW"):
+        for case, numels in cases(args.quick):
+            repeats = args.repeats or (5 if args.quick else (7 if sum(numels) > 20e6 else 15))
+            r = time_case(rule, numels, repeats)
+            r.update(rule=rule, case=case, repeats=repeats)
+            results.append(r)
+            print(f"  {rule} {case}: ours {r['ms']['optforge-numba']:.2f} ms", flush=True)
+    info["load_avg_at_end"] = os.getloadavg()
+    text = table(results)
+    print()
+    print(f"machine: {info['cpus']} CPUs, {info['model']}; numba {info['numba']} "
+          f"({info['numba_threads']} threads), torch {info['torch']} "
+          f"({info['torch_threads']} threads); load average at start "
+          f"{info['load_avg_at_start']}, at end {info['load_avg_at_end']}")
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
+    stem = RESULTS / f"multistage-cpu{info['cpus']}-{slug}"
+    stem.with_suffix(".json").write_text(json.dumps(
+        {"machine": info, "results": results, "table": text}, indent=1))
+    plot(results, stem.with_suffix(".png"), f"{info['cpus']} CPUs, {info['model']}")
+    print(f"wrote {stem}.json and .png")
+
+
+if __name__ == "__main__":
+    main()
