@@ -5,10 +5,11 @@ from .dsl import DSLError, Rule, RuleSpec, cautious, chain, with_ema  # noqa: E4
 from .runtime import BackendError, Optimizer  # noqa: E402
 from .runtime.ema import swap_ema  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
+from .catalogue.cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary  # noqa: E402
 
 # Every catalogue optimizer is importable as optforge.<Name> (optforge.AdamW, optforge.LAMB...):
 # registering a class in optforge/catalogue/ is all it takes.
 globals().update(CATALOGUE)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
-           "BackendError", "CATALOGUE", *CATALOGUE]
+           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", *CATALOGUE]

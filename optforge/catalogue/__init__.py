@@ -27,6 +27,13 @@ from .lars import LARS, lars
 from .lion_kappa_l2 import LionKappaL2, lion_kappa_l2
 from .normalized_gd import BetaNormalizedGD, beta_normalized_gd
 from .sgdp import SGDP, sgdp
+# simplex, balls and games (reductions; nested ones run as successive reduce stages)
+from .cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary
+from .exponentiated_gradient import ExponentiatedGradient, exponentiated_gradient
+from .frank_wolfe import (FrankWolfeL1, FrankWolfeLinf, FrankWolfeLp, FrankWolfeSimplex,
+                          frank_wolfe_l1, frank_wolfe_linf, frank_wolfe_lp, frank_wolfe_simplex)
+from .ftrl_ball import FTRLLinfBall, FTRLLpBall, ftrl_linf_ball, ftrl_lp_ball
+from .regret_matching import IREGPRMPlus, PRMPlus, RMPlus, ireg_prm_plus, prm_plus, rm_plus
 
 __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "Adagrad",
            "RMSprop", "Lion", "Signum", "sgd", "adam", "adamw", "adamax", "adagrad", "rmsprop",
@@ -39,3 +46,8 @@ __all__ = ["REGISTRY", "CatalogueOptimizer", "SGD", "Adam", "AdamW", "Adamax", "
 __all__ += ["LAMB", "LARS", "AdamP", "SGDP", "AdagradNorm", "AdAdaGradNorm", "ClippedSGD",
             "BetaNormalizedGD", "LionKappaL2", "lamb", "lars", "adamp", "sgdp", "adagrad_norm",
             "norm_test_batch_size", "clipped_sgd", "beta_normalized_gd", "lion_kappa_l2"]
+__all__ += ["RMPlus", "PRMPlus", "IREGPRMPlus", "ExponentiatedGradient", "FrankWolfeL1",
+            "FrankWolfeLinf", "FrankWolfeLp", "FrankWolfeSimplex", "FTRLLpBall", "FTRLLinfBall",
+            "rm_plus", "prm_plus", "ireg_prm_plus", "exponentiated_gradient", "frank_wolfe_l1",
+            "frank_wolfe_linf", "frank_wolfe_lp", "frank_wolfe_simplex", "ftrl_lp_ball",
+            "ftrl_linf_ball", "cs_binary", "cs_ternary", "cs_one_sided_binary"]
