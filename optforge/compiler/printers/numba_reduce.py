@@ -65,30 +65,31 @@ class _Kernel:
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
                 *self.scopes.block_lines("        ")]
 
-    def views(self, loads, indent: str) -> list[str]:
+    def views(self, refs) -> list[str]:
+        """The block's slice of each tensor, as 1-D arrays from offset 0 (``A_x``)."""
         out = []
-        for ref in loads:
+        for ref in refs:
             ptr, size, _, _ = STORAGE[self.dtypes[ref.name]]
             k = self.slots.index(ref.name)
-            out.append(f"{indent}a_{ref.name} = carray({ptr}(addresses[{k}, j] + {size} * "
-                       f"(lo + s)), m)")
+            out.append(f"A_{ref.name} = carray({ptr}(addresses[{k}, j] + {size} * lo), n)")
         return out
 
     def loads(self, loads, indent: str) -> list[str]:
         return [f"{indent}v_{r.name} = {_load(r.name, self.dtypes[r.name], self.ftype)}"
                 for r in loads]
 
-    def runs(self, before: list[str], body_at, after: list[str], per_row: bool) -> list[str]:
-        """The block's runs: one (``s = 0, m = n``), or one per row segment."""
+    def runs(self, refs, body_at, per_row: bool) -> list[str]:
+        """The block's runs: one (``s = 0, m = n``), or one per row segment; in each,
+        ``a_x`` is the run's slice of tensor x, starting at index 0 (vectorizes)."""
+        views = [I2 + line for line in self.views(refs)]
         if not per_row:
-            return [f"{I2}s = 0", f"{I2}m = n", *[I2 + x.strip() for x in before],
-                    *body_at(I2), *[I2 + x.strip() for x in after]]
-        return [f"{I2}L = shapes[j, 2]", f"{I2}s = 0", f"{I2}r = lo // L",
+            return [*views, f"{I2}s = 0", f"{I2}m = n",
+                    *[f"{I2}a_{r.name} = A_{r.name}" for r in refs], *body_at(I2)]
+        return [*views, f"{I2}L = shapes[j, 2]", f"{I2}s = 0", f"{I2}r = lo // L",
                 f"{I2}while s < n:", f"{I3}e = min(n, (r + 1) * L - lo)", f"{I3}m = e - s",
                 f"{I3}c0 = lo + s - r * L", *self.scopes.segment_lines(I3),
-                *[I3 + x.strip() for x in before], *body_at(I3),
-                *[I3 + x.strip() for x in after], f"{I3}s = e", f"{I3}r += 1"]
-
+                *[f"{I3}a_{r.name} = A_{r.name}[s:e]" for r in refs], *body_at(I3),
+                f"{I3}s = e", f"{I3}r += 1"]
 
 
 def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
@@ -105,8 +106,7 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
                   for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
-    return k.head(kernel_name(plan, param_dtype), "") + k.runs(
-        k.views(touched, ""), body, [], k.scopes.per_row)
+    return k.head(kernel_name(plan, param_dtype), "") + k.runs(touched, body, k.scopes.per_row)
 
 
 def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
@@ -132,35 +132,46 @@ def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
             return f"({f}(0.0) if ({x} - {x}) == {f}(0.0) else {f}(1.0))"
         return k.pr.doprint(r.expr)
 
-    def element(inner: str, lane: str) -> list[str]:
+    def element(inner: str, lane: str, short: bool = False) -> list[str]:
         out = [*k.scopes.element_lines(inner), *k.loads(stage.loads, inner)]
         out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in stage.temps]
         for q, r in enumerate(tensor_ops):
             out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, f"t{q}[{lane}]", "x")]
         for q, r in enumerate(row_ops):
-            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, f"w{q}[{lane}]", "x")]
+            target = f"u{q}" if short else f"w{q}[{lane}]"
+            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, target, "x")]
         for q, r in enumerate(col_ops):
             out += [f"{inner}x = {value(r)}",
                     inner + _accumulate(r.op, f"out_col[{q}, cb + i]", "x")]
         return out
 
-    def body(indent):
+    def lanes(indent):
         inner = indent + "        "
         out = [f"{indent}for q in range(LANES):"] if row_ops else []
         out += [f"{indent}    w{q}[q] = {_identity(r.op, f)}" for q, r in enumerate(row_ops)]
-        if col_ops:
-            out.append(f"{indent}cb = col_base[b, 0] + (s if col_base[b, 1] else c0)")
         out += [f"{indent}nf = m - m % LANES", f"{indent}for i0 in range(0, nf, LANES):",
                 f"{indent}    for q in range(LANES):", f"{inner}i = i0 + q",
                 *element(inner, "q"), f"{indent}for i in range(nf, m):",
                 f"{indent}    q = i - nf", *element(indent + "    ", "q")]
-        out += [f"{indent}out_seg[{q}, seg] = {_fold(r.op, f'w{q}')}"
-                for q, r in enumerate(row_ops)]
-        if row_ops:
-            out.append(f"{indent}seg += 1")
-        return out
+        return out + [f"{indent}out_seg[{q}, seg] = {_fold(r.op, f'w{q}')}"
+                      for q, r in enumerate(row_ops)]
 
-    lines += k.runs(k.views(stage.loads, ""), body, [], per_row)
+    def short(indent):
+        """A row segment shorter than the lanes (short rows: 1-D tensors are rows of one):
+        row values accumulate in one scalar each, element i of the run in lane i."""
+        out = [f"{indent}u{q} = {_identity(r.op, f)}" for q, r in enumerate(row_ops)]
+        out += [f"{indent}for i in range(m):", f"{indent}    q = i",
+                *element(indent + "    ", "q", short=True)]
+        return out + [f"{indent}out_seg[{q}, seg] = u{q}" for q in range(len(row_ops))]
+
+    def body(indent):
+        out = [f"{indent}cb = col_base[b, 0] + (s if col_base[b, 1] else c0)"] if col_ops else []
+        if not row_ops:
+            return out + lanes(indent)
+        return out + [f"{indent}if m < LANES:", *short(indent + "    "), f"{indent}else:",
+                      *lanes(indent + "    "), f"{indent}seg += 1"]
+
+    lines += k.runs(stage.loads, body, per_row)
     lines += [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}" for q, r in enumerate(tensor_ops)]
     return lines
 
