@@ -51,3 +51,7 @@ __all__ += ["RMPlus", "PRMPlus", "IREGPRMPlus", "ExponentiatedGradient", "FrankW
             "rm_plus", "prm_plus", "ireg_prm_plus", "exponentiated_gradient", "frank_wolfe_l1",
             "frank_wolfe_linf", "frank_wolfe_lp", "frank_wolfe_simplex", "ftrl_lp_ball",
             "ftrl_linf_ball", "cs_binary", "cs_ternary", "cs_one_sided_binary"]
+
+from .muon import Muon, muon  # noqa: E402 - matrix stage (issue 6)
+
+__all__ += ["Muon", "muon"]

@@ -49,8 +49,9 @@ class Orthogonalize(MatrixOp):
     def _sympystr(self, printer):
         return f"orthogonalize({printer._print(self.args[0])})"
 
-    def _latex(self, printer):
-        return rf"\operatorname{{orth}}\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer, exp=None):
+        text = rf"\operatorname{{orth}}\left({printer._print(self.args[0])}\right)"
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 def orthogonalize(x, steps=5, coeffs=(3.4445, -4.7750, 2.0315), eps=1e-7, dtype="bfloat16"):

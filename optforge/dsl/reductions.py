@@ -43,9 +43,10 @@ class Reduction(sp.Function):
         inner = ", ".join(printer._print(a) for a in self.args[:-1])
         return f"{self._label}_{self.scope}({inner})"
 
-    def _latex(self, printer):
+    def _latex(self, printer, exp=None):
         inner = "".join(printer._print(a) for a in self.args[:-1])
-        return rf"{self._latex_op}_{{\mathrm{{{self.scope}}}}}\left({inner}\right)"
+        text = rf"{self._latex_op}_{{\mathrm{{{self.scope}}}}}\left({inner}\right)"
+        return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 class ReduceSum(Reduction):
@@ -69,8 +70,9 @@ class Numel(Reduction):
     is_positive = True
     _label, _latex_op = "numel", r"\mathrm{numel}"
 
-    def _latex(self, printer):
-        return rf"n_{{\mathrm{{{self.scope}}}}}"
+    def _latex(self, printer, exp=None):
+        text = rf"n_{{\mathrm{{{self.scope}}}}}"
+        return text if exp is None else rf"{text}^{{{exp}}}"
 
 
 class NDim(Reduction):
@@ -80,8 +82,8 @@ class NDim(Reduction):
     is_nonnegative = True
     _label, _latex_op = "ndim", r"\mathrm{ndim}"
 
-    def _latex(self, printer):
-        return r"\mathrm{ndim}(p)"
+    def _latex(self, printer, exp=None):
+        return r"\mathrm{ndim}(p)" + ("" if exp is None else rf"^{{{exp}}}")
 
 
 def _scope(over: str, fn: str) -> sp.Integer:
