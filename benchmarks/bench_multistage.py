@@ -155,7 +155,7 @@ def plot(results, path, title):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = [f"{r['rule']}\n{r['case']}" for r in results]
+    labels = [r["rule"].replace("+", "+\n") + "\n" + r["case"] for r in results]
     x = np.arange(len(results))
     for k, r in enumerate(results):
         refs = [n for n in r["ms"] if n not in ("optforge-numba", "copy")]
