@@ -2,7 +2,7 @@
 
 Each rule is checked against a plain-torch implementation of the same formula
 written here, over several steps on the awkward shapes, on every backend (the
-``backend`` fixture: torch and numba here; triton has no reduce stage yet).
+``backend`` fixture: torch and numba here; triton too when TRITON_INTERPRET=1 is set).
 """
 import pytest
 import torch

@@ -156,7 +156,8 @@ class TritonPrinter:
 
 def tensor_refs(plan: KernelPlan) -> list[TensorRef]:
     """Every tensor the kernel touches, in address-table row order: p, g, then states."""
-    by_name = {r.name: r for r in plan.loads}
+    by_name = {r.name: r for stage in plan.reduce_stages for r in stage.loads}
+    by_name.update({r.name: r for r in plan.loads})
     by_name.update({r.name: r for r, _ in plan.stores})
     order = ["p", "g"] + list(plan.states)
     return [by_name[n] for n in order if n in by_name]
@@ -207,10 +208,9 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
     (each gets a ``seed_<name>`` argument); the others round to nearest even.
     """
-    if getattr(plan, "reductions", None):
-        names = ", ".join(f"{r.op} over {r.scope}" for r in plan.reductions)
-        raise CompileError(f"rule {plan.rule_name!r} has a reduce stage ({names}); the triton "
-                           "backend prints elementwise stages only: use backend='torch'")
+    if getattr(plan, "matrix_stages", None):
+        raise CompileError(f"rule {plan.rule_name!r} has a matrix stage; the triton backend "
+                           "prints elementwise and reduce stages only: use backend='torch'")
     stochastic = frozenset(stochastic)
     dtypes = storage_dtypes(plan, param_dtype)
     written = {r.name for r, _ in plan.stores}
@@ -219,6 +219,9 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
             raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
                                f"{name!r}, which is not a written bfloat16 tensor here "
                                f"(written: {sorted((n, dtypes[n]) for n in written)})")
+    if plan.reduce_stages:  # reduce kernels + an elementwise kernel reading their results
+        from .triton_reduce import stages_source
+        return stages_source(plan, dtypes, stochastic)
     pr = TritonPrinter(plan.rule_name)
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"

@@ -8,6 +8,12 @@ in ``scalars`` as kernel arguments, so a new lr reuses the compiled kernel.
 Per parameter dtype one kernel is generated (storage dtypes are part of its source).
 Per bucket shape (device, sizes) a Layout caches the block map and address table;
 the launch config comes from the autotuner (tuned on scratch copies) or a heuristic.
+
+Multi-stage plans: ``reduce(stage, ...)`` launches the stage's kernel over tiles of the
+bucket's tensors (``reduce.py``) and returns each tensor's partials, as the torch
+launcher does; ``__call__(..., reduced=...)`` passes the finished results to the
+elementwise kernel (a scalar table and row/column vector addresses). Their configs are
+the heuristic's: reduce tiles are never tuned (the bits must not depend on a timing).
 """
 from __future__ import annotations
 
@@ -21,11 +27,14 @@ import torch
 from ...compiler.errors import CompileError
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.triton import storage_dtypes, tensor_refs, triton_source
+from ...compiler.printers.triton_reduce import (result_kind, result_layout,
+                                                stage_uses_rows_or_cols)
 from ..cache import load_module
 from . import configs
 from .available import check_interpreter_consistent
 from .configs import Config
 from .layout import Layout, addresses_of, alignment, check_bucket, numels_of
+from .reduce import StageLayout, result_tables
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
                 "bfloat16": torch.bfloat16}
@@ -42,6 +51,7 @@ class Kernel:
     digest: str
     dtypes: dict[str, str]
     stochastic: tuple[str, ...]  # the seed arguments, in kernel order
+    reduce_fns: tuple = ()  # one kernel per reduce stage (multi-stage plans)
 
 
 class TritonLauncher:
@@ -69,6 +79,10 @@ class TritonLauncher:
         self._kernels: dict[torch.dtype, Kernel] = {}
         self._layouts: dict[tuple, Layout] = {}
         self._configs: dict[tuple, Config] = {}
+        self._stage_layouts: dict[tuple, StageLayout] = {}
+        self._flat = [not stage_uses_rows_or_cols(plan, k) for k in range(len(plan.reduce_stages))]
+        self._result_pos = result_layout(plan)
+        self._kinds = [result_kind(r) for r in plan.reductions]
         self.source = self.kernel(torch.float32).source  # for `optforge show`
 
     @property
@@ -94,11 +108,54 @@ class TritonLauncher:
             module = load_module(source, "triton")
             found = self._kernels[param_dtype] = Kernel(
                 module.kernel, source, hashlib.sha256(source.encode()).hexdigest()[:16],
-                dtypes, sr)
+                dtypes, sr, getattr(module, "REDUCE_STAGES", ()))
         return found
 
     # ---- one step ---------------------------------------------------------------------
-    def __call__(self, params, grads, states, scalars) -> None:
+    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+        """``reduced``: each parameter's finished reductions (multi-stage plans)."""
+        if not params:
+            return
+        kern, layout, table, config = self._prepare(params, grads, states, scalars)
+        extra = ()
+        if self.plan.reduce_stages:
+            stage = self._stage_layout(params, False)
+            extra = (stage.real_tab,) + self._tables(reduced, stage, layout.device)
+        seeds = [self._seed() for _ in kern.stochastic]
+        self._launch(kern, layout, table, layout.align, scalars, seeds, config, extra)
+
+    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+        """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
+        ``reduced`` holds each tensor's finished results of the earlier stages."""
+        kern, layout, table, config = self._prepare(params, grads, states, scalars)
+        slayout = self._stage_layout(params, self._flat[stage])
+        rs, raddr = self._tables(reduced, slayout, layout.device)
+        guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
+                 else contextlib.nullcontext())
+        with guard:
+            return slayout.run(kern.reduce_fns[stage], self.plan.reduce_stages[stage].reductions,
+                               (table, len(layout.numels), rs, raddr),
+                               [float(s) for s in scalars], config.num_warps)
+
+    def _tables(self, reduced, slayout: StageLayout, device):
+        return result_tables(self.plan, reduced, slayout, *self._result_pos, self._kinds, device)
+
+    def _stage_layout(self, params, flat: bool) -> StageLayout:
+        """Tile groups of one bucket shape for a flat or (rows, row length) stage; the tile
+        size is the heuristic block size (never tuned: the bits must not depend on it)."""
+        device = params[0].device
+        shapes = tuple(tuple(p.shape) for p in params)
+        block = configs.heuristic(device, numels_of(params)).block_size
+        key = (device, shapes, flat, block)
+        found = self._stage_layouts.get(key)
+        if found is None:
+            if len(self._stage_layouts) >= MAX_LAYOUTS:
+                self._stage_layouts.clear()
+            found = self._stage_layouts[key] = StageLayout(shapes, flat, block, device)
+        return found
+
+    def _prepare(self, params, grads, states, scalars):
+        """(kernel, layout, address table, config) of a bucket, its tensors checked."""
         device, dtype = params[0].device, params[0].dtype
         kern = self.kernel(dtype)
         by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
@@ -116,15 +173,13 @@ class TritonLauncher:
             check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
                           for r in self.refs], device)
         config = self._config(kern, layout, rows, scalars)
-        seeds = [self._seed() for _ in kern.stochastic]
-        table = layout.address_table(addresses)
-        self._launch(kern, layout, table, layout.align, scalars, seeds, config)
+        return kern, layout, layout.address_table(addresses), config
 
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
     def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, align: int, scalars,
-                seeds, config: Config) -> None:
+                seeds, config: Config, extra: tuple = ()) -> None:
         blocks = layout.block_map(config.block_size)
         if blocks.n_programs == 0:  # every tensor is empty
             return
@@ -132,7 +187,7 @@ class TritonLauncher:
                  else contextlib.nullcontext())
         with guard:
             kern.fn[(blocks.n_programs,)](
-                table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start,
+                table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start, *extra,
                 *[float(s) for s in scalars], *seeds,
                 BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps)
 
@@ -147,7 +202,9 @@ class TritonLauncher:
 
         name, capability = device_signature(layout.device)
         space = configs.candidates(layout.device, layout.numels)
-        if not self._scratch_fits(layout, rows):
+        if self.plan.reduce_stages or not self._scratch_fits(layout, rows):
+            # multi-stage plans: the elementwise kernel also reads result tables, which
+            # the scratch runner does not build; they run the heuristic config
             space = []  # no room for scratch copies: the heuristic, never live buffers
         tune_key = TuneKey(name, capability, triton.__version__, kern.digest,
                            ",".join(f"{k}:{v}" for k, v in kern.dtypes.items()),

@@ -1,0 +1,178 @@
+"""Reduce stages on the triton backend against the torch backend (the oracle), on a GPU
+or under TRITON_INTERPRET=1.
+
+Kept small (the interpreter costs ~1 ms per program and more per operation): a handful
+of rules that together cover every op and scope (sum, max, count, numel, ndim over
+tensor, row, column and group; row x column values; nested stages), on shapes that hit
+the tile map's cases: rows shorter than a tile, several row tiles ((257, 129)), several
+column tiles ((5, 700): rows wider than COLS_MAX), 1-D and 0-D tensors (rows of length
+1), 4-D tensors, and several tensors in one bucket (group scopes across tensors).
+"""
+import math
+import sys
+
+import pytest
+import torch
+
+from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
+
+import optforge
+from optforge.catalogue.lamb import LAMB
+from optforge.dsl import Rule, amax, grad, mean, norm, numel, param, where
+from optforge.dsl import abs as abs_
+from optforge.kernels.triton.launcher import TritonLauncher
+from optforge.kernels.triton.reduce import COLS_MAX
+from optforge.runtime.backends import BACKENDS
+from optforge.runtime.compiled import STATS, compile_rule
+from tests.backends.test_numba_reduce import every_scope, rm_plus
+from tests.conftest import norm_rel
+from tests.runtime.test_reductions import lamb_like
+
+# both backends accumulate in float32 in different orders: a few ulps apart
+TOL = 1e-6
+BF16_TOL = 2.0 ** -8
+
+
+def row_col(lr=0.1):
+    """Per-row (AdamP's channel view) and per-column values in one update."""
+    g = grad()
+    return Rule(param() - lr * (g - mean(g, over="row")) / (abs_(amax(g, over="col")) + 1)
+                * numel(over="row") / numel())
+
+
+def global_clip(lr=0.1, max_norm=1.0):
+    g = grad()
+    total = norm(g, over="group")
+    return Rule(param() - lr * where(total > max_norm, max_norm / (total + 1e-6), 1) * g)
+
+
+def _pair(rule, shapes, steps=3, dtype=torch.float32, make=None, **kw):
+    """The same gradients through a triton and a torch optimizer; returns both params."""
+    make = make or (lambda ps, backend: optforge.Optimizer(ps, rule, backend=backend, **kw))
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
+    ours = [torch.nn.Parameter(x.clone().to(DEVICE)) for x in init]
+    ref = [torch.nn.Parameter(x.clone()) for x in init]
+    o1, o2 = make(ours, "triton"), make(ref, "torch")
+    for _ in range(steps):
+        for a, b in zip(ours, ref):
+            g = torch.randn(b.shape, generator=gen).to(dtype)
+            a.grad, b.grad = g.to(DEVICE), g.clone()
+        o1.step()
+        o2.step()
+    return ours, ref, o1, o2
+
+
+CASES = [
+    ("lamb_trust_ratio", lamb_like, [(7, 13), (1,), (257, 129), (1023,)]),
+    ("row_col", row_col, [(7, 13), (257, 129), (5, 700), (1023,)]),
+    ("global_clip", global_clip, [(7, 13), (257, 129), (3,)]),
+    ("regret_matching_nested", rm_plus, [(20,), (4, 5)]),
+    ("every_op_and_scope", every_scope, [(7, 13), (1,), (257, 129), (3, 4, 5, 6), ()]),
+]
+
+
+@pytest.mark.parametrize("name,rule,shapes", CASES, ids=[c[0] for c in CASES])
+def test_reduction_rules_match_torch_backend(name, rule, shapes):
+    assert 700 > COLS_MAX  # (5, 700) has several column tiles
+    ours, ref, _, _ = _pair(rule, shapes)
+    for a, b in zip(ours, ref):
+        assert norm_rel(a.detach().cpu(), b.detach()) < TOL, (name, tuple(b.shape))
+
+
+def test_lamb_bfloat16_params():
+    ours, ref, o1, o2 = _pair(None, [(257, 129), (7, 13)], dtype=torch.bfloat16,
+                              make=lambda ps, backend: LAMB(ps, lr=1e-2, backend=backend))
+    for a, b in zip(ours, ref):
+        assert a.dtype == torch.bfloat16
+        assert norm_rel(a.detach().cpu(), b.detach()) < BF16_TOL
+
+
+def test_max_propagates_nan_like_torch():
+    def rule(lr=1.0):
+        g = grad()
+        return Rule(param() - lr * (amax(g) + amax(g, over="row") + amax(g, over="col")))
+    g = torch.randn(6, 5)
+    g[2, 3] = math.nan
+    p = torch.nn.Parameter(torch.zeros(6, 5, device=DEVICE))
+    p.grad = g.to(DEVICE)
+    optforge.Optimizer([p], rule, backend="triton").step()
+    q = torch.nn.Parameter(torch.zeros(6, 5))
+    q.grad = g
+    optforge.Optimizer([q], rule, backend="torch").step()
+    assert torch.equal(p.detach().cpu().isnan(), q.detach().isnan())
+    assert p.detach().cpu().isnan().all()  # the tensor max is NaN: every element
+
+
+@pytest.mark.parametrize("bad", [math.nan, -math.inf])
+def test_skip_nonfinite(bad):
+    def make(ps, backend):
+        return optforge.AdamW(ps, lr=1e-2, skip_nonfinite=True, backend=backend)
+    gen = torch.Generator().manual_seed(1)
+    init = [torch.randn(s, generator=gen) for s in [(7, 13), (1023,)]]
+    ours = [torch.nn.Parameter(x.clone().to(DEVICE)) for x in init]
+    ref = [torch.nn.Parameter(x.clone()) for x in init]
+    o1, o2 = make(ours, "triton"), make(ref, "torch")
+    for k in range(3):
+        grads = [torch.randn(x.shape, generator=gen) for x in init]
+        if k == 1:
+            grads[1][17] = bad
+            before = [p.detach().clone() for p in ours]
+        for a, b, g in zip(ours, ref, grads):
+            a.grad, b.grad = g.to(DEVICE), g.clone()
+        o1.step()
+        o2.step()
+        if k == 1:
+            assert all(torch.equal(p.detach(), x) for p, x in zip(ours, before))
+            assert all(torch.equal(o1.state[p]["step"].cpu(), torch.tensor(1.0)) for p in ours)
+    assert o1.param_groups[0]["nonfinite_skips"] == 1 == o2.param_groups[0]["nonfinite_skips"]
+    for a, b in zip(ours, ref):
+        assert norm_rel(a.detach().cpu(), b.detach()) < TOL
+
+
+def test_reductions_are_deterministic():
+    """Same inputs, same bits: partials combined in a fixed order, no atomics."""
+    def run():
+        ours, _, _, _ = _pair(every_scope, [(257, 129), (1023,), (5, 700)], steps=2)
+        return [p.detach().cpu().clone() for p in ours]
+    first, second = run(), run()
+    assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_lr_change_does_not_recompile():
+    p = torch.nn.Parameter(torch.randn(300, device=DEVICE))
+    q = torch.nn.Parameter(p.detach().cpu().clone())
+    o1, o2 = LAMB([p], lr=1e-3, backend="triton"), LAMB([q], lr=1e-3, backend="torch")
+    compiled = compile_rule(o1.spec, o1.spec.variant_of(o1.param_groups[0]))
+    for k in range(4):
+        for group in o1.param_groups + o2.param_groups:
+            group["lr"], group["weight_decay"] = 1e-3 * (k + 1), 0.1 * k
+        g = torch.randn(300)
+        p.grad, q.grad = g.to(DEVICE), g
+        before = (STATS["kernels:triton"],
+                  sum(m.startswith("optforge_gen_triton") for m in sys.modules))
+        o1.step()
+        o2.step()
+        if k:
+            assert (STATS["kernels:triton"],
+                    sum(m.startswith("optforge_gen_triton") for m in sys.modules)) == before
+    assert isinstance(compiled.launcher(BACKENDS["triton"]), TritonLauncher)
+    assert norm_rel(p.detach().cpu(), q.detach()) < TOL
+
+
+def test_combine_levels_reduce_consecutive_segments():
+    """The host combine: segments of any length (0 included), several levels deep."""
+    import numpy as np
+
+    from optforge.kernels.triton.reduce import _levels, combine
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        lengths = rng.integers(0, 3 if rng.random() < 0.3 else 100, size=rng.integers(1, 12))
+        x = torch.randn(int(lengths.sum()), dtype=torch.float64)
+        levels = _levels(lengths, "cpu", width=int(rng.integers(2, 9)))
+        total, top = combine(x, "sum", levels), combine(x, "max", levels)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        for k in range(len(lengths)):
+            seg = x[bounds[k]:bounds[k + 1]]
+            assert abs(float(total[k]) - float(seg.sum())) < 1e-9
+            assert float(top[k]) == (float(seg.max()) if len(seg) else -math.inf)
