@@ -176,3 +176,56 @@ def test_combine_levels_reduce_consecutive_segments():
             seg = x[bounds[k]:bounds[k + 1]]
             assert abs(float(total[k]) - float(seg.sum())) < 1e-9
             assert float(top[k]) == (float(seg.max()) if len(seg) else -math.inf)
+
+
+AOT_SCRIPT = """
+import json, re
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from optforge.compiler.printers.triton import triton_source
+from optforge.dsl.spec import RuleSpec
+from optforge.kernels.cache import load_module
+from optforge.runtime.compiled import compile_rule
+from tests.backends.test_numba_reduce import every_scope
+
+spec = RuleSpec(every_scope)
+plan = compile_rule(spec, spec.default_variant).plan
+module = load_module(triton_source(plan, "bfloat16", ()), "triton")
+scalars = {s.name: "fp32" for s in plan.scalar_args}
+target, out = GPUTarget("cuda", 90, 32), {}
+sig = {"addr_tab": "*i64", "n_tensors": "i32", "numel_tab": "*i64", "block_tensor": "*i32",
+       "block_start": "*i64", "shape_tab": "*i64", "rs_tab": "*fp32", "raddr_tab": "*i64",
+       **scalars, "BLOCK_SIZE": "constexpr", "ALIGN": "constexpr"}
+ptx = triton.compile(ASTSource(module.kernel, sig, {"BLOCK_SIZE": 2048, "ALIGN": 16}),
+                     target=target, options={"num_warps": 8}).asm["ptx"]
+out["elementwise"] = len(re.findall(r"\\.f64", ptx))
+sig = {"addr_tab": "*i64", "n_tensors": "i32", "shape_tab": "*i64", "rs_tab": "*fp32",
+       "raddr_tab": "*i64", "tile_tab": "*i64", "out_t": "*fp32", "out_row": "*fp32",
+       "out_col": "*fp32", "n_programs": "i32", "row_total": "i32", "col_total": "i32",
+       **scalars, "ROWS": "constexpr", "COLS": "constexpr"}
+for k, fn in enumerate(module.REDUCE_STAGES):
+    for cols in (1, 256):
+        ptx = triton.compile(ASTSource(fn, sig, {"ROWS": 2048 // cols, "COLS": cols}),
+                             target=target, options={"num_warps": 4}).asm["ptx"]
+        out[f"r{k}-{cols}"] = len(re.findall(r"\\.f64", ptx))
+print(json.dumps(out))
+"""
+
+
+def test_reduce_kernels_compile_for_sm90(tmp_path):
+    """Compiled-only typing (pointer casts, constexpr branches, 2-D reductions) that the
+    interpreter cannot check: every kernel of a two-stage rule builds for sm_90, no f64."""
+    import json
+    import os
+    import subprocess
+    from pathlib import Path
+    pytest.importorskip("triton.backends.nvidia")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.update(TRITON_CACHE_DIR=str(tmp_path / "triton"), TRITON_DEFAULT_FP_FUSION="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    done = subprocess.run([sys.executable, "-c", AOT_SCRIPT], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts == {"elementwise": 0, "r0-1": 0, "r0-256": 0, "r1-1": 0, "r1-256": 0}
