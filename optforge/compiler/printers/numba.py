@@ -23,6 +23,7 @@ from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
 from .torch import local
+from .infix import InfixArithmetic
 
 _UNARY = {sp.Abs: "np.abs", sp.sign: "np.sign", sp.exp: "np.exp", sp.log: "np.log"}
 _REL = {"<", "<=", ">", ">=", "==", "!="}
@@ -42,7 +43,7 @@ def compute_dtype(param_dtype: str) -> str:
     return "float64" if param_dtype == "float64" else "float32"
 
 
-class NumbaPrinter:
+class NumbaPrinter(InfixArithmetic):
     """Scalar Numba code for one element; ``ftype`` is the compute type (float32/64)."""
 
     def __init__(self, rule_name: str, ftype: str):
@@ -71,22 +72,8 @@ class NumbaPrinter:
                                "in the elementwise stage")
         return f"{self.f}({value!r})"
 
-    def _print_Add(self, e):
-        parts = [self.doprint(e.args[0])]
-        for a in e.args[1:]:
-            if a.is_Mul and a.args[0].is_Number and a.args[0] < 0:
-                parts.append(f"- {self.doprint(-a)}")
-            else:
-                parts.append(f"+ {self.doprint(a)}")
-        return "(" + " ".join(parts) + ")"
-
     def _print_Mul(self, e):
-        num, den = [], []
-        for a in e.args:
-            if a.is_Pow and a.exp == -1:
-                den.append(self.doprint(a.base))
-            else:
-                num.append(self.doprint(a))
+        num, den = self.split_product(e)
         text = " * ".join(num) or self.literal(1)
         return f"({text} / {' / '.join(den)})" if den else f"({text})"
 

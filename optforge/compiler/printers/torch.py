@@ -13,6 +13,7 @@ from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp
 from ..templates import render
+from .infix import InfixArithmetic
 
 _UNARY = {sp.Abs: "torch.abs", sp.sign: "torch.sign", sp.exp: "torch.exp", sp.log: "torch.log"}
 _REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
@@ -23,7 +24,7 @@ def local(sym: sp.Symbol) -> str:
     return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
 
 
-class TorchPrinter:
+class TorchPrinter(InfixArithmetic):
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
 
@@ -48,22 +49,8 @@ class TorchPrinter:
                                f"{type(e).__name__} in {sp.sstr(e)}")
         return method(e)
 
-    def _print_Add(self, e):
-        parts = [self.doprint(e.args[0])]
-        for a in e.args[1:]:
-            if a.is_Mul and a.args[0].is_Number and a.args[0] < 0:
-                parts.append(f"- {self.doprint(-a)}")
-            else:
-                parts.append(f"+ {self.doprint(a)}")
-        return "(" + " ".join(parts) + ")"
-
     def _print_Mul(self, e):
-        num, den = [], []
-        for a in e.args:
-            if a.is_Pow and a.exp == -1:
-                den.append(self.doprint(a.base))
-            else:
-                num.append(self.doprint(a))
+        num, den = self.split_product(e)
         text = " * ".join(num) or "1.0"
         return f"({text} / {' / '.join(den)})" if den else f"({text})"
 
@@ -75,8 +62,6 @@ class TorchPrinter:
             return f"torch.rsqrt({self.doprint(base)})"
         if exp == -1:
             return f"(1.0 / {self.doprint(base)})"
-        if not self.tensor(base):  # scalar ** tensor
-            return f"torch.pow({self.doprint(base)}, {self.doprint(exp)})"
         return f"torch.pow({self.doprint(base)}, {self.doprint(exp)})"
 
     def _minmax(self, e, fn, bound):

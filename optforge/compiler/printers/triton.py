@@ -28,6 +28,7 @@ from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ScalarTemp, TensorRef
 from ..templates import render
+from .infix import InfixArithmetic
 
 # storage dtype -> (pointer element type in the kernel, how its bits become float32)
 TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.uint16"}
@@ -40,7 +41,7 @@ def local(sym: sp.Symbol) -> str:
     return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
 
 
-class TritonPrinter:
+class TritonPrinter(InfixArithmetic):
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
 
@@ -73,22 +74,8 @@ class TritonPrinter:
         # A float literal: Triton makes it a float32 constant; never an int (C division).
         return f"({value!r})" if value < 0 else repr(value)
 
-    def _print_Add(self, e):
-        parts = [self.doprint(e.args[0])]
-        for a in e.args[1:]:
-            if a.is_Mul and a.args[0].is_Number and a.args[0] < 0:
-                parts.append(f"- {self.doprint(-a)}")
-            else:
-                parts.append(f"+ {self.doprint(a)}")
-        return "(" + " ".join(parts) + ")"
-
     def _print_Mul(self, e):
-        num, den = [], []
-        for a in e.args:
-            if a.is_Pow and a.exp == -1:
-                den.append(self.doprint(a.base))
-            else:
-                num.append(self.doprint(a))
+        num, den = self.split_product(e)
         out = "(" + (" * ".join(num) or "1.0") + ")"
         for d in den:  # one IEEE division per factor, in order, as torch does
             out = f"tl.div_rn({out}, {d})"
