@@ -1,4 +1,4 @@
-"""Sums and products as infix text: the part every expression printer shares.
+"""Sums, products and boolean constants as text: the part every expression printer shares.
 
 A negated term prints as ``a - b`` rather than ``a + -1*b``; a product splits into
 numerator and denominator factors so each printer can emit its own divisions.
@@ -27,3 +27,9 @@ class InfixArithmetic:
             else:
                 num.append(self.doprint(a))
         return num, den
+
+    def _print_BooleanTrue(self, e):
+        return "True"
+
+    def _print_BooleanFalse(self, e):
+        return "False"

@@ -120,12 +120,6 @@ class NumbaPrinter(InfixArithmetic):
     def _print_Not(self, e):
         return f"(not {self.doprint(e.args[0])})"
 
-    def _print_BooleanTrue(self, e):
-        return "True"
-
-    def _print_BooleanFalse(self, e):
-        return "False"
-
 
 def kernel_slots(plan: KernelPlan) -> list[str]:
     """The tensors the kernels touch, in address-table order: p, g, then states."""

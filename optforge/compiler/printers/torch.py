@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sympy as sp
 from sympy.core.relational import Relational
-from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 
 from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
@@ -103,12 +102,6 @@ class TorchPrinter(InfixArithmetic):
     def _print_Not(self, e):
         return f"(~{self.doprint(e.args[0])})" if self.tensor(e) else \
             f"(not {self.doprint(e.args[0])})"
-
-    def _print_BooleanTrue(self, e):
-        return "True"
-
-    def _print_BooleanFalse(self, e):
-        return "False"
 
 
 def torch_source(plan: KernelPlan) -> str:

@@ -134,12 +134,6 @@ class TritonPrinter(InfixArithmetic):
     def _print_Not(self, e):
         return f"(~{self.doprint(e.args[0])})"
 
-    def _print_BooleanTrue(self, e):
-        return "True"
-
-    def _print_BooleanFalse(self, e):
-        return "False"
-
 
 def tensor_refs(plan: KernelPlan) -> list[TensorRef]:
     """Every tensor the kernel touches, in address-table row order: p, g, then states."""
