@@ -5,7 +5,7 @@ import sympy as sp
 
 from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
-from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol
+from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol, TensorSymbol
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_reductions
 from .plan import KernelPlan, MatrixResult, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
@@ -13,7 +13,7 @@ from .plan import KernelPlan, MatrixResult, MatrixStage, ReduceOp, ReduceResult,
 def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
     refs = {"p": TensorRef("p", "param"), "g": TensorRef("g", "grad")}
     for name, decl in rule.states.items():
-        refs[name] = TensorRef(name, "state", decl.dtype)
+        refs[name] = TensorRef(name, decl.kind, decl.dtype)
     return refs
 
 
@@ -25,8 +25,7 @@ def _is_identity(name: str, expr: sp.Expr) -> bool:
 def _used_tensors(refs: dict[str, TensorRef], exprs) -> list[TensorRef]:
     used = set()
     for e in exprs:
-        used |= {s.name for s in e.free_symbols
-                 if isinstance(s, (ParamSymbol, GradSymbol, StateSymbol, MatrixResult))}
+        used |= {s.name for s in e.free_symbols if isinstance(s, TensorSymbol)}
     return [ref for name, ref in refs.items() if name in used]
 
 

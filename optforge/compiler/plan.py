@@ -85,7 +85,7 @@ class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
 
     name: str
-    role: str  # "param" | "grad" | "state" | "buffer" (a matrix stage's float32 result)
+    role: str  # "param" | "grad" | "state" | "input" | "buffer" (a matrix stage's result)
     dtype: str | None = None  # storage dtype; None: the parameter's dtype
 
 

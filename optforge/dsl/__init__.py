@@ -3,6 +3,7 @@ from .errors import DSLError
 from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt, sign, sqrt, where
 from .reductions import amax, count, dot, mean, ndim, norm, numel, total
 from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
+from .inputs import given
 from .matrix import matmul, orthogonalize, transpose
 from .randomness import random_scalar
 from .rule import Rule
@@ -18,5 +19,5 @@ __all__ = [
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
-    "cautious_mask", "random_scalar", "with_ema",
+    "cautious_mask", "random_scalar", "with_ema", "given",
 ]

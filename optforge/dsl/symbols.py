@@ -47,6 +47,12 @@ class StateSymbol(TensorSymbol):
     """Optimizer state with one value per parameter element (e.g. ``exp_avg``)."""
 
 
+class InputSymbol(TensorSymbol):
+    """A tensor the runtime supplies at each step, shaped like the parameter (a Hessian
+    diagonal estimate, a second gradient) or, for matrix rules, like a layer's batch of
+    activations. Read-only: a rule never writes it."""
+
+
 class ScalarSymbol(sp.Symbol):
     """A run-time scalar: the same value for every element of a tensor."""
 
@@ -76,11 +82,24 @@ def step() -> StepSymbol:
 
 @dataclass(frozen=True)
 class StateDecl:
-    """How a state tensor is created: its initial value and storage dtype."""
+    """How a tensor beside the parameter is created (or obtained) and stored.
+
+    ``kind`` is "state" (per element, in ``optimizer.state``), "matrix" (a matrix-shaped
+    state such as a Kronecker factor: ``shape`` names its dimensions after the parameter's
+    2-D view, "rows" = shape[0], "cols" = numel / shape[0]), "input" (supplied by the
+    runtime each step, never stored) or "buffer" (a matrix stage's float32 result).
+    """
 
     name: str
     init: sp.Expr
     dtype: str | None
+    kind: str = "state"
+    shape: tuple = ()
+
+    @property
+    def stored(self) -> bool:
+        """Kept in ``optimizer.state`` (and checkpoints)."""
+        return self.kind in ("state", "matrix")
 
 
 class _BuildContext:
@@ -88,7 +107,7 @@ class _BuildContext:
 
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
-        self.states: dict[str, StateDecl] = {}
+        self.states: dict[str, StateDecl] = {}  # states, matrix states and inputs
         self.randoms: dict[str, str] = {}  # random scalar name -> distribution
 
 
@@ -117,11 +136,7 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     ``STATE_DTYPES``; by default the parameter's dtype.
     """
     rule = _current_rule_name()
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise DSLError(f"rule {rule!r}: state name {name!r} is not a Python identifier")
-    if is_reserved(name):
-        raise DSLError(f"rule {rule!r}: state name {name!r} is reserved "
-                       f"(reserved: {sorted(RESERVED_NAMES)})")
+    check_name(name, "state")
     if dtype is not None and dtype not in STATE_DTYPES:
         raise DSLError(f"rule {rule!r}: state {name!r} has dtype {dtype!r}; "
                        f"supported storage dtypes are {STATE_DTYPES} or None (the parameter's)")
@@ -138,14 +153,29 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     if bad:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
                        "an initial value may use only numbers, hyperparameters and param()")
-    decl = StateDecl(name, init_expr, dtype)
-    if _active:
-        known = _active[-1].states.get(name)
-        if known is not None and known != decl:
-            raise DSLError(f"rule {rule!r}: state {name!r} declared twice with different "
-                           f"init/dtype ({known.init}, {known.dtype}) vs ({init_expr}, {dtype})")
-        _active[-1].states[name] = decl
+    declare(StateDecl(name, init_expr, dtype))
     return StateSymbol(name, real=True)
+
+
+def check_name(name, what: str) -> None:
+    """A state or input name must be a free Python identifier."""
+    rule = _current_rule_name()
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise DSLError(f"rule {rule!r}: {what} name {name!r} is not a Python identifier")
+    if is_reserved(name):
+        raise DSLError(f"rule {rule!r}: {what} name {name!r} is reserved "
+                       f"(reserved: {sorted(RESERVED_NAMES)})")
+
+
+def declare(decl: StateDecl) -> None:
+    """Record a declaration in the active rule (the same name twice must agree)."""
+    if not _active:
+        return
+    known = _active[-1].states.get(decl.name)
+    if known is not None and known != decl:
+        raise DSLError(f"rule {_current_rule_name()!r}: {decl.name!r} declared twice "
+                       f"differently: {known} vs {decl}")
+    _active[-1].states[decl.name] = decl
 
 
 def is_tensor_expr(expr: sp.Basic) -> bool:

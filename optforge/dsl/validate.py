@@ -10,7 +10,8 @@ from .matrix import MatrixOp, Orthogonalize
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
-from .symbols import GradSymbol, HyperSymbol, ParamSymbol, StateSymbol, StepSymbol
+from .symbols import (GradSymbol, HyperSymbol, InputSymbol, ParamSymbol, StateSymbol,
+                      StepSymbol)
 
 # The node types every printer supports. Anything else is refused here, not in a backend.
 ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min)
@@ -92,6 +93,8 @@ class _Checker:
     def symbol(self, s) -> None:
         if isinstance(s, (ParamSymbol, GradSymbol, StepSymbol, StateSymbol)):
             return
+        if isinstance(s, InputSymbol) and s.name in self.rule.states:
+            return
         if isinstance(s, RandomSymbol) and s.name in self.rule.randoms:
             return
         if isinstance(s, HyperSymbol) and s in self.hypers:
@@ -111,7 +114,12 @@ def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
     if clash:
         raise DSLError(f"rule {rule.name!r}: random scalar {clash[0]!r} has the name of a "
                        "hyperparameter; rename one of them")
-    declared = set(rule.states)
+    inputs = {n for n, d in rule.states.items() if d.kind == "input"}
+    for name in rule.updates:
+        if name in inputs:
+            raise DSLError(f"rule {rule.name!r}: Rule(...) writes {name!r}, an input "
+                           "(given(...)) the runtime supplies; inputs are read-only")
+    declared = set(rule.states) - inputs
     for name in rule.updates:
         if name not in declared:
             raise DSLError(f"rule {rule.name!r}: Rule(...) writes {name!r}, which was never "

@@ -18,6 +18,7 @@ from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
+from .inputs import gather
 from .reductions import finish
 from .state import check_loaded, new_state
 
@@ -92,18 +93,22 @@ class Optimizer(torch.optim.Optimizer):
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
-    def step(self, closure=None):
-        """One update of every parameter that has a gradient; returns the closure's loss."""
+    def step(self, closure=None, inputs=None):
+        """One update of every parameter that has a gradient; returns the closure's loss.
+
+        ``inputs`` supplies tensors the rule reads with ``given(name)``:
+        ``{name: {param: tensor}}`` (see ``optforge.runtime.inputs``).
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         with torch.no_grad():
             for index, group in enumerate(self.param_groups):
-                self._step_group(index, group)
+                self._step_group(index, group, closure, inputs)
         return loss
 
-    def _step_group(self, index: int, group: dict) -> None:
+    def _step_group(self, index: int, group: dict, closure=None, inputs=None) -> None:
         compiled = compile_rule(self.spec, self.spec.variant_of(group), self.skip_nonfinite)
         decls = compiled.plan.states
         hyper_values = self.spec.hyper_values(group)
@@ -122,15 +127,18 @@ class Optimizer(torch.optim.Optimizer):
             if not state:
                 state.update(new_state(decls, p, hyper_values))
             for name in decls.keys() - state.keys():  # a flag turned on later (amsgrad)
-                state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
+                if decls[name].stored:
+                    state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
             step = float(state["step"]) + 1.0
             buckets[(p.device, p.dtype, step)].append(p)
         plan = compiled.plan
         runs = []  # (launcher, params, grads, states, scalars) per bucket
         for (device, dtype, step), params in buckets.items():
+            given = gather(self, group, index, params, decls, closure, inputs)
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
-                         [[self.state[p][name] for p in params] for name in decls],
+                         [given[name] if name in given else
+                          [self.state[p][name] for p in params] for name in decls],
                          compiled.scalars(hyper_values, step, {
                              name: draw(dist, self.seed, index, step, name)
                              for name, dist in plan.randoms.items()})))

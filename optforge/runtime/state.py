@@ -31,7 +31,8 @@ def new_state(decls: dict[str, StateDecl], param, hyper_values) -> dict:
     """torch-style state: a float32 ``step`` scalar plus one tensor per declared state."""
     state = {"step": torch.tensor(0.0, dtype=torch.float32)}
     for name, decl in decls.items():
-        state[name] = initial_value(decl, param, hyper_values)
+        if decl.stored:
+            state[name] = initial_value(decl, param, hyper_values)
     return state
 
 
@@ -42,7 +43,7 @@ def check_loaded(decls: dict[str, StateDecl], param, state: dict, where: str) ->
     declared bfloat16 is cast back here (exact: it was bfloat16 when saved).
     """
     for name, decl in decls.items():
-        if name not in state:
+        if name not in state or not decl.stored:
             continue
         value = state[name]
         if not isinstance(value, torch.Tensor) or value.shape != param.shape:
