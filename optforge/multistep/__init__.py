@@ -1,0 +1,17 @@
+"""Closure-driven optimizers: the runtime calls the closure several times per step.
+
+- ArmijoLineSearch: backtracking around any optimizer (restores params and state exactly).
+- Extragradient: extrapolate, re-evaluate, update from the saved point; two timescales.
+- CGO / OptimisticCGO: competitive gradient steps for zero-sum games (mixed Hessian-vector
+  products, conjugate gradient).
+- NewtonCG: regularised / damped Newton with Hessian-vector products and CG.
+
+The elementwise update of Extragradient, CGO and NewtonCG runs through a compiled optforge
+rule (SGD or OptimisticGD) on the chosen backend. Equations: docs/multi-evaluation.md.
+"""
+from .armijo import ArmijoLineSearch
+from .competitive import CGO, OptimisticCGO
+from .extragradient import Extragradient
+from .newton_cg import NewtonCG
+
+__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG"]
