@@ -5,9 +5,10 @@ import sympy as sp
 
 from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
-from ..dsl.symbols import GradSymbol, ParamSymbol, StateSymbol, StepSymbol, TensorSymbol
+from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
+                           TensorSymbol)
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_reductions
-from .plan import KernelPlan, MatrixResult, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
+from .plan import KernelPlan, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
 
 def _tensor_refs(rule: Rule) -> dict[str, TensorRef]:
@@ -41,13 +42,11 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
     return ReduceStage(loads, temps, ops)
 
 
-def _matrix_stage(result, node, stage_args: dict, refs) -> MatrixStage:
-    args = [stage_args[f"{result}:{i}"] for i in range(len(node.args) - 1)]
-    temps, value = cse({"x": args[0]}, prefix="q")
-    temps, value = pow_to_mul(temps, value, prefix="q")
-    loads = _used_tensors(refs, [e for _, e in temps] + [value["x"]])
-    return MatrixStage(result, "orthogonalize", tuple(args[1:]), node.dtype, loads, temps,
-                       value["x"])
+def _matrix_stage(stage_args: dict, names: list[str], refs) -> MatrixStage:
+    """One torch stage computing every buffer and matrix state (shared work once)."""
+    temps, values = cse({n: stage_args[f"matrix:{n}"] for n in names}, prefix="q")
+    loads = _used_tensors(refs, [e for _, e in temps] + list(values.values()))
+    return MatrixStage(loads, temps, [(n, values[n]) for n in names])
 
 
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = False) -> KernelPlan:
@@ -64,10 +63,10 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         check = ReduceResult(f"r{sum(len(ops) for ops in stage_ops)}", real=True)
         guard = ReduceOp(check, "nonfinite", "group", GradSymbol("g", real=True))
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
-    matrix_ops, outputs = split_matrix(outputs)
+    matrix_outputs, outputs = split_matrix(
+        outputs, {n for n, d in rule.states.items() if d.kind == "matrix"})
     stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
-    for result, node in matrix_ops:  # the matrix argument, then its scalar parameters
-        stage_args.update({f"{result}:{i}": a for i, a in enumerate(node.args[:-1])})
+    stage_args.update({f"matrix:{n}": e for n, e in matrix_outputs.items()})
     prologue, scope_temps, outputs, reduce_args = hoist_levels(outputs, stage_args)
     scalar_args = [s for s, _ in prologue]
     host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
@@ -76,9 +75,13 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     temps, outputs = pow_to_mul(temps, outputs)
     refs = _tensor_refs(rule)
     reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
-    matrix_stages = [_matrix_stage(result, node, reduce_args, refs) for result, node in matrix_ops]
-    refs.update({str(s.result): TensorRef(str(s.result), "buffer", "float32")
-                 for s in matrix_stages})
+    matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs)] \
+        if matrix_outputs else []
+    states = dict(rule.states)
+    for name in matrix_outputs:
+        if name.startswith("mat"):
+            states[name] = StateDecl(name, sp.Integer(0), "float32", kind="buffer")
+            refs[name] = TensorRef(name, "buffer", "float32")
 
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
@@ -92,7 +95,7 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         loads=_used_tensors(refs, [e for _, e in temps] + list(outputs.values())),
         temps=temps,
         stores=stores,
-        states=dict(rule.states),
+        states=states,
         reduce_stages=reduce_stages,
         matrix_stages=matrix_stages,
         scope_temps=scope_temps,

@@ -51,20 +51,25 @@ class MatrixResult(TensorSymbol):
 
 @dataclass
 class MatrixStage:
-    """Materialise ``expr`` (elementwise, into a float32 buffer), then apply ``op`` to it
-    as a matrix; the elementwise stage reads the result as the tensor ``result``.
+    """Whole-tensor torch math per parameter, after the reduce stages and before the
+    elementwise stage: matmuls, factorizations, and the elementwise math around them.
 
-    ``params`` are the op's scalars (prologue temporaries or numbers): for
-    "orthogonalize", (steps, a, b, c, eps); ``dtype`` the precision of the iteration.
+    ``outputs`` are ``(name, expr)``: a buffer ``mat<i>`` the elementwise stage reads
+    (a ``(rows, cols)`` matrix or a scalar, reshaped / broadcast to the parameter) or a
+    matrix state's new value. Parameter-shaped loads are seen as their 2-D view.
     """
 
-    result: MatrixResult
-    op: str
-    params: tuple
-    dtype: str
     loads: list["TensorRef"]
-    temps: list[tuple[ElemTemp, sp.Expr]]
-    expr: sp.Expr
+    temps: list[tuple[ElemTemp, sp.Expr]]  # shared subexpressions q0, q1...
+    outputs: list[tuple[str, sp.Expr]]
+
+    @property
+    def buffers(self) -> list[str]:
+        return [name for name, _ in self.outputs if name.startswith("mat")]
+
+    @property
+    def matrix_states(self) -> list[str]:
+        return [name for name, _ in self.outputs if not name.startswith("mat")]
 
 
 @dataclass
@@ -126,11 +131,10 @@ class KernelPlan:
             lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
                       for r in stage.reductions]
         for stage in self.matrix_stages:
-            lines.append(f"# matrix stage: {stage.result} = {stage.op}[{stage.dtype}]"
-                         f"{tuple(sp.sstr(a) for a in stage.params)} of:")
+            lines.append("# matrix stage (torch matmul / linalg, per parameter, 2-D views):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
-            lines.append(f"  {sp.sstr(stage.expr)}")
+            lines += [f"  {name} <- {sp.sstr(e)}" for name, e in stage.outputs]
         if self.scope_temps:
             lines.append("# per-scope values (once per tensor, row, column or group):")
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.scope_temps]

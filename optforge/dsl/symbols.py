@@ -95,6 +95,7 @@ class StateDecl:
     dtype: str | None
     kind: str = "state"
     shape: tuple = ()
+    eye: bool = False  # a matrix state that starts as ``init`` times the identity
 
     @property
     def stored(self) -> bool:

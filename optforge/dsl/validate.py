@@ -6,7 +6,8 @@ from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 from sympy.core.relational import Relational
 
 from .errors import DSLError
-from .matrix import MatrixOp, Orthogonalize
+from .matrix import MatrixOp
+from .matrix_shapes import PARAM, SCALAR, ShapeChecker, show_shape
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
@@ -27,6 +28,8 @@ class _Checker:
     def __init__(self, rule: Rule, hypers: set[sp.Symbol]):
         self.rule, self.hypers = rule, hypers
         self.where, self.expr = "", None
+        self.in_matrix = False  # inside a matrix operation, or a matrix state's new value
+        self.shapes = ShapeChecker(rule.name, rule.states)
 
     def fail(self, problem: str, node) -> None:
         context = "" if node == self.expr else f" in {_show(self.expr)}"
@@ -39,13 +42,12 @@ class _Checker:
         if isinstance(e, Reduction):
             self.reduction(e)
             return
-        if isinstance(e, Orthogonalize):
-            self.matrix_stage(e)
+        if isinstance(e, MatrixOp):
+            self.matrix_op(e)
             return
-        if isinstance(e, MatrixOp) or getattr(e, "is_Matrix", False) or isinstance(
-                e, (sp.MatrixBase, sp.MatrixExpr)):
-            self.fail(f"matrix operation {type(e).__name__}() is not supported yet "
-                      "(orthogonalize is)", e)
+        if getattr(e, "is_Matrix", False) or isinstance(e, (sp.MatrixBase, sp.MatrixExpr)):
+            self.fail("SymPy matrices are not supported (use matmul, transpose... from "
+                      "optforge.dsl on tensors)", e)
         if e.is_Symbol:
             self.symbol(e)
         elif e in (sp.zoo, sp.oo, -sp.oo, sp.nan):
@@ -68,15 +70,26 @@ class _Checker:
 
     def reduction(self, e) -> None:
         if not isinstance(e, (Numel, NDim)):  # nested ones become successive reduce stages
-            if e.args[0].has(Orthogonalize):
-                self.fail("a reduction of a matrix operation's result is not supported yet", e)
+            if e.args[0].has(MatrixOp):
+                self.fail("a reduction of a matrix operation's result is not supported (use "
+                          "fnorm or trace inside the matrix expression)", e)
             self.value(e.args[0])
 
-    def matrix_stage(self, e) -> None:
-        if e.args[0].has(Orthogonalize):
-            self.fail("a matrix operation inside another is not supported yet", e)
-        for a in e.args[:-1]:
-            self.value(a)
+    def matrix_op(self, e) -> None:
+        """An outermost matrix operation of an elementwise expression: its result must be
+        shaped like the parameter's 2-D view (or be a scalar)."""
+        outer = not self.in_matrix
+        if outer:
+            shape = self.shapes.shape(e)
+            if shape not in (PARAM, SCALAR):
+                self.fail(f"this matrix expression is {show_shape(shape)}, but the "
+                          f"parameter's update needs {show_shape(PARAM)} or a scalar", e)
+        self.in_matrix = True
+        try:
+            for a in e.args:
+                self.value(a)
+        finally:
+            self.in_matrix = not outer
 
     def condition(self, c) -> None:
         if isinstance(c, (BooleanTrue, BooleanFalse)):
@@ -91,6 +104,10 @@ class _Checker:
             self.fail("a where() condition must be a comparison", c)
 
     def symbol(self, s) -> None:
+        decl = self.rule.states.get(s.name)
+        if decl is not None and decl.shape and not self.in_matrix:
+            self.fail(f"{s} is matrix-shaped {show_shape(decl.shape)}; use it inside a "
+                      "matrix operation (matmul, ...)", s)
         if isinstance(s, (ParamSymbol, GradSymbol, StepSymbol, StateSymbol)):
             return
         if isinstance(s, InputSymbol) and s.name in self.rule.states:
@@ -109,7 +126,15 @@ def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
     for name, expr in rule.outputs().items():
         checker.where = "new parameter" if name == "p" else f"new value of state {name!r}"
         checker.expr = expr
+        decl = rule.states.get(name)
+        checker.in_matrix = decl is not None and decl.kind == "matrix"
         checker.value(expr)
+        if checker.in_matrix:
+            shape = checker.shapes.shape(expr)
+            if shape not in (tuple(decl.shape), SCALAR):
+                checker.fail(f"the new value is {show_shape(shape)}, but matrix state {name!r} "
+                             f"is {show_shape(decl.shape)}", expr)
+        checker.in_matrix = False
     clash = sorted(set(rule.randoms) & {h.name for h in hypers})
     if clash:
         raise DSLError(f"rule {rule.name!r}: random scalar {clash[0]!r} has the name of a "

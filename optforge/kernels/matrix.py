@@ -37,3 +37,113 @@ def orthogonalize(x: torch.Tensor, steps: float, a: float, b: float, c: float, e
     if tall:
         m = m.T
     return m.reshape(x.shape).to(torch.float32)
+
+
+# ---- the matrix stage's vocabulary (printed as _mx.<name>(...) by the torch printer) ----
+
+def view2d(x: torch.Tensor) -> torch.Tensor:
+    """A parameter-shaped tensor as the (rows, cols) matrix every matrix op sees."""
+    return x.reshape(x.shape[0], -1)
+
+
+def as_param(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """A (rows, cols) or scalar result as a float32 tensor shaped like ``p``."""
+    value = torch.as_tensor(value, device=p.device)
+    if value.dim() == 0:
+        return value.to(torch.float32).expand(p.shape).contiguous()
+    return value.reshape(p.shape).to(torch.float32).contiguous()
+
+
+def matmul(a, b):
+    return a @ b
+
+
+def transpose(a):
+    return a.transpose(-2, -1)
+
+
+def _sym(a):
+    return (a + a.transpose(-2, -1)) * 0.5
+
+
+def inv_root(a, p, eps, method):
+    """(a + eps I)^(-1/p) of a symmetric PSD a: eigh in float64 (eigenvalues clamped at 0),
+    or the coupled Newton iteration (method 1)."""
+    p = float(p)
+    if int(method) == 0:
+        vals, vecs = torch.linalg.eigh(_sym(a).double())
+        vals = (vals.clamp(min=0) + float(eps)).pow(-1.0 / p)
+        return ((vecs * vals) @ vecs.T).to(a.dtype)
+    return _newton_inv_root(a, p, float(eps))
+
+
+def _newton_inv_root(a, p: float, eps: float, iters: int = 100, tol: float = 1e-6):
+    """Coupled Newton iteration (Guo & Higham) for A^(-1/p), matmuls only; in float32."""
+    n, root = a.shape[0], int(round(p))
+    eye = torch.eye(n, dtype=a.dtype, device=a.device)
+    a = _sym(a) + eps * eye
+    z = (1 + root) / (2 * torch.linalg.matrix_norm(a))
+    x = eye * z.pow(1.0 / root)
+    m = a * z
+    for _ in range(iters):
+        t = ((1 + root) * eye - m) / root
+        x = x @ t
+        m = torch.linalg.matrix_power(t, root) @ m
+        if torch.linalg.matrix_norm(m - eye, ord=float("inf")) < tol:
+            break
+    return x
+
+
+def inverse(a, damping):
+    eye = torch.eye(a.shape[0], dtype=torch.float64, device=a.device)
+    return torch.cholesky_inverse(torch.linalg.cholesky(_sym(a).double() + float(damping) * eye)
+                                  ).to(a.dtype)
+
+
+def solve(a, b):
+    return torch.linalg.solve(a, b)
+
+
+def sherman_morrison(a_inv, u, v):
+    """(A + u v^T)^-1 = A^-1 - A^-1 u v^T A^-1 / (1 + v^T A^-1 u)."""
+    au = a_inv @ u
+    va = v.transpose(-2, -1) @ a_inv
+    return a_inv - (au @ va) / (1.0 + va @ u)
+
+
+def eigenvectors(a):
+    return torch.linalg.eigh(_sym(a).double())[1].to(a.dtype)
+
+
+def power_iteration(a, q):
+    return torch.linalg.qr(a @ q)[0]
+
+
+def add_diagonal(a, lam):
+    return a + lam * torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+
+
+def diagonal(a):
+    return torch.diagonal(a).unsqueeze(1)
+
+
+def trace(a):
+    return torch.trace(a)
+
+
+def fnorm(x):
+    return torch.linalg.vector_norm(x)
+
+
+def batch_mean(x):
+    return x.mean(0).unsqueeze(1)
+
+
+def batch_size(x):
+    return torch.tensor(float(x.shape[0]), dtype=x.dtype, device=x.device)
+
+
+def due(t, k) -> bool:
+    """``every(k, ...)``: steps 1, 1+k, 1+2k..."""
+    k = max(int(k), 1)
+    return (int(t) - 1) % k == 0

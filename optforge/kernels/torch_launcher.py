@@ -31,19 +31,20 @@ class TorchLauncher:
         return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
                    reduced=reduced[i]) for i, p in enumerate(params)]
 
-    def matrix(self, stage: int, params, grads, states, scalars, reduced) -> list:
-        """Matrix stage ``stage``: each tensor's float32 result buffer."""
+    def matrix(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+        """Matrix stage ``stage``: per tensor, its outputs (buffers shaped like the
+        parameter, matrix states' new values) in ``plan.matrix_stages[stage].outputs``
+        order."""
         cdt = compute_dtype(params[0].dtype)
         fn = self._matrix_stages[stage]
         return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
                    reduced=reduced[i]) for i, p in enumerate(params)]
 
-    def __call__(self, params, grads, states, scalars, reduced=None, buffers=None) -> None:
-        """``states`` is one list per state name (plan order), aligned with ``params``;
-        ``reduced`` one tuple of finished reductions per parameter (multi-stage rules),
-        ``buffers`` one tuple of matrix-stage results per parameter."""
+    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+        """``states`` is one list per name of ``plan.states`` (states, inputs, buffers),
+        aligned with ``params``; ``reduced`` one tuple of finished reductions per parameter
+        (multi-stage rules)."""
         cdt = compute_dtype(params[0].dtype)
         for i, p in enumerate(params):
             self._step(p, grads[i], *[s[i] for s in states], scalars=scalars,
-                       compute_dtype=cdt, reduced=reduced[i] if reduced else (),
-                       buffers=buffers[i] if buffers else ())
+                       compute_dtype=cdt, reduced=reduced[i] if reduced else ())

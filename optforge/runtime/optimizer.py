@@ -120,9 +120,10 @@ class Optimizer(torch.optim.Optimizer):
             if compiled.plan.matrix_stages and p.dim() < 2:
                 raise ValueError(f"{type(self).__name__} ({self.spec.name}): parameter {i} of "
                                  f"group {index} has shape {tuple(p.shape)}; the rule uses "
-                                 "orthogonalize, which needs parameters with at least 2 "
-                                 "dimensions (give biases and norms an elementwise rule, e.g. "
-                                 "another optimizer or param group)")
+                                 "matrix operations, which need parameters with at least 2 "
+                                 "dimensions (give biases and norms an elementwise rule: a "
+                                 "param group with \"rule\": optforge.AdamW, see "
+                                 "optforge.split_matrix_params)")
             state = self.state[p]
             if not state:
                 state.update(new_state(decls, p, hyper_values))
@@ -137,7 +138,10 @@ class Optimizer(torch.optim.Optimizer):
             given = gather(self, group, index, params, decls, closure, inputs)
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
+                         # buffers: placeholders until the matrix stage fills them
                          [given[name] if name in given else
+                          [torch.empty_like(p, dtype=torch.float32) for p in params]
+                          if decls[name].kind == "buffer" else
                           [self.state[p][name] for p in params] for name in decls],
                          compiled.scalars(hyper_values, step, {
                              name: draw(dist, self.seed, index, step, name)
@@ -159,26 +163,38 @@ class Optimizer(torch.optim.Optimizer):
             kwargs = {}
             if plan.reductions:
                 kwargs["reduced"] = [reduced[p] for p in params]
-            if plan.matrix_stages:
-                results = [launcher.matrix(k, params, grads, states, scalars,
-                                           [reduced[p] for p in params])
-                           for k in range(len(plan.matrix_stages))]
-                kwargs["buffers"] = list(zip(*results))
+            new_matrices = self._matrix_stage(compiled, params, grads, states, scalars,
+                                              [reduced[p] for p in params])
             launcher(params, grads, states, scalars, **kwargs)
             for p in params:  # only after the kernel succeeded
                 self.state[p]["step"].fill_(step)
+            for name, values in new_matrices.items():
+                for p, value in zip(params, values):
+                    self.state[p][name].copy_(value)
+
+    def _matrix_stage(self, compiled, params, grads, states, scalars, reduced) -> dict:
+        """Run the plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: fill the
+        buffers the elementwise kernel reads into ``states``; return the matrix states'
+        new values, written once the elementwise kernel has succeeded."""
+        plan = compiled.plan
+        if not plan.matrix_stages:
+            return {}
+        names = list(plan.states)
+        stage = plan.matrix_stages[0]
+        torch_launcher = compiled.launcher(BACKENDS["torch"])
+        results = torch_launcher.matrix(0, params, grads, states, scalars, reduced)
+        new_matrices = {}
+        for j, (name, _) in enumerate(stage.outputs):
+            values = [r[j] for r in results]
+            if plan.states[name].kind == "buffer":
+                states[names.index(name)] = values
+            else:
+                new_matrices[name] = values
+        return new_matrices
 
     def _launcher(self, compiled, device, dtype):
         """The bucket's launcher; multi-stage rules need a backend with a reduce stage."""
         backend = select(self.backend, device, dtype)
-        if compiled.plan.matrix_stages and backend.name != "torch":
-            # matrix stages run torch matmuls (BLAS / cuBLAS): only the torch backend
-            # prints them so far
-            if self.backend != "auto":
-                raise BackendError(f"backend {backend.name!r} cannot run rule "
-                                   f"{self.spec.name!r}: it has no matrix stage yet "
-                                   "(orthogonalize); use backend='torch'")
-            return compiled.launcher(BACKENDS["torch"])
         if not compiled.plan.reductions:
             return compiled.launcher(backend)
         try:

@@ -14,11 +14,24 @@ def storage_dtype(decl: StateDecl, param: torch.Tensor) -> torch.dtype:
     return param.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
 
 
+def matrix_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, int]:
+    """A matrix state's shape: its "rows" / "cols" are those of the parameter's 2-D view."""
+    rows = param.shape[0] if param.dim() else 1
+    dims = {"rows": rows, "cols": param.numel() // max(rows, 1), 1: 1}
+    return tuple(dims[d] for d in decl.shape)
+
+
 def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, float]):
-    """A new state tensor shaped like ``param``, filled with the declared initial value."""
+    """A new state tensor shaped like ``param`` (or a matrix state's shape), filled with
+    the declared initial value (times the identity for ``eye`` matrix states)."""
     dtype = storage_dtype(decl, param)
     init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols
                            if s.name in hyper_values})
+    if decl.kind == "matrix":
+        shape = matrix_shape(decl, param)
+        if decl.eye:
+            return float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
+        return torch.full(shape, float(init), dtype=dtype, device=param.device)
     if not any(isinstance(s, ParamSymbol) for s in init.free_symbols):
         return torch.full_like(param, float(init), dtype=dtype,
                                memory_format=torch.preserve_format)
@@ -46,10 +59,11 @@ def check_loaded(decls: dict[str, StateDecl], param, state: dict, where: str) ->
         if name not in state or not decl.stored:
             continue
         value = state[name]
-        if not isinstance(value, torch.Tensor) or value.shape != param.shape:
+        want_shape = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != want_shape:
             shape = getattr(value, "shape", type(value).__name__)
-            raise ValueError(f"{where}: state {name!r} has shape {shape}, "
-                             f"but the parameter has shape {tuple(param.shape)}")
+            raise ValueError(f"{where}: state {name!r} has shape {shape}, but "
+                             f"{want_shape} is expected (parameter {tuple(param.shape)})")
         want = storage_dtype(decl, param)
         if value.dtype != want:
             state[name] = value.to(want)

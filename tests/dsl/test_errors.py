@@ -102,7 +102,8 @@ CASES = [
     (rule_nonscalar_hyper, "hyperparameter 'lr' has default [0.1, 0.2]"),
     (rule_string_hyper, "hyperparameter 'lr' has default '0.1'"),
     (rule_reduction, "state 'm' init sqrt(sum_tensor(p**2)) uses a reduction"),
-    (rule_matrix, "matrix operation"),
+    (rule_matrix, "matmul of (rows, cols) and (rows, cols): inner dimensions differ in "
+                  "matmul(g, p)"),
     (rule_comparison_as_value, "comparison"),
     (rule_unsupported_function, "unsupported operation gamma"),
     (rule_division_by_zero, "not finite"),

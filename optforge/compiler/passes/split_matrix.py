@@ -1,24 +1,35 @@
-"""Cut matrix operations out of a rule: each becomes a matrix stage and a tensor symbol.
+"""Cut matrix operations out of a rule into the matrix stage.
 
-``orthogonalize(u)`` is replaced everywhere by a ``MatrixResult`` ``mat0`` that the
-elementwise stage loads from a buffer; the stage records what to materialise (``u``,
-computed elementwise from the loaded tensors) and the op's scalar parameters. Identical
-operations share one stage.
+Every outermost matrix operation of a parameter or per-element state update
+(``orthogonalize(u)``, ``matmul(matmul(PL, g), PR)``) is replaced by a ``MatrixResult``
+``mat0, mat1...`` that the elementwise stage loads from a float32 buffer shaped like the
+parameter; identical operations share one buffer. Matrix states' new values leave the
+elementwise outputs altogether: the matrix stage computes them too.
 """
 from __future__ import annotations
 
 import sympy as sp
 
-from ...dsl.matrix import Orthogonalize
+from ...dsl.matrix import MatrixOp
 from ..plan import MatrixResult
 
 
-def split_matrix(outputs: dict[str, sp.Expr]):
-    """Return ([(result, op node)], outputs over the results)."""
-    found: dict[Orthogonalize, MatrixResult] = {}
-    for e in outputs.values():
-        for node in sp.preorder_traversal(e):
-            if isinstance(node, Orthogonalize) and node not in found:
-                found[node] = MatrixResult(f"mat{len(found)}", real=True)
-    return ([(result, node) for node, result in found.items()],
-            {k: e.xreplace(found) for k, e in outputs.items()})
+def _outermost(e: sp.Basic, found: list) -> None:
+    if isinstance(e, MatrixOp):
+        if e not in found:
+            found.append(e)
+        return
+    for a in e.args:
+        _outermost(a, found)
+
+
+def split_matrix(outputs: dict[str, sp.Expr], matrix_states: set[str]):
+    """Return (matrix stage outputs {name: expr}, elementwise outputs over the results)."""
+    elementwise = {k: e for k, e in outputs.items() if k not in matrix_states}
+    nodes: list = []
+    for e in elementwise.values():
+        _outermost(e, nodes)
+    results = {node: MatrixResult(f"mat{i}", real=True) for i, node in enumerate(nodes)}
+    stage = {str(r): node for node, r in results.items()}
+    stage.update({k: e for k, e in outputs.items() if k in matrix_states})
+    return stage, {k: e.xreplace(results) for k, e in elementwise.items()}

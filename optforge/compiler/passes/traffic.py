@@ -37,8 +37,11 @@ def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     the price of a reduction, and it shows here.
     """
     reduce_loads = [r for stage in plan.reduce_stages for r in stage.loads]
-    matrix_loads = [r for stage in plan.matrix_stages for r in stage.loads]
+    # per-element loads of the matrix stage (matrix states and batches are not per element)
+    matrix_loads = [r for stage in plan.matrix_stages for r in stage.loads
+                    if not getattr(plan.states.get(r.name), "shape", ())]
     read = sum(_bytes(r, param_dtype) for r in plan.loads + reduce_loads + matrix_loads)
-    # a matrix stage writes its float32 buffer; the matmuls inside it are not counted
-    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + 4 * len(plan.matrix_stages)
+    # a matrix stage writes its float32 buffers; the matmuls inside it are not counted
+    buffers = sum(len(stage.buffers) for stage in plan.matrix_stages)
+    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + 4 * buffers
     return Traffic(read, written)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sympy as sp
 from sympy.core.relational import Relational
 
+from ...dsl.matrix import Every, MatrixOp, Orthogonalize
 from ...dsl.symbols import TensorSymbol
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp
@@ -40,6 +41,8 @@ class TorchPrinter(InfixArithmetic):
                     return f"{fn}({self.doprint(e.args[0])})"
             if isinstance(e, Relational):
                 return f"({self.doprint(e.lhs)} {_REL[e.rel_op]} {self.doprint(e.rhs)})"
+            if isinstance(e, MatrixOp):
+                return self._matrix_op(e)
             if e.is_Symbol:
                 return local(e)
             if e.is_Number or isinstance(e, sp.NumberSymbol):
@@ -89,6 +92,16 @@ class TorchPrinter(InfixArithmetic):
             return f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
         return f"torch.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
 
+    def _matrix_op(self, e) -> str:
+        """Matrix operations call kernels/matrix.py (imported as ``_mx``)."""
+        if isinstance(e, Every):  # lazy: the value is computed only on its steps
+            t, k, value, other = (self.doprint(a) for a in e.args)
+            return f"({value} if _mx.due({t}, {k}) else {other})"
+        args = [self.doprint(a) for a in e.args]
+        if isinstance(e, Orthogonalize):
+            return f"_mx.orthogonalize({', '.join(args[:-1])}, dtype={e.dtype!r})"
+        return f"_mx.{e.fn}({', '.join(args)})"
+
     def _logic(self, e, tensor_op, python_op):
         op = tensor_op if self.tensor(e) else python_op
         return "(" + f" {op} ".join(self.doprint(a) for a in e.args) + ")"
@@ -125,7 +138,6 @@ def torch_source(plan: KernelPlan) -> str:
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),
                   reduce=_reduce_source(plan, pr, names),
                   reduced=_reduced_names(plan, len(plan.reduce_stages)),
-                  buffers="".join(f"{s.result.name}, " for s in plan.matrix_stages),
                   scope_temps="\n".join(_scope_lines(
                       plan, pr, [e for _, e in plan.temps] + [e for _, e in plan.stores])),
                   loads="\n".join(loads), temps="\n".join(temps),
@@ -168,21 +180,27 @@ def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
 
 
 def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list[str]:
-    """``matrix_<k>(<tensors>, scalars, compute_dtype, reduced)`` per matrix stage: the
-    argument materialised elementwise, then the matrix op; returns its float32 result."""
+    """``matrix_<k>(<tensors>, scalars, compute_dtype, reduced)`` per matrix stage: whole-
+    tensor torch math on 2-D views; returns each buffer (shaped like ``p``, float32) and
+    each matrix state's new value, in ``stage.outputs`` order."""
     lines = []
     for k, stage in enumerate(plan.matrix_stages):
-        exprs = [e for _, e in stage.temps] + [stage.expr]
-        params = ", ".join(pr.doprint(a) if not getattr(a, "is_Number", False)
-                           else repr(float(a)) for a in stage.params)
+        exprs = [e for _, e in stage.temps] + [e for _, e in stage.outputs]
         lines += ["", f"def matrix_{k}({', '.join(names)}, scalars, compute_dtype, reduced):",
                   f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars",
                   f"    ({_reduced_names(plan, len(plan.reduce_stages))}) = reduced"]
         lines += _scope_lines(plan, pr, exprs)
-        lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in stage.loads]
+        for r in stage.loads:
+            shaped = plan.states.get(r.name) is not None and plan.states[r.name].shape
+            load = f"_load({r.name}, compute_dtype)"
+            lines.append(f"    v_{r.name} = {load if shaped else f'_mx.view2d({load})'}")
         lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
-        lines.append(f"    x = ({pr.doprint(stage.expr)}).expand(p.shape)")
-        lines.append(f"    return _{stage.op}(x, {params}, dtype={stage.dtype!r})")
+        results = []
+        for name, e in stage.outputs:
+            value = pr.doprint(e) if pr.tensor(e) else \
+                f"torch.tensor({pr.doprint(e)}, dtype=compute_dtype, device=p.device)"
+            results.append(f"_mx.as_param({value}, p)" if name.startswith("mat") else value)
+        lines.append("    return (" + "".join(f"\n        {v}," for v in results) + ")")
         lines.append("")
     stages = ", ".join(f"matrix_{k}" for k in range(len(plan.matrix_stages)))
     return lines + ["", f"MATRIX_STAGES = ({stages}{',' if stages else ''})", ""]

@@ -189,9 +189,6 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
     (each gets a ``seed_<name>`` argument); the others round to nearest even.
     """
-    if getattr(plan, "matrix_stages", None):
-        raise CompileError(f"rule {plan.rule_name!r} has a matrix stage; the triton backend "
-                           "prints elementwise and reduce stages only: use backend='torch'")
     stochastic = frozenset(stochastic)
     dtypes = storage_dtypes(plan, param_dtype)
     written = {r.name for r, _ in plan.stores}
