@@ -4,7 +4,10 @@ from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt,
 from .reductions import amax, count, dot, mean, ndim, norm, numel, total
 from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
 from .inputs import given
-from .matrix import matmul, orthogonalize, transpose
+from .matrix import (add_diagonal, batch_mean, batch_size, diagonal, eigenvectors, every, fnorm,
+                     inv_root, inverse, layer_input, layer_output_grad, matmul, matrix_state,
+                     orthogonalize, power_iteration, sherman_morrison, solve, trace as matrix_trace,
+                     transpose)
 from .randomness import random_scalar
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
@@ -19,5 +22,8 @@ __all__ = [
     "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
-    "cautious_mask", "random_scalar", "with_ema", "given",
+    "cautious_mask", "random_scalar", "with_ema", "given", "matrix_state", "inv_root",
+    "inverse", "solve", "sherman_morrison", "eigenvectors", "power_iteration", "add_diagonal",
+    "diagonal", "matrix_trace", "fnorm", "batch_mean", "batch_size", "every", "layer_input",
+    "layer_output_grad",
 ]
