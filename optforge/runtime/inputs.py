@@ -33,10 +33,17 @@ class InputError(RuntimeError):
     """An input a rule reads is missing or malformed."""
 
 
-def _check(value, name: str, p: torch.Tensor, where: str, dtype: torch.dtype) -> torch.Tensor:
+def _check(value, name: str, p: torch.Tensor, where: str, dtype: torch.dtype,
+           shape: tuple = ()) -> torch.Tensor:
+    """``shape`` empty: shaped like ``p``; else ("batch", "rows" | "cols") of p's 2-D view."""
     if not isinstance(value, torch.Tensor):
         raise InputError(f"{where}: input {name!r} is a {type(value).__name__}, not a tensor")
-    if value.shape != p.shape:
+    if shape:
+        width = p.shape[0] if shape[1] == "rows" else p.numel() // max(p.shape[0], 1)
+        if value.dim() != 2 or value.shape[1] != width:
+            raise InputError(f"{where}: input {name!r} has shape {tuple(value.shape)}; "
+                             f"(batch, {width}) is expected for a parameter {tuple(p.shape)}")
+    elif value.shape != p.shape:
         raise InputError(f"{where}: input {name!r} has shape {tuple(value.shape)}, the "
                          f"parameter {tuple(p.shape)}")
     if not value.is_floating_point() or value.is_complex():
@@ -83,5 +90,5 @@ def gather(optimizer, group: dict, group_index: int, params: Sequence[torch.Tens
                              f"step(..., inputs={{{name!r}: {{param: tensor}}}})")
         found[name] = [
             _check(v, name, p, f"{owner}: parameter {index[id(p)]} of group {group_index}",
-                   storage_dtype(decl, p)) for v, p in zip(values, params)]
+                   storage_dtype(decl, p), decl.shape) for v, p in zip(values, params)]
     return found

@@ -19,6 +19,7 @@ from ..dsl.spec import RuleSpec
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .inputs import gather
+from .module_stats import LayerStats
 from .reductions import finish
 from .state import check_loaded, new_state
 
@@ -220,6 +221,16 @@ class Optimizer(torch.optim.Optimizer):
         if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
             raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} does "
                                f"not match the parameter {tuple(p.shape)} {p.dtype}")
+
+    # ---- layer statistics -------------------------------------------------------------
+    def attach(self, model: torch.nn.Module) -> LayerStats:
+        """Record the layer inputs and output gradients that ``layer_input()`` and
+        ``layer_output_grad()`` read (K-FAC, MKOR, AdaFisher...); returns the hooks' owner
+        (``.remove()`` detaches them)."""
+        if getattr(self, "layer_stats", None) is not None:
+            self.layer_stats.remove()
+        self.layer_stats = LayerStats(model)
+        return self.layer_stats
 
     # ---- checkpoints ----------------------------------------------------------------
     def load_state_dict(self, state_dict: dict) -> None:
