@@ -197,3 +197,17 @@ def test_clear_errors():
                      (dict(max_trials=0), "max_trials = 0")]:
         with pytest.raises(ValueError, match=what):
             ArmijoLineSearch(torch.optim.SGD([x], lr=0.1), **kw)
+
+
+def test_wrapping_optforge_adam_on_every_backend_matches_torch(backend):
+    out = {}
+    for name in (backend, "torch"):
+        x, f, _ = least_squares(seed=3)
+        x = torch.nn.Parameter(x.detach().float())
+        f32 = lambda v, f=f: f(v.double()).float()
+        ls = ArmijoLineSearch(optforge.Adam([x], lr=3.0, backend=name), c=0.1, shrink=0.5)
+        for _ in range(15):
+            ls.step(lambda: (ls.zero_grad(), f32(x).backward(), f32(x))[-1])
+        out[name] = (x.detach(), dict(ls.counters))
+    assert out[backend][1] == out["torch"][1]        # the same trials accepted and rejected
+    assert torch.allclose(out[backend][0], out["torch"][0], rtol=1e-6, atol=1e-7)
