@@ -98,6 +98,7 @@ class CompiledUpdate:
         kept = {}
         for k, (group, inner) in enumerate(zip(groups, self.rule.param_groups)):
             inner["lr"] = float(group["lr"] if lrs is None else lrs[k])
+            inner["maximize"] = bool(group.get("maximize", False))  # may change between steps
             for p in inner["params"]:
                 kept[p] = p.grad
                 d = directions.get(p)

@@ -61,6 +61,8 @@ class NewtonCG(torch.optim.Optimizer):
             raise ValueError("NewtonCG: schedule 'aicn' needs l_semi > 0")
         if isinstance(cg_max_iter, bool) or not isinstance(cg_max_iter, int) or cg_max_iter < 1:
             raise ValueError(f"NewtonCG: cg_max_iter = {cg_max_iter!r} must be an int >= 1")
+        for key, value in (("lr", lr), ("reg", reg)):
+            self._check_number(key, value, "the constructor")
         self.schedule, self.l_semi = schedule, float(l_semi)
         self.cg_max_iter, self.cg_tol, self.backend = cg_max_iter, float(cg_tol), backend
         super().__init__(params, dict(lr=lr, reg=reg))
@@ -104,6 +106,11 @@ class NewtonCG(torch.optim.Optimizer):
             self._update = CompiledUpdate(SGD, self.param_groups, self.backend)
         loss = call_closure("NewtonCG", closure, graph=True)
         params = [p for g in self.param_groups for p in g["params"]]
+        for i, p in enumerate(params):
+            if not p.requires_grad:
+                raise ValueError(f"NewtonCG: parameter {i} (shape {tuple(p.shape)}) does not "
+                                 "require grad; the Newton system needs every parameter's "
+                                 "gradient (freeze it by leaving it out of the optimizer)")
         regs = [g["reg"] for g in self.param_groups for _ in g["params"]]
         grads = grad_with_graph("NewtonCG", loss, params)
         b = [t.detach() for t in grads]

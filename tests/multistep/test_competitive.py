@@ -83,7 +83,9 @@ def test_every_backend_matches_torch_float32(cls, backend):
     f, xs, ys = nonlinear_game(seed=1, dtype=torch.float32)
     x, y, _ = run_ours(cls, f, xs, ys, 6, backend=backend)
     tx, ty, _ = run_ours(cls, f, xs, ys, 6, backend="torch")
-    assert norm_rel(x, tx) < 1e-5 and norm_rel(y, ty) < 1e-5
+    # the directions come from the same torch code; only p -/+ lr r runs in the kernel
+    # (bit-identical on this machine; 1e-6 leaves room for an FMA in a compiled kernel)
+    assert norm_rel(x, tx) < 1e-6 and norm_rel(y, ty) < 1e-6
     f64, _, _ = nonlinear_game(seed=1)   # the same game in float64 (B rounded differently)
     rx, ry = reference(f64, flat(xs), flat(ys), 0.1, 0.2, 6, optimistic=cls is OptimisticCGO)
     assert norm_rel(x, rx.float()) < 1e-4 and norm_rel(y, ry.float()) < 1e-4

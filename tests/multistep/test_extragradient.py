@@ -130,6 +130,17 @@ def test_group_lr_wins_over_lr_max_and_state_dict_round_trip():
     assert torch.equal(x.detach(), x2.detach()) and torch.equal(y.detach(), y2.detach())
 
 
+def test_maximize_flag_changed_between_steps_is_followed():
+    x = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = Extragradient([x], lr=0.1, backend="torch")
+    closure = lambda: (opt.zero_grad(), (x * x).sum().backward(), (x * x).sum())[-1]
+    opt.step(closure)                     # descent: 1 - 0.2 (1 - 0.2) = 0.84
+    assert x.item() == pytest.approx(0.84, rel=1e-6)
+    opt.param_groups[0]["maximize"] = True
+    opt.step(closure)                     # ascent: 0.84 (1 + 0.2 (1 + 0.2)) = 1.0416
+    assert x.item() == pytest.approx(0.84 * 1.24, rel=1e-6)
+
+
 def test_clear_errors():
     x = torch.nn.Parameter(torch.ones(3))
     opt = Extragradient([x], lr=0.1)

@@ -172,3 +172,8 @@ def test_clear_errors():
         NewtonCG([dict(params=[w], momentum=0.9)])
     with pytest.raises(ValueError, match="reg = -1 in param group 0"):
         NewtonCG([dict(params=[w], reg=-1)])
+    with pytest.raises(ValueError, match="lr = nan in the constructor"):
+        NewtonCG([w], lr=float("nan"))
+    frozen = torch.ones(2)
+    with pytest.raises(ValueError, match=r"parameter 1 \(shape \(2,\)\) does not require grad"):
+        NewtonCG([w, frozen]).step(lambda: (w ** 2).sum())
