@@ -4,6 +4,7 @@ __version__ = "0.1.0"
 from .dsl import DSLError, Rule, RuleSpec, cautious, chain, with_ema  # noqa: E402
 from .runtime import BackendError, Optimizer  # noqa: E402
 from .runtime.ema import swap_ema  # noqa: E402
+from .runtime.routing import split_matrix_params  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
 from .catalogue.cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary  # noqa: E402
 
@@ -12,4 +13,5 @@ from .catalogue.cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary
 globals().update(CATALOGUE)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
-           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", *CATALOGUE]
+           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "split_matrix_params",
+           *CATALOGUE]

@@ -20,6 +20,7 @@ from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .inputs import gather
 from .module_stats import LayerStats
+from .routing import RULE_KEY, resolve_rule
 from .reductions import finish
 from .state import check_loaded, new_state
 
@@ -60,16 +61,23 @@ class Optimizer(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     # ---- param groups -------------------------------------------------------------
+    def spec_of(self, group: dict) -> RuleSpec:
+        """The rule a param group runs: its ``"rule"`` entry, else the optimizer's."""
+        if RULE_KEY not in group:
+            return self.spec
+        return resolve_rule(group[RULE_KEY], f"{type(self).__name__}: a param group")
+
     def _check_keys(self, group: dict, where: str) -> None:
-        unknown = sorted(set(group) - set(self.spec.defaults) - {"params", SKIP_COUNTER})
+        spec = self.spec_of(group)
+        unknown = sorted(set(group) - set(spec.defaults) - {"params", SKIP_COUNTER, RULE_KEY})
         if unknown:
-            raise TypeError(f"{type(self).__name__} ({self.spec.name}): unknown "
+            raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
                             f"hyperparameter(s) {unknown} in {where}; known: "
-                            f"{sorted(self.spec.defaults)}")
+                            f"{sorted(spec.defaults)}")
 
     def _check_values(self, group: dict, where: str) -> None:
         name = type(self).__name__
-        for key, default in self.spec.defaults.items():
+        for key, default in self.spec_of(group).defaults.items():
             value = group[key]
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
@@ -88,7 +96,15 @@ class Optimizer(torch.optim.Optimizer):
 
     def add_param_group(self, param_group: dict) -> None:
         self._check_keys(param_group, f"param group {len(self.param_groups)}")
-        super().add_param_group(param_group)
+        if RULE_KEY in param_group:  # that rule's defaults, not the optimizer's
+            spec = self.spec_of(param_group)
+            param_group = {**spec.defaults, **param_group}
+            own = set(param_group)
+            super().add_param_group(param_group)
+            for key in set(self.param_groups[-1]) - own:
+                del self.param_groups[-1][key]
+        else:
+            super().add_param_group(param_group)
         if getattr(self, "skip_nonfinite", False):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
@@ -110,16 +126,17 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, index: int, group: dict, closure=None, inputs=None) -> None:
-        compiled = compile_rule(self.spec, self.spec.variant_of(group), self.skip_nonfinite)
+        spec = self.spec_of(group)
+        compiled = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
         decls = compiled.plan.states
-        hyper_values = self.spec.hyper_values(group)
+        hyper_values = spec.hyper_values(group)
         buckets = defaultdict(list)
         for i, p in enumerate(group["params"]):
             if p.grad is None:
                 continue
             self._check_param(p, index, i)
             if compiled.plan.matrix_stages and p.dim() < 2:
-                raise ValueError(f"{type(self).__name__} ({self.spec.name}): parameter {i} of "
+                raise ValueError(f"{type(self).__name__} ({spec.name}): parameter {i} of "
                                  f"group {index} has shape {tuple(p.shape)}; the rule uses "
                                  "matrix operations, which need parameters with at least 2 "
                                  "dimensions (give biases and norms an elementwise rule: a "
@@ -205,7 +222,7 @@ class Optimizer(torch.optim.Optimizer):
         if not hasattr(launcher, "reduce"):
             if self.backend != "auto":
                 raise BackendError(f"backend {backend.name!r} cannot run rule "
-                                   f"{self.spec.name!r}: it has no reduce stage yet (the rule "
+                                   f"{compiled.spec.name!r}: it has no reduce stage yet (the rule "
                                    "uses norm/sum/mean/amax/count); use backend='torch'")
             launcher = compiled.launcher(BACKENDS["torch"])
         return launcher
@@ -236,10 +253,11 @@ class Optimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         for gi, group in enumerate(self.param_groups):
-            for key, default in self.spec.defaults.items():  # e.g. a checkpoint of another rule
+            spec = self.spec_of(group)
+            for key, default in spec.defaults.items():  # e.g. a checkpoint of another rule
                 group.setdefault(key, default)
             self._check_values(group, f"loaded param group {gi}")
-            decls = compile_rule(self.spec, self.spec.variant_of(group)).plan.states
+            decls = compile_rule(spec, spec.variant_of(group)).plan.states
             for i, p in enumerate(group["params"]):
                 if p in self.state:
                     check_loaded(decls, p, self.state[p],
