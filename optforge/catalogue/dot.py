@@ -16,7 +16,7 @@ from ..dsl import Rule, given, grad, param, state
 from ._base import CatalogueOptimizer
 
 
-def dot(lr=0.1, momentum=0.9, delta=0.075, weight_decay=0.0):
+def dot_trainer(lr=0.1, momentum=0.9, delta=0.075, weight_decay=0.0):
     p, g = param(), grad()
     task = (momentum - delta) * state("momentum_buffer") + g + weight_decay * p
     kd = (momentum + delta) * state("kd_momentum_buffer") + given("distill_grad")
@@ -26,5 +26,5 @@ def dot(lr=0.1, momentum=0.9, delta=0.075, weight_decay=0.0):
 class DOT(CatalogueOptimizer):
     """SGD momentum with a larger momentum on the distillation gradient than on the task one."""
 
-    rule = dot
+    rule = dot_trainer
     source = "Zhao, Song & Liang (2023), arXiv:2307.08436"
