@@ -7,6 +7,8 @@ from .runtime.ema import swap_ema  # noqa: E402
 from .runtime.routing import split_matrix_params  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
 from .catalogue.cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary  # noqa: E402
+# closure-driven optimizers: the runtime evaluates the loss several times per step
+from .multistep import ArmijoLineSearch, CGO, Extragradient, NewtonCG, OptimisticCGO  # noqa: E402
 
 # Every catalogue optimizer is importable as optforge.<Name> (optforge.AdamW, optforge.LAMB...):
 # registering a class in optforge/catalogue/ is all it takes.
@@ -14,4 +16,5 @@ globals().update(CATALOGUE)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
            "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "split_matrix_params",
+           "ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG",
            *CATALOGUE]

@@ -55,3 +55,13 @@ __all__ += ["RMPlus", "PRMPlus", "IREGPRMPlus", "ExponentiatedGradient", "FrankW
 from .muon import Muon, muon  # noqa: E402 - matrix stage (issue 6)
 
 __all__ += ["Muon", "muon"]
+
+# extra inputs (given): Hutchinson probes, the gradient at the previous iterate, a
+# distillation gradient (issue 7)
+from .adahessian import AdaHessian, adahessian  # noqa: E402
+from .dot import DOT, dot_trainer  # noqa: E402
+from .oasis import OASIS, oasis  # noqa: E402
+from .spider_storm import SPIDER, STORM, spider, storm  # noqa: E402
+
+__all__ += ["AdaHessian", "OASIS", "SPIDER", "STORM", "DOT", "adahessian", "oasis", "spider",
+            "storm", "dot_trainer"]

@@ -46,7 +46,8 @@ class CatalogueOptimizer(Optimizer):
         """Bytes of optimizer state per parameter element (``flags`` pick a variant)."""
         variant = cls.rule.variant_of({**cls.rule.defaults, **flags})
         rule = cls.rule.build(variant)
-        return sum(DTYPE_BYTES[d.dtype or param_dtype] for d in rule.states.values())
+        return sum(DTYPE_BYTES[d.dtype or param_dtype] for d in rule.states.values()
+                   if d.kind == "state")  # inputs are not stored; matrix states not per element
 
     @classmethod
     def traffic(cls, param_dtype: str = "float32", **flags):

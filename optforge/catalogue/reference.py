@@ -23,8 +23,10 @@ def _section(name: str, cls: type[CatalogueOptimizer]) -> list[str]:
              f"Source: {cls.source}.", "",
              "| hyperparameter | default |", "| --- | --- |"]
     lines += [f"| `{k}` | `{v!r}` |" for k, v in spec.defaults.items()]
+    names = [n if d.kind == "state" else f"{n}: {d.shape[0]} x {d.shape[1]} matrix"
+             for n, d in spec.build().states.items() if d.stored]
     lines += ["", f"State: {cls.state_bytes_per_param()} bytes per float32 parameter "
-                  f"({', '.join(spec.build().states) or 'none'}); "
+                  f"({', '.join(names) or 'none'}); "
                   f"one step moves {t.read} B read + {t.written} B written per parameter "
                   "(default flags).", "",
               "Update (default flags; `t` is the step, starting at 1):", "",

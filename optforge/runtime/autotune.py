@@ -267,6 +267,11 @@ def tune_catalogue(names=None, progress: bool = True, *, device=None, sets=None,
         if name.lower() not in known:
             raise ValueError(f"unknown catalogue rule {name!r}; known: {', '.join(REGISTRY)}")
         chosen.append(known[name.lower()])
+    # matrix rules need 2-D parameters and layer statistics: their elementwise kernel is
+    # tuned on first use instead
+    chosen = [n for n in chosen if not compile_rule(REGISTRY[n].rule,
+                                                    REGISTRY[n].rule.default_variant
+                                                    ).plan.matrix_stages]
     jobs = [(n, d, s) for n in chosen for d in dtypes for s in (sets or default_tuning_sets())]
     results = {}
     for name, dtype, (label, sizes) in tqdm(jobs, disable=not progress, unit="config",
@@ -278,6 +283,9 @@ def tune_catalogue(names=None, progress: bool = True, *, device=None, sets=None,
         grads = [torch.randn(n, device=device).to(dtype) for n in sizes]
         hyper = spec.hyper_values(spec.defaults)
         made = [new_state(compiled.plan.states, p, hyper) for p in params]
+        for m, p in zip(made, params):  # inputs (given(...)): any values of the right shape
+            m.update({name: torch.randn_like(p) for name, d in compiled.plan.states.items()
+                      if not d.stored})
         states = [[m[s] for m in made] for s in compiled.plan.states]
         launcher(params, grads, states, compiled.scalars(hyper, 1.0))
         results[(name, str(dtype).replace("torch.", ""), label)] = \

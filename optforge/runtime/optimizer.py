@@ -121,11 +121,27 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with torch.no_grad():
+            # every group's inputs first: a missing one must fail before any group has moved
+            given = [self._inputs_of(index, group, closure, inputs)
+                     for index, group in enumerate(self.param_groups)]
             for index, group in enumerate(self.param_groups):
-                self._step_group(index, group, closure, inputs)
+                self._step_group(index, group, given[index])
         return loss
 
-    def _step_group(self, index: int, group: dict, closure=None, inputs=None) -> None:
+    def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
+        """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""
+        spec = self.spec_of(group)
+        decls = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite).plan.states
+        if not any(d.kind == "input" for d in decls.values()):
+            return {}
+        params = [p for p in group["params"] if p.grad is not None]
+        if not params:
+            return {}
+        found = gather(self, group, index, params, decls, closure, inputs)
+        return {name: dict(zip(params, values)) for name, values in found.items()}
+
+    def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
+        given = given or {}
         spec = self.spec_of(group)
         compiled = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
         decls = compiled.plan.states
@@ -153,11 +169,10 @@ class Optimizer(torch.optim.Optimizer):
         plan = compiled.plan
         runs = []  # (launcher, params, grads, states, scalars) per bucket
         for (device, dtype, step), params in buckets.items():
-            given = gather(self, group, index, params, decls, closure, inputs)
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
                          # buffers: placeholders until the matrix stage fills them
-                         [given[name] if name in given else
+                         [[given[name][p] for p in params] if name in given else
                           [torch.empty_like(p, dtype=torch.float32) for p in params]
                           if decls[name].kind == "buffer" else
                           [self.state[p][name] for p in params] for name in decls],

@@ -78,4 +78,10 @@ def test_missing_distill_grad_is_a_clear_error():
     with pytest.raises(InputError, match=r"input 'distill_grad' has shape \(2,\), the "
                                          r"parameter \(3,\)"):
         opt.step(inputs={"distill_grad": {p: torch.ones(2), other: torch.ones(2)}})
-    assert float(opt.state[p]["step"]) == 0
+    assert float(opt.state[p].get("step", 0)) == 0
+    # group 0 complete, group 1 missing: inputs are gathered for every group before any
+    # kernel runs, so group 0 is not stepped either
+    before = p.detach().clone()
+    with pytest.raises(InputError, match=r"no tensor for parameter 0 of group 1"):
+        opt.step(inputs={"distill_grad": {p: torch.ones(3)}})
+    assert torch.equal(p.detach(), before) and not opt.state[p]
