@@ -24,10 +24,10 @@ refreshed: its EMA carries across refreshes (a refresh rotates the basis a littl
 between two nearby factor estimates). With fewer examples than columns (or rows) a
 factor is singular and the eigenbasis of its null space is the eigensolver's arbitrary
 choice; the scales later batches put in that subspace depend on it, as in any EK-FAC
-implementation (the damping bounds the step there). For ``nn.Conv2d`` each (example, position) row of
-the unfolded input counts as an example, as in the factors (see ``kfac.py``); only
-weights, no bias augmentation: route biases to an elementwise rule and call
-``optimizer.attach(model)``. pytorch-optimizer has no EK-FAC.
+implementation (the damping bounds the step there). For ``nn.Conv2d`` each (example,
+position) row of the unfolded input counts as an example, as in the factors (see
+``kfac.py``); only weights, no bias augmentation: route biases to an elementwise rule
+and call ``optimizer.attach(model)``. pytorch-optimizer has no EK-FAC.
 """
 from ..dsl import (Rule, eigenvectors, every, grad, matmul, matrix_state, specialize_on_zero,
                    transpose)

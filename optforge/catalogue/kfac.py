@@ -71,8 +71,9 @@ def mean_diagonal(m):
 
 
 def sgd_on(update, lr, momentum, weight_decay):
-    """The new parameter and momentum state: ``W -= lr buf`` with ``buf = momentum buf + update + weight_decay W``: torch SGD
-    (dampening 0, first buffer = first update) on a preconditioned gradient."""
+    """The new parameter and momentum state: ``W -= lr buf`` with ``buf = momentum buf +
+    update + weight_decay W``: torch SGD (dampening 0, first buffer = first update) on a
+    preconditioned gradient."""
     p = param()
     d = update + weight_decay * p
     if momentum == 0:
