@@ -152,25 +152,10 @@ def test_vectors_are_refused():
 
 
 def test_shampoo_plus_adamw_trains_an_mlp():
-    """Two-moons-like task: 3 classes of noisy rings, 2 -> 32 -> 32 -> 3 tanh MLP, full batch.
-    Cross-entropy starts at ~1.1 (log 3); 150 Shampoo steps bring it below 0.05 (measured
-    0.0045)."""
-    torch.manual_seed(0)
-    x, y = rings(384)
-    model = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32),
-                                torch.nn.Tanh(), torch.nn.Linear(32, 3))
-    weights = [p for p in model.parameters() if p.dim() == 2]
-    biases = [p for p in model.parameters() if p.dim() < 2]
-    opts = [Shampoo(weights, lr=0.05, momentum=0.9, precondition_frequency=5),
-            optforge.AdamW(biases, lr=1e-2, weight_decay=0.0)]
-    for _ in range(150):
-        loss = torch.nn.functional.cross_entropy(model(x), y)
-        for o in opts:
-            o.zero_grad()
-        loss.backward()
-        for o in opts:
-            o.step()
-    assert loss.item() < 0.05
+    """Cross-entropy on 3 rings from ~1.1 (log 3) to below 0.05 in 150 steps (measured
+    0.0045); biases routed to AdamW in the same optimizer."""
+    assert train_rings(lambda groups: Shampoo(groups, lr=0.05, momentum=0.9,
+                                              precondition_frequency=5), steps=150) < 0.05
 
 
 def rings(n):
@@ -179,3 +164,23 @@ def rings(n):
     angle = torch.rand(n) * 6.2832
     radius = (y + 1).float() + 0.15 * torch.randn(n)
     return torch.stack([radius * angle.cos(), radius * angle.sin()], 1), y
+
+
+def train_rings(make_optimizer, steps):
+    """The convergence smoke test the matrix rules share: a 2 -> 32 -> 32 -> 3 tanh MLP on
+    384 points of ``rings``, full batch. Weights get the matrix rule; biases a param group
+    routed to AdamW (lr 1e-2, no decay). Returns the last cross-entropy."""
+    torch.manual_seed(0)
+    x, y = rings(384)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 32), torch.nn.Tanh(), torch.nn.Linear(32, 32),
+                                torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    opt = make_optimizer([
+        {"params": [p for p in model.parameters() if p.dim() == 2]},
+        {"params": [p for p in model.parameters() if p.dim() < 2], "rule": optforge.AdamW,
+         "lr": 1e-2, "weight_decay": 0.0}])
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return loss.item()
