@@ -52,9 +52,21 @@ __all__ += ["RMPlus", "PRMPlus", "IREGPRMPlus", "ExponentiatedGradient", "FrankW
             "frank_wolfe_linf", "frank_wolfe_lp", "frank_wolfe_simplex", "ftrl_lp_ball",
             "ftrl_linf_ball", "cs_binary", "cs_ternary", "cs_one_sided_binary"]
 
-from .muon import Muon, muon  # noqa: E402 - matrix stage (issue 6)
+# matrix stages (issue 6); the K-FAC family, natural gradient and MKOR read layer
+# statistics (optimizer.attach(model))
+from .adafisher import AdaFisher, AdaFisherW, adafisher, adafisherw  # noqa: E402
+from .ekfac import EKFAC, ekfac  # noqa: E402
+from .kfac import KFAC, kfac  # noqa: E402
+from .mkor import MKOR, MKORH, mkor, mkor_h  # noqa: E402
+from .muon import Muon, muon  # noqa: E402
+from .natural_gradient import NaturalGradient, natural_gradient  # noqa: E402
+from .scaled_gd import ScaledGD, scaled_gd  # noqa: E402
+from .shampoo import Shampoo, shampoo  # noqa: E402
+from .soap import SOAP, soap  # noqa: E402
 
-__all__ += ["Muon", "muon"]
+__all__ += ["Muon", "muon", "Shampoo", "shampoo", "SOAP", "soap", "ScaledGD", "scaled_gd",
+            "KFAC", "kfac", "EKFAC", "ekfac", "NaturalGradient", "natural_gradient", "MKOR",
+            "MKORH", "mkor", "mkor_h", "AdaFisher", "AdaFisherW", "adafisher", "adafisherw"]
 
 # extra inputs (given): Hutchinson probes, the gradient at the previous iterate, a
 # distillation gradient (issue 7)

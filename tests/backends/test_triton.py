@@ -70,15 +70,26 @@ def _plan_of(cfg):
     return compile_rule(spec, spec.variant_of({**spec.defaults, **cfg[1]})).plan
 
 
+def _inputs_of(cfg):
+    """{input name: its decl} for the rules that read given(...) or layer statistics."""
+    return {n: d for n, d in _plan_of(cfg).states.items() if d.kind == "input"}
+
+
 # multi-stage rules (reduce stages) cost a few interpreted launches more per step: slow
 # here; tests/backends/test_triton_reduce.py covers every op and scope in the default run
 CASES = [pytest.param(c, id=_id(c), marks=pytest.mark.slow)
          if _plan_of(c).reductions
-         else pytest.param(c, id=_id(c)) for c in CONFIGS]
+         else pytest.param(c, id=_id(c)) for c in CONFIGS if not _inputs_of(c)]
+INPUT_CASES = [pytest.param(c, id=_id(c)) for c in CONFIGS if _inputs_of(c)]
 
 
-def run_both(make, shapes=SHAPES, steps=STEPS, dtype=torch.float32, seed=0):
-    """The same gradients through a triton and a torch optimizer; returns both."""
+def run_both(make, shapes=SHAPES, steps=STEPS, dtype=torch.float32, seed=0, inputs=None,
+             **step_kwargs):
+    """The same gradients through a triton and a torch optimizer; returns both.
+
+    ``inputs``: {name: decl} of the rule's inputs; each step both optimizers get the same
+    random tensors through ``step(inputs=...)`` (param-shaped, or (8, rows | cols) for
+    layer statistics)."""
     gen = torch.Generator().manual_seed(seed)
     init = [torch.randn(s, generator=gen).to(dtype) for s in shapes]
     ours = [torch.nn.Parameter(x.clone().to(DEVICE)) for x in init]
@@ -88,8 +99,16 @@ def run_both(make, shapes=SHAPES, steps=STEPS, dtype=torch.float32, seed=0):
         for a, b in zip(ours, ref):
             g = (torch.randn(b.shape, generator=gen) + 0.5 * b.detach().float()).to(dtype)
             a.grad, b.grad = g.to(DEVICE), g.clone()
-        o1.step()
-        o2.step()
+        given1, given2 = {}, {}
+        for name, decl in (inputs or {}).items():
+            given1[name], given2[name] = {}, {}
+            for a, b in zip(ours, ref):
+                width = (b.shape[0] if decl.shape[1] == "rows" else b.numel() // b.shape[0]) \
+                    if decl.shape else None
+                x = torch.randn((8, width) if decl.shape else b.shape, generator=gen)
+                given1[name][a], given2[name][b] = x.to(DEVICE), x.clone()
+        o1.step(inputs=given1 or None, **step_kwargs)
+        o2.step(inputs=given2 or None, **step_kwargs)
     return ours, ref, o1, o2
 
 
@@ -113,6 +132,19 @@ def test_matches_torch_backend(cfg, dtype):
     shapes = [(7, 13), (257, 129)] if _plan_of(cfg).matrix_stages else SHAPES
     ours, ref, o1, o2 = run_both(make, shapes=shapes, dtype=dtype)
     _assert_close(ours, ref, o1, o2, F32_TOL if dtype == torch.float32 else BF16_TOL)
+
+
+@pytest.mark.parametrize("cfg", INPUT_CASES)
+def test_rules_with_inputs_match_torch_backend(cfg):
+    """Rules that read given(...) inputs (Hutchinson estimates, a previous gradient, a
+    distillation gradient) or layer statistics: both backends get the same input tensors
+    through step(inputs=...), 10 steps, float32."""
+    name, kw = cfg
+    make = lambda ps, backend: getattr(optforge, name)(ps, backend=backend, **kw)  # noqa: E731
+    shapes = [(7, 13), (33, 5, 3, 3)] if _plan_of(cfg).matrix_stages else SHAPES
+    extra = {"loss": 1.0} if name == "MKORH" else {}  # its switching test reads the loss
+    ours, ref, o1, o2 = run_both(make, shapes=shapes, inputs=_inputs_of(cfg), **extra)
+    _assert_close(ours, ref, o1, o2, F32_TOL)
 
 
 @pytest.mark.parametrize("param_dtype,state_dtype", [(torch.bfloat16, "float32"),

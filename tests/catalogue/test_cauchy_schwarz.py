@@ -100,6 +100,9 @@ def test_ternary_regulariser_in_an_adam_chain_gives_three_levels():
                                         scale_by_lr(lr=1e-2)), lambda_ter=1.0, backend="torch")
 
     def scale_free(x):  # 0 iff x is in {-a, 0, a}^N for some a
+        # in float64: l is a difference of 8th-degree sums, whose float32 cancellation
+        # floor (2.4e-6 of the start value here) would hide the converged shape
+        x = x.double()
         return float(l_ternary(x) / x.pow(2).sum() ** 4 * x.numel())
 
     before = scale_free(x.detach())
