@@ -7,7 +7,7 @@ from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
 from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
                            TensorSymbol)
-from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_reductions
+from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage, split_reductions
 from .plan import KernelPlan, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
 
@@ -49,6 +49,31 @@ def _matrix_stage(stage_args: dict, names: list[str], refs) -> MatrixStage:
     return MatrixStage(loads, temps, [(n, values[n]) for n in names])
 
 
+def _pre_plan(rule: Rule, outputs: dict, states: dict, refs: dict,
+              prologue_inputs: list) -> KernelPlan | None:
+    """The elementwise pre-stage as a plan of its own (no reductions, no matrix stage),
+    over the same states as the main plan so one list of tensors serves both."""
+    if not outputs:
+        return None
+    prologue, _, outputs, _ = hoist_levels(outputs)
+    scalar_args = [s for s, _ in prologue]
+    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
+    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
+    temps, outputs = cse(outputs)
+    temps, outputs = pow_to_mul(temps, outputs)
+    return KernelPlan(
+        rule_name=f"{rule.name}:pre",
+        randoms=dict(rule.randoms),
+        prologue_inputs=prologue_inputs,
+        prologue=prologue,
+        scalar_args=scalar_args,
+        loads=_used_tensors(refs, [e for _, e in temps] + list(outputs.values())),
+        temps=temps,
+        stores=[(refs[name], outputs[name]) for name in states if name in outputs],
+        states=states,
+    )
+
+
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = False) -> KernelPlan:
     """Split reductions, hoist scalars, CSE, rewrite powers: the plan every backend prints.
 
@@ -65,6 +90,7 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
     matrix_outputs, outputs = split_matrix(
         outputs, {n for n, d in rule.states.items() if d.kind == "matrix"})
+    pre_outputs, matrix_outputs, outputs = split_prestage(matrix_outputs, outputs, rule.states)
     stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
     stage_args.update({f"matrix:{n}": e for n, e in matrix_outputs.items()})
     prologue, scope_temps, outputs, reduce_args = hoist_levels(outputs, stage_args)
@@ -75,21 +101,26 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     temps, outputs = pow_to_mul(temps, outputs)
     refs = _tensor_refs(rule)
     reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
+    # (the matrix stage loads the pre-stage buffers: their refs exist before it is built)
+    for name in pre_outputs:
+        refs.setdefault(name, TensorRef(name, "buffer", "float32"))
     matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs)] \
         if matrix_outputs else []
     states = dict(rule.states)
-    for name in matrix_outputs:
-        if name.startswith("mat"):
+    for name in list(pre_outputs) + list(matrix_outputs):
+        if name.startswith(("pre", "mat")) and name not in rule.states:
             states[name] = StateDecl(name, sp.Integer(0), "float32", kind="buffer")
             refs[name] = TensorRef(name, "buffer", "float32")
+    prologue_inputs = list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms] \
+        + [StepSymbol("t", positive=True)]
 
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]
     return KernelPlan(
         rule_name=rule.name,
         randoms=dict(rule.randoms),
-        prologue_inputs=list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms]
-        + [StepSymbol("t", positive=True)],
+        prologue_inputs=prologue_inputs,
+        pre_plan=_pre_plan(rule, pre_outputs, states, refs, prologue_inputs),
         prologue=prologue,
         scalar_args=scalar_args,
         loads=_used_tensors(refs, [e for _, e in temps] + list(outputs.values())),

@@ -49,6 +49,11 @@ class MatrixResult(TensorSymbol):
     """The per-element value a matrix stage produced (``mat0, mat1...``), read from a buffer."""
 
 
+class PreResult(TensorSymbol):
+    """A matrix operation's elementwise argument (``pre0, pre1...``), computed by the
+    pre-stage kernel into a float32 buffer the matrix stage reads."""
+
+
 @dataclass
 class MatrixStage:
     """Whole-tensor torch math per parameter, after the reduce stages and before the
@@ -114,6 +119,10 @@ class KernelPlan:
     matrix_stages: list[MatrixStage] = field(default_factory=list)
     # With skip_nonfinite: the stage-0 result counting the group's non-finite gradients.
     nonfinite_check: ReduceResult | None = None
+    # The elementwise pre-stage: a plan of its own (same states), run after the reduce
+    # stages and before the matrix stage; it writes the matrix stage's ``pre<i>`` inputs
+    # and the per-element states nothing later reads the old value of.
+    pre_plan: "KernelPlan | None" = None
 
     @property
     def reductions(self) -> list[ReduceOp]:
@@ -130,6 +139,14 @@ class KernelPlan:
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
             lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
                       for r in stage.reductions]
+        if self.pre_plan is not None:
+            pre = self.pre_plan
+            lines.append("# elementwise pre-stage (float32, one fused pass before the matrix "
+                         "stage):")
+            lines += [f"  {s} = {sp.sstr(e)}  (host)" for s, e in pre.prologue]
+            lines.append("  loads: " + ", ".join(r.name for r in pre.loads))
+            lines += [f"  {s} = {sp.sstr(e)}" for s, e in pre.temps]
+            lines += [f"  {r.name} <- {sp.sstr(e)}" for r, e in pre.stores]
         for stage in self.matrix_stages:
             lines.append("# matrix stage (torch matmul / linalg, per parameter, 2-D views):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))

@@ -145,5 +145,9 @@ def batch_size(x):
 
 def due(t, k) -> bool:
     """``every(k, ...)``: steps 1, 1+k, 1+2k..."""
-    k = max(int(k), 1)
-    return (int(t) - 1) % k == 0
+    k = float(k)
+    if not (k >= 1 and k == int(k)):  # NaN fails too
+        raise ValueError(f"every(k, ...): the update interval k = {k:g} must be a whole number "
+                         ">= 1 (check the rule's interval hyperparameter, e.g. "
+                         "factor_interval or precondition_frequency)")
+    return (int(t) - 1) % int(k) == 0

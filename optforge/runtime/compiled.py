@@ -21,16 +21,13 @@ _cache: dict[tuple, "CompiledRule"] = {}
 _lock = threading.Lock()
 
 
-class CompiledRule:
-    """A rule variant's plan, its host prologue, and its kernels per backend (built lazily)."""
+class CompiledPlan:
+    """A plan, its host prologue, and its kernels per backend (built lazily)."""
 
-    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False):
-        self.spec, self.variant = spec, variant
-        self.rule: Rule = spec.build(variant)
-        self.plan: KernelPlan = lower(self.rule, spec.hyper_symbols, guard_nonfinite)
+    def __init__(self, spec: RuleSpec, plan: KernelPlan):
+        self.spec, self.plan = spec, plan
         self._prologue: Callable = load_module(prologue_source(self.plan), "host").prologue
         self._launchers: dict[str, Callable] = {}
-        STATS["plans"] += 1
 
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:
@@ -49,6 +46,18 @@ class CompiledRule:
                     self._launchers[backend.name] = backend.build(self.plan)
                     STATS[f"kernels:{backend.name}"] += 1
         return self._launchers[backend.name]
+
+
+class CompiledRule(CompiledPlan):
+    """A rule variant: its plan (and the plan of its elementwise pre-stage, ``pre``, when
+    a matrix rule has one), prologues and kernels."""
+
+    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False):
+        self.variant = variant
+        self.rule: Rule = spec.build(variant)
+        super().__init__(spec, lower(self.rule, spec.hyper_symbols, guard_nonfinite))
+        self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
+        STATS["plans"] += 1
 
 
 def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False) -> CompiledRule:

@@ -168,17 +168,21 @@ class Optimizer(torch.optim.Optimizer):
             buckets[(p.device, p.dtype, step)].append(p)
         plan = compiled.plan
         runs = []  # (launcher, params, grads, states, scalars) per bucket
+        pre_runs = []  # (pre-stage launcher, its scalars) per bucket, or None
         for (device, dtype, step), params in buckets.items():
+            randoms = {name: draw(dist, self.seed, index, step, name)
+                       for name, dist in plan.randoms.items()}
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
-                         # buffers: placeholders until the matrix stage fills them
+                         # buffers: placeholders until the pre-/matrix stage fills them
                          [[given[name][p] for p in params] if name in given else
                           [torch.empty_like(p, dtype=torch.float32) for p in params]
                           if decls[name].kind == "buffer" else
                           [self.state[p][name] for p in params] for name in decls],
-                         compiled.scalars(hyper_values, step, {
-                             name: draw(dist, self.seed, index, step, name)
-                             for name, dist in plan.randoms.items()})))
+                         compiled.scalars(hyper_values, step, randoms)))
+            pre_runs.append((self._launcher(compiled.pre, device, dtype),
+                             compiled.pre.scalars(hyper_values, step, randoms))
+                            if compiled.pre else None)
         reduced = {p: () for _, params, *_ in runs for p in params}
         for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
             partials = []
@@ -188,14 +192,17 @@ class Optimizer(torch.optim.Optimizer):
             for p, values in finish(stage.reductions, partials).items():
                 reduced[p] += values
             if k == 0 and plan.nonfinite_check is not None and runs:
-                index = [r.result for r in stage.reductions].index(plan.nonfinite_check)
-                if float(reduced[runs[0][1][0]][index]) > 0:
+                at = [r.result for r in stage.reductions].index(plan.nonfinite_check)
+                if float(reduced[runs[0][1][0]][at]) > 0:
                     group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
                     return
-        for (launcher, params, grads, states, scalars), step in zip(runs, [k[2] for k in buckets]):
+        for (launcher, params, grads, states, scalars), pre, step in zip(
+                runs, pre_runs, [k[2] for k in buckets]):
             kwargs = {}
             if plan.reductions:
                 kwargs["reduced"] = [reduced[p] for p in params]
+            if pre is not None:  # fills the pre<i> buffers (and steps states nothing else reads)
+                pre[0](params, grads, states, pre[1])
             new_matrices = self._matrix_stage(compiled, params, grads, states, scalars,
                                               [reduced[p] for p in params])
             launcher(params, grads, states, scalars, **kwargs)

@@ -83,6 +83,14 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
         dtype_of.update({r.name: r.dtype or param_dtype for r in per_element})
         loaded += [r.name for r in per_element]
         buffers += 4 * len(stage.buffers)
+    if plan.pre_plan is not None:  # the pre-stage kernel's own loads and stores
+        pre_written = {r.name for r, _ in plan.pre_plan.stores}
+        pre_full, _ = _branches(triton_source(plan.pre_plan, param_dtype,
+                                              [n for n in sr if n in pre_written]))
+        loaded += re.findall(r"tl\.load\(ptr_(\w+) \+ offs", pre_full)
+        stored += re.findall(r"tl\.store\(ptr_(\w+) \+ offs", pre_full)
+        dtype_of.update({r.name: r.dtype or param_dtype for r in plan.pre_plan.loads})
+        dtype_of.update({r.name: r.dtype or param_dtype for r, _ in plan.pre_plan.stores})
     t = traffic(plan, param_dtype)
     assert sum(size[dtype_of[n]] for n in loaded) == t.read
     assert sum(size[dtype_of[n]] for n in stored) + buffers == t.written

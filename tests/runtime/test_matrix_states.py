@@ -77,6 +77,22 @@ def test_every_skips_the_work_between_updates(monkeypatch):
     assert len(calls) == 6
 
 
+@pytest.mark.parametrize("interval", [0, 2.5, float("nan")])
+def test_a_bad_interval_is_a_clear_error_and_changes_nothing(backend, interval):
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = optforge.Optimizer([w], two_sided, backend=backend)
+    w.grad = torch.randn(4, 3)
+    opt.step()
+    before = copy.deepcopy(opt.state_dict()), w.detach().clone()
+    opt.param_groups[0]["interval"] = interval
+    with pytest.raises(ValueError, match=r"every\(k, \.\.\.\): the update interval k = "
+                                         r"(0|2\.5|nan) must be a whole number >= 1"):
+        opt.step()
+    assert torch.equal(w.detach(), before[1])
+    for key, value in opt.state_dict()["state"][0].items():
+        assert torch.equal(value, before[0]["state"][0][key]), key
+
+
 def test_checkpoint_resumes_exactly():
     torch.manual_seed(1)
     grads = [torch.randn(5, 3) for _ in range(8)]

@@ -34,7 +34,7 @@ def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     """Bytes per element for one step of ``plan`` when params (and grads) are ``param_dtype``.
 
     A multi-stage plan reads each reduce stage's inputs once more: that extra pass is
-    the price of a reduction, and it shows here.
+    the price of a reduction, and it shows here; so does a matrix rule's pre-stage pass.
     """
     reduce_loads = [r for stage in plan.reduce_stages for r in stage.loads]
     # per-element loads of the matrix stage (matrix states and batches are not per element)
@@ -44,4 +44,7 @@ def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     # a matrix stage writes its float32 buffers; the matmuls inside it are not counted
     buffers = sum(len(stage.buffers) for stage in plan.matrix_stages)
     written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + 4 * buffers
+    if plan.pre_plan is not None:  # the pre-stage's pass (it writes the pre<i> buffers)
+        pre = traffic(plan.pre_plan, param_dtype)
+        read, written = read + pre.read, written + pre.written
     return Traffic(read, written)

@@ -1,0 +1,111 @@
+"""Give the matrix stage its elementwise inputs from one fused pass (the pre-stage).
+
+Muon orthogonalizes ``g + momentum * (buf_new - g)`` with ``buf_new`` the updated
+momentum. Evaluated inside the matrix stage, that argument is a chain of whole-tensor
+torch ops (a pass over memory each), and the momentum update itself is done a second
+time by the elementwise stage. This pass moves such work into an elementwise
+*pre-stage* that runs, as one fused kernel on the bucket's backend, before the matrix
+stage:
+
+* every argument of a matrix operation that is a compound per-element expression
+  (``pre0, pre1...``) becomes a float32 buffer the pre-stage writes and the matrix stage
+  reads;
+* a per-element state whose new value does not depend on the matrix stage, and whose
+  old value nothing after the pre-stage reads, is updated by the pre-stage instead of
+  the elementwise stage (Muon's momentum: one read, one write) -- but only when the
+  matrix stage cannot fail at run time (no factorization: inverse, inv_root, solve,
+  eigenvectors; no every(k) with a bad k), so a raising matrix stage never leaves a
+  state half-stepped.
+
+Arguments are left in place when hoisting could change what is computed or when it
+cannot pay: bare tensors (``matmul(L, g)``), expressions reading matrix states, layer
+batches, reduction results or other matrix operations, and anything under ``every(k,
+...)`` (a refresh that runs one step in k must stay lazy).
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ...dsl.matrix import Eigenvectors, Every, Inverse, InvRoot, MatrixOp, Solve
+from ...dsl.symbols import (GradSymbol, InputSymbol, ParamSymbol, ScalarSymbol, StateDecl,
+                            StateSymbol, TensorSymbol)
+from ..plan import PreResult
+
+
+def _per_element(e: sp.Basic, states: dict[str, StateDecl]) -> bool:
+    """Can one elementwise kernel compute ``e`` before the matrix stage?"""
+    if isinstance(e, MatrixOp) or any(isinstance(a, MatrixOp) for a in sp.preorder_traversal(e)):
+        return False
+    for s in e.free_symbols:
+        if isinstance(s, (ParamSymbol, GradSymbol, ScalarSymbol)):  # scalars: the prologue's
+            continue
+        if isinstance(s, (StateSymbol, InputSymbol)) and s.name in states \
+                and states[s.name].kind in ("state", "input") and not states[s.name].shape:
+            continue
+        return False  # matrix states, layer batches, reduction results, matrix results
+    return True
+
+
+class _Hoister:
+    def __init__(self, states):
+        self.states, self.buffers = states, {}
+
+    def node(self, e: sp.Basic) -> sp.Basic:
+        if isinstance(e, Every):  # lazy refresh: leave untouched
+            return e
+        if isinstance(e, MatrixOp):
+            return e.func(*[self.argument(a) for a in e.args])
+        if not e.args:
+            return e
+        return e.func(*[self.node(a) for a in e.args])
+
+    def argument(self, a: sp.Basic) -> sp.Basic:
+        compound = isinstance(a, sp.Expr) and not a.is_Atom and \
+            any(isinstance(s, TensorSymbol) for s in a.free_symbols)
+        if compound and _per_element(a, self.states):
+            if a not in self.buffers:
+                self.buffers[a] = PreResult(f"pre{len(self.buffers)}", real=True)
+            return self.buffers[a]
+        return self.node(a)
+
+
+# linalg that may raise (not PD, singular), and every(k) (a bad interval k raises)
+FALLIBLE = (Inverse, InvRoot, Solve, Eigenvectors, Every)
+
+
+def _reads(e: sp.Basic, name: str) -> bool:
+    return any(isinstance(s, StateSymbol) and s.name == name for s in e.free_symbols)
+
+
+def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp.Expr],
+                   states: dict[str, StateDecl]):
+    """Return (pre-stage outputs, matrix outputs, elementwise outputs), rewritten.
+
+    The pre-stage outputs are the ``pre<i>`` buffers and the per-element states it now
+    updates; empty when nothing qualifies (the plan is then as before this pass).
+    """
+    h = _Hoister(states)
+    matrix_outputs = {k: h.node(e) for k, e in matrix_outputs.items()}
+    if not h.buffers:
+        return {}, matrix_outputs, elementwise
+    pre = {str(sym): arg for arg, sym in h.buffers.items()}
+    if any(isinstance(node, FALLIBLE) for e in matrix_outputs.values()
+           for node in sp.preorder_traversal(e)):
+        return pre, matrix_outputs, elementwise
+    for name, new in list(elementwise.items()):
+        if name not in states or states[name].kind != "state" or \
+                not _per_element(new, states) or \
+                any(isinstance(s, PreResult) for s in new.free_symbols):
+            continue
+        # after the pre-stage the state holds its new value: later stages read that
+        # instead of recomputing it (``new`` -> the state), and must not need the old one
+        marker = sp.Dummy(f"new_{name}")
+        later = {k: e.xreplace({new: marker}) for k, e in elementwise.items() if k != name}
+        later_matrix = {k: e.xreplace({new: marker}) for k, e in matrix_outputs.items()}
+        if any(_reads(e, name) for e in list(later.values()) + list(later_matrix.values())):
+            continue
+        symbol = StateSymbol(name, real=True)
+        pre[name] = elementwise.pop(name)
+        elementwise.update({k: e.xreplace({marker: symbol}) for k, e in later.items()})
+        matrix_outputs = {k: e.xreplace({marker: symbol}) for k, e in later_matrix.items()}
+    return pre, matrix_outputs, elementwise
