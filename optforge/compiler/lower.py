@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..dsl.matrix import Orthogonalize
 from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
 from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
@@ -90,7 +91,11 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
     matrix_outputs, outputs = split_matrix(
         outputs, {n for n, d in rule.states.items() if d.kind == "matrix"})
-    pre_outputs, matrix_outputs, outputs = split_prestage(matrix_outputs, outputs, rule.states)
+    pre_outputs, matrix_outputs, outputs, buffer_dtypes = split_prestage(
+        matrix_outputs, outputs, rule.states)
+    for name, e in matrix_outputs.items():  # an orthogonalize result, stored as computed
+        if name.startswith("mat"):
+            buffer_dtypes[name] = e.dtype if isinstance(e, Orthogonalize) else "float32"
     stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
     stage_args.update({f"matrix:{n}": e for n, e in matrix_outputs.items()})
     prologue, scope_temps, outputs, reduce_args = hoist_levels(outputs, stage_args)
@@ -100,17 +105,13 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     temps, outputs = cse(outputs)
     temps, outputs = pow_to_mul(temps, outputs)
     refs = _tensor_refs(rule)
+    states = dict(rule.states)
+    for name, dtype in buffer_dtypes.items():  # pre<i>, then mat<i>: read-only states
+        states[name] = StateDecl(name, sp.Integer(0), dtype, kind="buffer")
+        refs[name] = TensorRef(name, "buffer", dtype)
     reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
-    # (the matrix stage loads the pre-stage buffers: their refs exist before it is built)
-    for name in pre_outputs:
-        refs.setdefault(name, TensorRef(name, "buffer", "float32"))
     matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs)] \
         if matrix_outputs else []
-    states = dict(rule.states)
-    for name in list(pre_outputs) + list(matrix_outputs):
-        if name.startswith(("pre", "mat")) and name not in rule.states:
-            states[name] = StateDecl(name, sp.Integer(0), "float32", kind="buffer")
-            refs[name] = TensorRef(name, "buffer", "float32")
     prologue_inputs = list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms] \
         + [StepSymbol("t", positive=True)]
 

@@ -16,27 +16,28 @@ def as_matrix(x: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def orthogonalize(x: torch.Tensor, steps: float, a: float, b: float, c: float, eps: float,
-                  dtype: str = "bfloat16") -> torch.Tensor:
+                  dtype: str = "bfloat16", keep_dtype: bool = False) -> torch.Tensor:
     """Newton-Schulz quintic iteration towards the orthogonal factor of ``x`` (Muon).
 
-    Works on the wide orientation (rows <= columns) so the Gram matrix is the small one;
-    the result has ``x``'s shape, in float32.
+    The Gram matrix is always the small one: ``X X^T`` for a wide ``x`` and ``X^T X`` for
+    a tall one, where ``X (a I + b A + c A^2)`` is torch.optim.Muon's iteration on the
+    transpose, transposed back (the same products, bit for bit on CPU BLAS: checked
+    against torch.optim.Muon in the tests) without the strided copy a transpose costs.
+    The result has ``x``'s shape, in float32, or with ``keep_dtype`` in the iteration's
+    dtype (a buffer of that dtype takes it without a float32 round trip).
     """
     steps = int(steps)
     if not 0 <= steps < 100:
         raise ValueError(f"orthogonalize: steps must be in [0, 100), got {steps}")
     m = as_matrix(x, "orthogonalize").to(_DTYPES[dtype])
     tall = m.shape[0] > m.shape[1]
-    if tall:
-        m = m.T
     m = m / m.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
     for _ in range(steps):
-        gram = m @ m.T
+        gram = m.T @ m if tall else m @ m.T
         poly = torch.addmm(gram, gram, gram, beta=b, alpha=c)  # b A + c A^2
-        m = torch.addmm(m, poly, m, beta=a)  # a X + (b A + c A^2) X
-    if tall:
-        m = m.T
-    return m.reshape(x.shape).to(torch.float32)
+        # a X + X (b A + c A^2) for tall X; a X + (b A + c A^2) X for wide X
+        m = torch.addmm(m, m, poly, beta=a) if tall else torch.addmm(m, poly, m, beta=a)
+    return m.reshape(x.shape) if keep_dtype else m.reshape(x.shape).to(torch.float32)
 
 
 # ---- the matrix stage's vocabulary (printed as _mx.<name>(...) by the torch printer) ----
@@ -46,12 +47,13 @@ def view2d(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def as_param(value: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """A (rows, cols) or scalar result as a float32 tensor shaped like ``p``."""
+def as_param(value: torch.Tensor, p: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
+    """A (rows, cols) or scalar result as a contiguous ``dtype`` tensor shaped like ``p``
+    (the buffer the elementwise kernel reads)."""
     value = torch.as_tensor(value, device=p.device)
     if value.dim() == 0:
-        return value.to(torch.float32).expand(p.shape).contiguous()
-    return value.reshape(p.shape).to(torch.float32).contiguous()
+        return value.to(dtype).expand(p.shape).contiguous()
+    return value.reshape(p.shape).to(dtype).contiguous()
 
 
 def matmul(a, b):

@@ -16,13 +16,14 @@ import torch
 from ..compiler.errors import CompileError
 from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
+from ..kernels.torch_launcher import compute_dtype
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
-from .reductions import finish
-from .state import check_loaded, new_state
+from .reductions import finish, from_shapes
+from .state import check_loaded, new_state, storage_dtype
 
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
@@ -176,8 +177,8 @@ class Optimizer(torch.optim.Optimizer):
                          [p.grad for p in params],
                          # buffers: placeholders until the pre-/matrix stage fills them
                          [[given[name][p] for p in params] if name in given else
-                          [torch.empty_like(p, dtype=torch.float32) for p in params]
-                          if decls[name].kind == "buffer" else
+                          [torch.empty_like(p, dtype=storage_dtype(decls[name], p))
+                           for p in params] if decls[name].kind == "buffer" else
                           [self.state[p][name] for p in params] for name in decls],
                          compiled.scalars(hyper_values, step, randoms)))
             pre_runs.append((self._launcher(compiled.pre, device, dtype),
@@ -187,8 +188,11 @@ class Optimizer(torch.optim.Optimizer):
         for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
             partials = []
             for launcher, params, grads, states, scalars in runs:
-                partials += zip(params, launcher.reduce(k, params, grads, states, scalars,
-                                                        [reduced[p] for p in params]))
+                parts = from_shapes(stage.reductions, params, compute_dtype)
+                if parts is None:
+                    parts = launcher.reduce(k, params, grads, states, scalars,
+                                            [reduced[p] for p in params])
+                partials += zip(params, parts)
             for p, values in finish(stage.reductions, partials).items():
                 reduced[p] += values
             if k == 0 and plan.nonfinite_check is not None and runs:

@@ -31,6 +31,25 @@ def _broadcastable(value: torch.Tensor, scope: str, param: torch.Tensor) -> torc
     return value
 
 
+SHAPE_OPS = ("numel", "ndim")
+
+
+def from_shapes(ops: list[ReduceOp], params, dtype_of) -> list[tuple] | None:
+    """A stage whose reductions only count elements or dimensions (Muon's fan-in/fan-out
+    scale): each tensor's partials straight from its shape, with no kernel and no pass
+    over memory; None when the stage reads data."""
+    if not all(r.op in SHAPE_OPS for r in ops):
+        return None
+    out = []
+    for p in params:
+        rows = p.shape[0] if p.dim() else 1
+        value = {"tensor": p.numel(), "group": p.numel(), "row": p.numel() // max(rows, 1),
+                 "col": rows}
+        out.append(tuple(torch.tensor(float(p.dim() if r.op == "ndim" else value[r.scope]),
+                                      dtype=dtype_of(p.dtype), device=p.device) for r in ops))
+    return out
+
+
 def finish(ops: list[ReduceOp], partials: list[tuple[torch.Tensor, tuple]]) -> dict:
     """``[(param, its partials)]`` of one reduce stage -> ``{param: finished values}``."""
     totals = {}

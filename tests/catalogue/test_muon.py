@@ -118,13 +118,15 @@ def test_plan_has_one_matrix_stage_and_every_backend_fuses_the_rest():
     (stage,) = plan.matrix_stages
     ((name, node),) = stage.outputs
     assert name == "mat0" and node.dtype == "bfloat16"
-    # p, g, buf, buffer read + p, buf written + buffer written; g, buf read again to build it
-    assert traffic(plan).total == 4 * 4 + 2 * 4 + 4 + 2 * 4
+    # pre-stage: g, buf read; buf, bf16 pre0 written. matrix stage: pre0 read, bf16 mat0
+    # written. update: p, mat0 read; p written
+    assert plan.states["pre0"].dtype == plan.states["mat0"].dtype == "bfloat16"
+    assert traffic(plan).total == (2 * 4 + 4 + 2) + (2 + 2) + (4 + 2 + 4)
     from optforge.runtime.backends import BACKENDS
     others = [n for n in BACKENDS if n != "torch"
               and BACKENDS[n].supports(torch.device("cpu"), torch.float32)]
     results = {}
-    for backend in ["torch"] + others:  # momentum, Nesterov, decay and update: one kernel
+    for backend in ["torch"] + others:  # momentum + Nesterov, then decay + update: fused
         torch.manual_seed(0)
         w = torch.nn.Parameter(torch.randn(8, 4))
         opt = Muon([w], backend=backend, lr=0.1)

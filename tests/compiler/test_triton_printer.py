@@ -75,14 +75,14 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     reduce_src = src.split("@triton.jit\ndef optforge_")[1:-1]
     assert len(reduce_src) == len(plan.reduce_stages)
     loaded += [n for k in reduce_src for n in re.findall(r"tl\.load\(ptr_(\w+) \+ offs", k)]
-    # the torch matrix stage reads its per-element inputs and writes float32 buffers
+    # the torch matrix stage reads its per-element inputs and writes its buffers
     buffers = 0
     for stage in plan.matrix_stages:
         per_element = [r for r in stage.loads if not plan.states.get(r.name, None)
                        or not plan.states[r.name].shape]
         dtype_of.update({r.name: r.dtype or param_dtype for r in per_element})
         loaded += [r.name for r in per_element]
-        buffers += 4 * len(stage.buffers)
+        buffers += sum(size[plan.states[name].dtype] for name in stage.buffers)
     if plan.pre_plan is not None:  # the pre-stage kernel's own loads and stores
         pre_written = {r.name for r, _ in plan.pre_plan.stores}
         pre_full, _ = _branches(triton_source(plan.pre_plan, param_dtype,

@@ -9,7 +9,7 @@ import torch
 
 import optforge
 from optforge.compiler import lower, traffic
-from optforge.dsl import (Rule, RuleSpec, amax, count, dot, grad, mean, norm, numel, param,
+from optforge.dsl import (Rule, RuleSpec, amax, count, dot, grad, mean, ndim, norm, numel, param,
                           sqrt, state, step, where)
 from optforge.dsl import abs as abs_
 from optforge.dsl import maximum as dsl_max
@@ -199,3 +199,40 @@ def test_ndim_distinguishes_shapes_that_views_cannot(shape, expected, backend):
     p.grad = torch.zeros(shape)
     optforge.Optimizer([p], rule, backend=backend).step()
     assert torch.equal(p.detach(), torch.full(shape, -float(expected)))
+
+
+def shape_scaled(lr=0.1):
+    """Counts only: every scope of numel, and ndim (no data is reduced)."""
+    p, g = param(), grad()
+    scale = numel("row") / numel("col") + numel() / numel("group") + ndim()
+    return Rule(p - lr * scale * g)
+
+
+def test_shape_only_stages_run_on_the_host_with_the_kernels_values(backend, monkeypatch):
+    """A stage of numel/ndim alone launches no reduce kernel (no pass over memory) and
+    gives the values the kernels give."""
+    shapes = [(7, 13), (1,), (3, 4, 5), (257, 129)]
+    ps = [torch.nn.Parameter(torch.randn(s)) for s in shapes]
+    group = sum(p.numel() for p in ps)
+    want = [p.detach() - 0.1 * ((p.numel() // p.shape[0]) / p.shape[0] + p.numel() / group
+                                + p.dim()) for p in ps]
+    real = optforge.Optimizer._launcher
+    monkeypatch.setattr(optforge.Optimizer, "_launcher",
+                        lambda self, *a: _NoReduce(real(self, *a)))
+    opt = optforge.Optimizer(ps, shape_scaled, backend=backend)
+    for p in ps:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    for p, w in zip(ps, want):
+        assert norm_rel(p.detach(), w) < 1e-6, tuple(p.shape)
+
+
+class _NoReduce:
+    def __init__(self, inner):
+        self.inner = inner
+
+    def reduce(self, *a, **k):
+        raise AssertionError("a shape-only stage launched a reduce kernel")
+
+    def __call__(self, *a, **k):
+        return self.inner(*a, **k)

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ...dsl.matrix import Eigenvectors, Every, Inverse, InvRoot, MatrixOp, Solve
+from ...dsl.matrix import (Eigenvectors, Every, Inverse, InvRoot, MatrixOp, Orthogonalize,
+                           Solve)
 from ...dsl.symbols import (GradSymbol, InputSymbol, ParamSymbol, ScalarSymbol, StateDecl,
                             StateSymbol, TensorSymbol)
 from ..plan import PreResult
@@ -48,23 +49,29 @@ def _per_element(e: sp.Basic, states: dict[str, StateDecl]) -> bool:
 
 class _Hoister:
     def __init__(self, states):
-        self.states, self.buffers = states, {}
+        self.states, self.buffers, self.dtypes = states, {}, {}
 
     def node(self, e: sp.Basic) -> sp.Basic:
         if isinstance(e, Every):  # lazy refresh: leave untouched
             return e
         if isinstance(e, MatrixOp):
-            return e.func(*[self.argument(a) for a in e.args])
+            # orthogonalize's input is rounded to its iteration dtype first: the buffer may
+            # be stored in that dtype (same values, half the bytes, no cast pass)
+            half = e.dtype if isinstance(e, Orthogonalize) else "float32"
+            return e.func(*[self.argument(a, half if i == 0 else "float32")
+                            for i, a in enumerate(e.args)])
         if not e.args:
             return e
         return e.func(*[self.node(a) for a in e.args])
 
-    def argument(self, a: sp.Basic) -> sp.Basic:
+    def argument(self, a: sp.Basic, dtype: str) -> sp.Basic:
         compound = isinstance(a, sp.Expr) and not a.is_Atom and \
             any(isinstance(s, TensorSymbol) for s in a.free_symbols)
         if compound and _per_element(a, self.states):
             if a not in self.buffers:
                 self.buffers[a] = PreResult(f"pre{len(self.buffers)}", real=True)
+            name = str(self.buffers[a])  # shared by ops wanting different dtypes: float32
+            self.dtypes[name] = dtype if self.dtypes.get(name, dtype) == dtype else "float32"
             return self.buffers[a]
         return self.node(a)
 
@@ -79,19 +86,20 @@ def _reads(e: sp.Basic, name: str) -> bool:
 
 def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp.Expr],
                    states: dict[str, StateDecl]):
-    """Return (pre-stage outputs, matrix outputs, elementwise outputs), rewritten.
+    """Return (pre-stage outputs, matrix outputs, elementwise outputs, buffer dtypes).
 
     The pre-stage outputs are the ``pre<i>`` buffers and the per-element states it now
-    updates; empty when nothing qualifies (the plan is then as before this pass).
+    updates; empty when nothing qualifies (the plan is then as before this pass). The
+    dtypes map each ``pre<i>`` to its storage dtype.
     """
     h = _Hoister(states)
     matrix_outputs = {k: h.node(e) for k, e in matrix_outputs.items()}
     if not h.buffers:
-        return {}, matrix_outputs, elementwise
+        return {}, matrix_outputs, elementwise, {}
     pre = {str(sym): arg for arg, sym in h.buffers.items()}
     if any(isinstance(node, FALLIBLE) for e in matrix_outputs.values()
            for node in sp.preorder_traversal(e)):
-        return pre, matrix_outputs, elementwise
+        return pre, matrix_outputs, elementwise, h.dtypes
     for name, new in list(elementwise.items()):
         if name not in states or states[name].kind != "state" or \
                 not _per_element(new, states) or \
@@ -108,4 +116,4 @@ def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp
         pre[name] = elementwise.pop(name)
         elementwise.update({k: e.xreplace({marker: symbol}) for k, e in later.items()})
         matrix_outputs = {k: e.xreplace({marker: symbol}) for k, e in later_matrix.items()}
-    return pre, matrix_outputs, elementwise
+    return pre, matrix_outputs, elementwise, h.dtypes

@@ -41,9 +41,10 @@ def traffic(plan: KernelPlan, param_dtype: str = "float32") -> Traffic:
     matrix_loads = [r for stage in plan.matrix_stages for r in stage.loads
                     if not getattr(plan.states.get(r.name), "shape", ())]
     read = sum(_bytes(r, param_dtype) for r in plan.loads + reduce_loads + matrix_loads)
-    # a matrix stage writes its float32 buffers; the matmuls inside it are not counted
-    buffers = sum(len(stage.buffers) for stage in plan.matrix_stages)
-    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + 4 * buffers
+    # a matrix stage writes its buffers; the matmuls inside it are not counted
+    buffers = sum(DTYPE_BYTES[plan.states[name].dtype] for stage in plan.matrix_stages
+                  for name in stage.buffers)
+    written = sum(_bytes(r, param_dtype) for r, _ in plan.stores) + buffers
     if plan.pre_plan is not None:  # the pre-stage's pass (it writes the pre<i> buffers)
         pre = traffic(plan.pre_plan, param_dtype)
         read, written = read + pre.read, written + pre.written

@@ -24,9 +24,13 @@ def local(sym: sp.Symbol) -> str:
     return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
 
 
+HALF = ("bfloat16", "float16")  # buffer dtypes the matrix stage neither widens nor narrows
+
+
 class TorchPrinter(InfixArithmetic):
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
+        self.keep_dtype = set()  # orthogonalize nodes whose result a half buffer takes as is
 
     def tensor(self, e) -> bool:
         # reduction results are 0-dim (or per-row/column) tensors: printed as tensors too
@@ -98,8 +102,9 @@ class TorchPrinter(InfixArithmetic):
             t, k, value, other = (self.doprint(a) for a in e.args)
             return f"({value} if _mx.due({t}, {k}) else {other})"
         args = [self.doprint(a) for a in e.args]
-        if isinstance(e, Orthogonalize):
-            return f"_mx.orthogonalize({', '.join(args[:-1])}, dtype={e.dtype!r})"
+        if isinstance(e, Orthogonalize):  # into a buffer of its own dtype: no float32 trip
+            keep = ", keep_dtype=True" if e in self.keep_dtype else ""
+            return f"_mx.orthogonalize({', '.join(args[:-1])}, dtype={e.dtype!r}{keep})"
         return f"_mx.{e.fn}({', '.join(args)})"
 
     def _logic(self, e, tensor_op, python_op):
@@ -192,14 +197,20 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
         lines += _scope_lines(plan, pr, exprs)
         for r in stage.loads:
             shaped = plan.states.get(r.name) is not None and plan.states[r.name].shape
-            load = f"_load({r.name}, compute_dtype)"
+            # a half-precision pre-stage buffer is an orthogonalize input: it stays as is
+            load = r.name if r.role == "buffer" and r.dtype in HALF else \
+                f"_load({r.name}, compute_dtype)"
             lines.append(f"    v_{r.name} = {load if shaped else f'_mx.view2d({load})'}")
         lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
         results = []
         for name, e in stage.outputs:
+            buffer = plan.states[name].dtype if name.startswith("mat") else None
+            pr.keep_dtype = {e} if isinstance(e, Orthogonalize) and buffer in HALF else set()
             value = pr.doprint(e) if pr.tensor(e) else \
                 f"torch.tensor({pr.doprint(e)}, dtype=compute_dtype, device=p.device)"
-            results.append(f"_mx.as_param({value}, p)" if name.startswith("mat") else value)
+            pr.keep_dtype = set()
+            results.append(value if buffer is None else
+                           f"_mx.as_param({value}, p, torch.{buffer})")
         lines.append("    return (" + "".join(f"\n        {v}," for v in results) + ")")
         lines.append("")
     stages = ", ".join(f"matrix_{k}" for k in range(len(plan.matrix_stages)))
