@@ -63,6 +63,7 @@ from ..dsl import (Rule, batch_mean, batch_size, every, fnorm, grad, layer_input
                    specialize_on_zero, state, where, add_diagonal)
 from ._base import CatalogueOptimizer
 from ._column_extrema import infinity_norm
+from .kfac import sgd_on  # line 14: torch.optim.SGD (dampening 0) on the direction
 
 NORM_FLOOR = 1e-30  # ||D||_F below this is taken as this: a zero gradient gives no NaN
 
@@ -93,22 +94,12 @@ def mkor_direction(stat_decay, inv_freq, stabilization, stabilization_threshold)
     return D * (fnorm(G) / maximum(fnorm(D), NORM_FLOOR)), {"L_inv": L_new, "R_inv": R_new}
 
 
-def sgd_momentum(direction, lr, momentum, weight_decay):
-    """Line 14 with torch.optim.SGD (dampening 0): the new W and momentum state."""
-    p = param()
-    u = direction + weight_decay * p
-    if momentum == 0:
-        return p - lr * u, {}
-    buf = momentum * state("momentum_buffer") + u
-    return p - lr * buf, {"momentum_buffer": buf}
-
-
 @specialize_on_zero("momentum")
 def mkor(lr=0.1, momentum=0.9, weight_decay=0.0, stat_decay=0.95, inv_freq=10,
          stabilization=0.9, stabilization_threshold=2.0):
     direction, factors = mkor_direction(stat_decay, inv_freq, stabilization,
                                         stabilization_threshold)
-    new_p, extra = sgd_momentum(direction, lr, momentum, weight_decay)
+    new_p, extra = sgd_on(direction, lr, momentum, weight_decay)
     return Rule(new_p, **factors, **extra)
 
 
@@ -116,7 +107,7 @@ def mkor(lr=0.1, momentum=0.9, weight_decay=0.0, stat_decay=0.95, inv_freq=10,
 def mkor_h(lr=0.1, momentum=0.9, weight_decay=0.0, stat_decay=0.95, inv_freq=10,
            stabilization=0.9, stabilization_threshold=2.0, second_order=True):
     if not second_order:  # switched: SGD on the raw gradient, factors left as they are
-        new_p, extra = sgd_momentum(grad(), lr, momentum, weight_decay)
+        new_p, extra = sgd_on(grad(), lr, momentum, weight_decay)
         return Rule(new_p, **extra)
     return mkor(lr, momentum, weight_decay, stat_decay, inv_freq, stabilization,
                 stabilization_threshold)

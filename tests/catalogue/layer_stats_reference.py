@@ -112,3 +112,29 @@ def through_disk(state_dict):
     torch.save(state_dict, buf)
     buf.seek(0)
     return torch.load(buf)
+
+
+def resumed_copy_matches(cls, hyper: dict, steps: int, split: int):
+    """Train ``cls`` on an mlp for ``split`` steps, reload model and optimizer (through
+    disk) into a fresh pair, run both the remaining steps; asserts the parameters stay
+    bit-identical and returns the resumed optimizer and model for further checks."""
+    data = batches(mlp(), steps)
+
+    def run(model, opt, part):
+        for x, y in part:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+
+    m1 = mlp()
+    o1 = make_optforge(cls, m1, **hyper)
+    run(m1, o1, data[:split])
+    m2 = mlp(seed=5)
+    m2.load_state_dict(m1.state_dict())
+    o2 = make_optforge(cls, m2, **hyper)
+    o2.load_state_dict(through_disk(o1.state_dict()))
+    run(m1, o1, data[split:])
+    run(m2, o2, data[split:])
+    for p, q in zip(m1.parameters(), m2.parameters()):
+        assert torch.equal(p, q)
+    return o2, m2

@@ -22,7 +22,7 @@ import optforge
 from optforge.catalogue.ekfac import EKFAC
 from optforge.runtime.inputs import InputError
 from tests.catalogue.layer_stats_reference import (PlainSGDMomentum, batches, conv_net, drive,
-                                                   make_optforge, mlp, through_disk)
+                                                   make_optforge, mlp, resumed_copy_matches)
 from tests.conftest import norm_rel
 
 STEPS, TOL = 10, 1e-5
@@ -112,27 +112,10 @@ def test_scales_are_second_moments_of_autograd_per_example_gradients():
 
 
 def test_state_dict_round_trip():
-    data = batches(mlp(), 8)
-
-    def run(model, opt, part):
-        for x, y in part:
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-
-    m1 = mlp()
-    o1 = make_optforge(EKFAC, m1, **HYPER)
-    run(m1, o1, data[:4])
-    m2 = mlp(seed=5)
-    m2.load_state_dict(m1.state_dict())
-    o2 = make_optforge(EKFAC, m2, **HYPER)
-    o2.load_state_dict(through_disk(o1.state_dict()))
-    assert sorted(o2.state[m2[0].weight]) == ["A", "G", "Q_A", "Q_G", "momentum_buffer", "s",
-                                              "step"]
-    run(m1, o1, data[4:])  # steps 5-8: factor and eigenbasis refreshes
-    run(m2, o2, data[4:])
-    for p, q in zip(m1.parameters(), m2.parameters()):
-        assert torch.equal(p, q)
+    """Steps 5-8 after the reload: factor and eigenbasis refreshes."""
+    opt, model = resumed_copy_matches(EKFAC, HYPER, steps=8, split=4)
+    assert sorted(opt.state[model[0].weight]) == ["A", "G", "Q_A", "Q_G", "momentum_buffer",
+                                                  "s", "step"]
 
 
 def test_without_attach_the_error_says_so():

@@ -27,7 +27,7 @@ import optforge
 from optforge.catalogue.kfac import KFAC
 from optforge.runtime.inputs import InputError
 from tests.catalogue.layer_stats_reference import (PlainSGDMomentum, batches, conv_net, drive,
-                                                   make_optforge, mlp, through_disk)
+                                                   make_optforge, mlp, resumed_copy_matches)
 from tests.conftest import norm_rel
 
 STEPS, TOL = 10, 1e-5
@@ -102,25 +102,8 @@ def test_momentum_zero_keeps_no_buffer_and_states_are_the_factors():
 
 
 def test_state_dict_round_trip():
-    data = batches(mlp(), 8)
-
-    def run(model, opt, part):
-        for x, y in part:
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-
-    m1 = mlp()
-    o1 = make_optforge(KFAC, m1, **HYPER)
-    run(m1, o1, data[:4])
-    m2 = mlp(seed=5)
-    m2.load_state_dict(m1.state_dict())
-    o2 = make_optforge(KFAC, m2, **HYPER)
-    o2.load_state_dict(through_disk(o1.state_dict()))
-    run(m1, o1, data[4:])  # steps 5-8 include a factor and an inverse refresh
-    run(m2, o2, data[4:])
-    for p, q in zip(m1.parameters(), m2.parameters()):
-        assert torch.equal(p, q)
+    """Steps 5-8 after the reload include a factor and an inverse refresh."""
+    resumed_copy_matches(KFAC, HYPER, steps=8, split=4)
 
 
 def test_without_attach_the_error_says_so():

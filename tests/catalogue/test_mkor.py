@@ -24,34 +24,10 @@ from torch import nn
 import optforge
 from optforge.catalogue.mkor import MKOR, MKORH
 from optforge.runtime.inputs import InputError
+from tests.catalogue.layer_stats_reference import Recorder  # hooks independent of attach
 
 TOL = 1e-6
 STEPS = 10
-
-
-class Recorder:
-    """Layer inputs ``a`` (n x cols) and output gradients ``ds`` (n x rows) per weight."""
-
-    def __init__(self, model):
-        self.a, self.ds = {}, {}
-        for layer in model.modules():
-            if isinstance(layer, (nn.Linear, nn.Conv2d)):
-                layer.register_forward_hook(self._hook)
-
-    def _hook(self, layer, args, out):
-        x = args[0].detach()
-        conv = isinstance(layer, nn.Conv2d)
-        if conv:
-            x = nn.functional.unfold(x, layer.kernel_size, layer.dilation, layer.padding,
-                                     layer.stride).transpose(1, 2)
-        self.a[layer.weight] = x.reshape(-1, x.shape[-1]).double()
-
-        def keep(g, w=layer.weight):
-            g = g.detach()
-            if conv:
-                g = g.flatten(2).transpose(1, 2)
-            self.ds[w] = g.reshape(-1, g.shape[-1]).double()
-        out.register_hook(keep)
 
 
 class RefMKOR:

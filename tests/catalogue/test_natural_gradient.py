@@ -20,9 +20,8 @@ import torch
 import optforge
 from optforge.catalogue.natural_gradient import NaturalGradient
 from optforge.runtime.inputs import InputError
-from tests.catalogue.layer_stats_reference import (PlainSGDMomentum, Recorder, batches,
-                                                   conv_net, drive, make_optforge, mlp,
-                                                   through_disk)
+from tests.catalogue.layer_stats_reference import (PlainSGDMomentum, Recorder, batches, conv_net,
+                                                   drive, make_optforge, mlp, resumed_copy_matches)
 from tests.conftest import norm_rel
 
 STEPS, TOL = 10, 1e-5
@@ -117,26 +116,8 @@ def test_error_is_a_few_ulps_times_the_condition_number(net, n, damping):
 
 
 def test_state_dict_round_trip():
-    data = batches(mlp(), 6)
-
-    def run(model, opt, part):
-        for x, y in part:
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(x), y).backward()
-            opt.step()
-
-    m1 = mlp()
-    o1 = make_optforge(NaturalGradient, m1, **HYPER)
-    run(m1, o1, data[:3])
-    m2 = mlp(seed=5)
-    m2.load_state_dict(m1.state_dict())
-    o2 = make_optforge(NaturalGradient, m2, **HYPER)
-    o2.load_state_dict(through_disk(o1.state_dict()))
-    assert sorted(o2.state[m2[0].weight]) == ["momentum_buffer", "step"]
-    run(m1, o1, data[3:])
-    run(m2, o2, data[3:])
-    for p, q in zip(m1.parameters(), m2.parameters()):
-        assert torch.equal(p, q)
+    opt, model = resumed_copy_matches(NaturalGradient, HYPER, steps=6, split=3)
+    assert sorted(opt.state[model[0].weight]) == ["momentum_buffer", "step"]
 
 
 def test_without_attach_the_error_says_so():
