@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo test test-slow bench bench-multistage clean
+.PHONY: setup demo test test-slow bench bench-multistage bench-matrix clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ bench: $(STAMP)
 
 bench-multistage: $(STAMP)
 	$(PY) benchmarks/bench_multistage.py
+
+bench-matrix: $(STAMP)
+	$(PY) benchmarks/bench_matrix.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
