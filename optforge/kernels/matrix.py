@@ -26,9 +26,7 @@ def orthogonalize(x: torch.Tensor, steps: float, a: float, b: float, c: float, e
     The result has ``x``'s shape, in float32, or with ``keep_dtype`` in the iteration's
     dtype (a buffer of that dtype takes it without a float32 round trip).
     """
-    steps = int(steps)
-    if not 0 <= steps < 100:
-        raise ValueError(f"orthogonalize: steps must be in [0, 100), got {steps}")
+    steps = check_steps(steps)
     m = as_matrix(x, "orthogonalize").to(_DTYPES[dtype])
     tall = m.shape[0] > m.shape[1]
     m = m / m.norm().clamp(min=eps)  # spectral norm <= Frobenius norm <= 1
@@ -48,12 +46,11 @@ def view2d(x: torch.Tensor) -> torch.Tensor:
 
 
 def as_param(value: torch.Tensor, p: torch.Tensor, dtype=torch.float32) -> torch.Tensor:
-    """A (rows, cols) or scalar result as a contiguous ``dtype`` tensor shaped like ``p``
-    (the buffer the elementwise kernel reads)."""
+    """A (rows, cols) or scalar result as a ``dtype`` tensor shaped and laid out like ``p``
+    (the buffer the elementwise kernel reads element for element with ``p``)."""
     value = torch.as_tensor(value, device=p.device)
-    if value.dim() == 0:
-        return value.to(dtype).expand(p.shape).contiguous()
-    return value.reshape(p.shape).to(dtype).contiguous()
+    out = torch.empty_like(p, dtype=dtype)  # p's memory layout: kernels pair them by address
+    return out.copy_(value.expand(p.shape) if value.dim() == 0 else value.reshape(p.shape))
 
 
 def matmul(a, b):
@@ -145,11 +142,25 @@ def batch_size(x):
     return torch.tensor(float(x.shape[0]), dtype=x.dtype, device=x.device)
 
 
-def due(t, k) -> bool:
-    """``every(k, ...)``: steps 1, 1+k, 1+2k..."""
+def check_steps(steps) -> int:
+    """orthogonalize's iteration count as an int, or a ValueError naming it."""
+    steps = float(steps)
+    if not (0 <= steps < 100 and steps == int(steps)):  # NaN fails too
+        raise ValueError(f"orthogonalize: steps = {steps:g} must be a whole number in "
+                         "[0, 100) (Muon's ns_steps)")
+    return int(steps)
+
+
+def check_interval(k) -> int:
+    """every(k, ...)'s interval as an int, or a ValueError naming it."""
     k = float(k)
-    if not (k >= 1 and k == int(k)):  # NaN fails too
+    if not (1 <= k < float("inf") and k == int(k)):  # NaN fails too
         raise ValueError(f"every(k, ...): the update interval k = {k:g} must be a whole number "
                          ">= 1 (check the rule's interval hyperparameter, e.g. "
                          "factor_interval or precondition_frequency)")
-    return (int(t) - 1) % int(k) == 0
+    return int(k)
+
+
+def due(t, k) -> bool:
+    """``every(k, ...)``: steps 1, 1+k, 1+2k..."""
+    return (int(t) - 1) % check_interval(k) == 0

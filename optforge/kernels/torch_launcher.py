@@ -22,6 +22,7 @@ class TorchLauncher:
         self._step = module.step
         self._reduce_stages = module.REDUCE_STAGES
         self._matrix_stages = module.MATRIX_STAGES
+        self._matrix_checks = module.MATRIX_CHECKS
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
@@ -39,6 +40,15 @@ class TorchLauncher:
         fn = self._matrix_stages[stage]
         return [fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
                    reduced=reduced[i]) for i, p in enumerate(params)]
+
+    def matrix_check(self, stage: int, params, grads, states, scalars, reduced) -> None:
+        """Raise (naming it) if a run-time scalar of matrix stage ``stage`` is out of range,
+        before anything of the step is written."""
+        cdt = compute_dtype(params[0].dtype)
+        fn = self._matrix_checks[stage]
+        for i, p in enumerate(params):
+            fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
+               reduced=reduced[i])
 
     def __call__(self, params, grads, states, scalars, reduced=None) -> None:
         """``states`` is one list per name of ``plan.states`` (states, inputs, buffers),

@@ -200,6 +200,11 @@ class Optimizer(torch.optim.Optimizer):
                 if float(reduced[runs[0][1][0]][at]) > 0:
                     group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
                     return
+        if plan.matrix_stages:  # out-of-range run-time scalars raise before any write
+            checker = compiled.launcher(BACKENDS["torch"])
+            for _, params, grads, states, scalars in runs:
+                checker.matrix_check(0, params, grads, states, scalars,
+                                     [reduced[p] for p in params])
         for (launcher, params, grads, states, scalars), pre, step in zip(
                 runs, pre_runs, [k[2] for k in buckets]):
             kwargs = {}

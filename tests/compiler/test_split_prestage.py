@@ -20,15 +20,17 @@ def _plan(fn, **kw):
                  opt.spec.hyper_symbols)
 
 
-def normalized_momentum(lr=0.1, beta=0.9, wd=0.0, read_old=False):
-    """p <- p - lr m / ||m||_F (- lr wd m_old when ``read_old``), m <- beta m + g."""
+def normalized_momentum(lr=0.1, beta=0.9, wd=0.0, read_new=False, read_old=False,
+                        track=False):
+    """p <- p - lr d / ||m||_F with m <- beta m + g and d = g, the new momentum
+    (``read_new``) or g + wd m_old (``read_old``); ``track`` adds tr <- tr / 2 + m^2 (a
+    state reading the new momentum that nothing else reads)."""
     p, g = param(), grad()
     m_old = state("m")
     m = beta * m_old + g
-    new_p = p - lr * m / fnorm(m)
-    if read_old:  # the update reads the state's value before the step
-        new_p = new_p - lr * wd * m_old
-    return Rule(new_p, m=m)
+    d = m if read_new else g + wd * m_old if read_old else g
+    extra = {"tr": 0.5 * state("tr") + m * m} if track else {}
+    return Rule(p - lr * d / fnorm(m), m=m, **extra)
 
 
 def test_muon_fuses_momentum_with_nesterov_then_update_with_decay():
@@ -59,13 +61,19 @@ def test_states_stay_when_the_matrix_stage_can_fail_and_every_stays_lazy():
     assert roots and not any(isinstance(s, PreResult) for r in roots for s in r.free_symbols)
 
 
-def test_a_state_whose_old_value_is_read_later_stays_in_the_update():
-    moved = _plan(normalized_momentum)
-    kept = _plan(normalized_momentum, read_old=True)
-    assert [r.name for r, _ in moved.stores] == ["p"]
-    assert "m" in [r.name for r, _ in moved.pre_plan.stores]
-    assert sorted(r.name for r, _ in kept.stores) == ["m", "p"]
-    assert [r.name for r, _ in kept.pre_plan.stores] == ["pre0"]
+@pytest.mark.parametrize("along,track,moved", [
+    ("g", False, ["m"]),           # nothing after the pre-stage reads m: it moves
+    ("m_new", False, []),          # the update reads m's new value: m stays
+    ("m_old", False, []),          # the update reads m's old value: m stays
+    ("g", True, ["tr"]),           # tr reads m's new value: m stays, tr moves
+], ids=["moved", "new-read", "old-read", "tracked"])
+def test_only_states_nothing_later_reads_move(along, track, moved):
+    plan = _plan(normalized_momentum, read_new=along == "m_new", read_old=along == "m_old",
+                 track=track)
+    pre_states = sorted(r.name for r, _ in plan.pre_plan.stores if r.name != "pre0")
+    assert pre_states == moved
+    assert sorted(r.name for r, _ in plan.stores) == sorted(
+        ({"p", "m"} | ({"tr"} if track else set())) - set(moved))
 
 
 def test_bare_tensor_arguments_need_no_pre_stage():
@@ -82,25 +90,92 @@ def test_bare_tensor_arguments_need_no_pre_stage():
     assert _plan(lazy).pre_plan is None
 
 
-def _reference(w, grads, lr=0.1, beta=0.9, wd=0.0, read_old=False):
+def _reference(w, grads, lr=0.1, beta=0.9, wd=0.3, along="g", track=False):
     w, m = w.double().clone(), torch.zeros_like(w, dtype=torch.float64)
+    tr = torch.zeros_like(m)
     for g in grads:
-        m_new = beta * m + g.double()
-        w = w - lr * m_new / m_new.norm() - (lr * wd * m if read_old else 0)
+        g = g.double()
+        m_new = beta * m + g
+        d = {"g": g, "m_new": m_new, "m_old": g + wd * m}[along]
+        w = w - lr * d / m_new.norm()
+        tr = 0.5 * tr + m_new * m_new
         m = m_new
-    return w
+    return w, m, tr
 
 
-@pytest.mark.parametrize("read_old", [False, True], ids=["moved", "kept"])
+@pytest.mark.parametrize("along,track", [("g", False), ("m_new", False), ("m_old", False),
+                                         ("g", True), ("m_new", True)], ids=str)
 @pytest.mark.parametrize("shape", [(7, 13), (33, 5, 3, 3)], ids=str)
-def test_rules_with_a_pre_stage_match_plain_torch(backend, shape, read_old):
+def test_rules_with_a_pre_stage_match_plain_torch(backend, shape, along, track):
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(shape))
     start = w.detach().clone()
     grads = [torch.randn(shape) for _ in range(10)]
-    opt = optforge.Optimizer([w], normalized_momentum, wd=0.3, read_old=read_old,
-                             backend=backend)
+    opt = optforge.Optimizer([w], normalized_momentum, wd=0.3, read_new=along == "m_new",
+                             read_old=along == "m_old", track=track, backend=backend)
     for g in grads:
         w.grad = g.clone()
         opt.step()
-    assert norm_rel(w.detach(), _reference(start, grads, wd=0.3, read_old=read_old)) < 1e-6
+    want_w, want_m, want_tr = _reference(start, grads, along=along, track=track)
+    assert norm_rel(w.detach(), want_w) < 1e-6
+    assert norm_rel(opt.state[w]["m"], want_m) < 1e-6
+    if track:
+        assert norm_rel(opt.state[w]["tr"], want_tr) < 1e-6
+
+
+def bf16_momentum(lr=0.1, beta=0.9):
+    """A narrower stored state: later stages must read the float32 value, not the copy."""
+    p, g = param(), grad()
+    m = beta * state("m", dtype="bfloat16") + g
+    return Rule(p - lr * (m / fnorm(m) + 0.5 * g), m=m)
+
+
+def test_a_narrow_state_is_not_read_back_rounded(backend):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(6, 5))
+    start, grads = w.detach().double().clone(), [torch.randn(6, 5) for _ in range(5)]
+    opt = optforge.Optimizer([w], bf16_momentum, backend=backend)
+    m, want = torch.zeros(6, 5, dtype=torch.float64), start
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+        new = 0.9 * m + g.double()  # computed in float32 in the kernel, stored as bf16
+        want = want - 0.1 * (new / new.norm() + 0.5 * g.double())
+        m = new.bfloat16().double()
+    assert norm_rel(w.detach(), want) < 1e-5  # reading the bf16 copy gave 9e-4
+
+
+def test_out_of_range_scalars_raise_before_anything_is_written(backend):
+    """Muon's momentum moves to the pre-stage; a bad ns_steps must still leave it as is."""
+    w = torch.nn.Parameter(torch.randn(8, 5))
+    opt = optforge.Muon([w], backend=backend)
+    w.grad = torch.randn(8, 5)
+    opt.step()
+    before = {k: v.clone() for k, v in opt.state[w].items()}, w.detach().clone()
+    for bad in (100, 2.5):
+        opt.param_groups[0]["ns_steps"] = bad
+        with pytest.raises(ValueError, match=r"orthogonalize: steps = (100|2\.5) must be a "
+                                             r"whole number in \[0, 100\) \(Muon's ns_steps\)"):
+            opt.step()
+        assert torch.equal(w.detach(), before[1])
+        assert all(torch.equal(opt.state[w][k], v) for k, v in before[0].items())
+
+
+def test_channels_last_conv_weights(backend):
+    """Buffers follow the parameter's memory layout, so kernels pairing tensors by address
+    see the same element; a grad laid out unlike its parameter is a clear error."""
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(6, 3, 2, 2).to(memory_format=torch.channels_last))
+    ref = torch.nn.Parameter(w.detach().clone().contiguous())
+    o1, o2 = optforge.Muon([w], backend=backend), optforge.Muon([ref], backend="torch")
+    for _ in range(3):
+        g = torch.randn(6, 3, 2, 2)
+        w.grad, ref.grad = g.clone().to(memory_format=torch.channels_last), g.clone()
+        o1.step()
+        o2.step()
+    assert norm_rel(w.detach(), ref.detach()) < 1e-6
+    if backend == "numba":
+        w.grad = torch.randn(6, 3, 2, 2)  # contiguous, unlike w
+        with pytest.raises(ValueError, match="gradient of parameter 0 .* is not laid out "
+                                             "like its parameter"):
+            optforge.SGD([w], lr=0.1, backend="numba").step()

@@ -10,12 +10,14 @@ stage:
 * every argument of a matrix operation that is a compound per-element expression
   (``pre0, pre1...``) becomes a float32 buffer the pre-stage writes and the matrix stage
   reads;
-* a per-element state whose new value does not depend on the matrix stage, and whose
-  old value nothing after the pre-stage reads, is updated by the pre-stage instead of
-  the elementwise stage (Muon's momentum: one read, one write) -- but only when the
-  matrix stage cannot fail at run time (no factorization: inverse, inv_root, solve,
-  eigenvectors; no every(k) with a bad k), so a raising matrix stage never leaves a
-  state half-stepped.
+* a per-element state whose new value does not depend on the matrix stage, and that
+  nothing after the pre-stage reads (neither its old value nor, through it, its new
+  one), is updated by the pre-stage instead of the elementwise stage (Muon's momentum:
+  one read, one write) -- but only when the matrix stage cannot fail at run time: no
+  factorization (inverse, inv_root, solve, eigenvectors); the scalar arguments that
+  could be out of range (orthogonalize's steps, every's k) are checked before the
+  pre-stage runs (``check_<k>`` in the generated torch code). So a raising matrix stage
+  never leaves a state half-stepped; running out of memory inside it still can.
 
 Arguments are left in place when hoisting could change what is computed or when it
 cannot pay: bare tensors (``matmul(L, g)``), expressions reading matrix states, layer
@@ -76,8 +78,8 @@ class _Hoister:
         return self.node(a)
 
 
-# linalg that may raise (not PD, singular), and every(k) (a bad interval k raises)
-FALLIBLE = (Inverse, InvRoot, Solve, Eigenvectors, Every)
+# linalg that may raise (not PD, singular)
+FALLIBLE = (Inverse, InvRoot, Solve, Eigenvectors)
 
 
 def _reads(e: sp.Basic, name: str) -> bool:
@@ -105,15 +107,9 @@ def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp
                 not _per_element(new, states) or \
                 any(isinstance(s, PreResult) for s in new.free_symbols):
             continue
-        # after the pre-stage the state holds its new value: later stages read that
-        # instead of recomputing it (``new`` -> the state), and must not need the old one
-        marker = sp.Dummy(f"new_{name}")
-        later = {k: e.xreplace({new: marker}) for k, e in elementwise.items() if k != name}
-        later_matrix = {k: e.xreplace({new: marker}) for k, e in matrix_outputs.items()}
-        if any(_reads(e, name) for e in list(later.values()) + list(later_matrix.values())):
-            continue
-        symbol = StateSymbol(name, real=True)
-        pre[name] = elementwise.pop(name)
-        elementwise.update({k: e.xreplace({marker: symbol}) for k, e in later.items()})
-        matrix_outputs = {k: e.xreplace({marker: symbol}) for k, e in later_matrix.items()}
+        # only a state nothing after the pre-stage reads: later stages then compute from
+        # exactly the values they did before (no stored, possibly narrower, copy is read)
+        later = [e for k, e in elementwise.items() if k != name] + list(matrix_outputs.values())
+        if not any(_reads(e, name) for e in later):
+            pre[name] = elementwise.pop(name)
     return pre, matrix_outputs, elementwise, h.dtypes

@@ -213,8 +213,31 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
                            f"_mx.as_param({value}, p, torch.{buffer})")
         lines.append("    return (" + "".join(f"\n        {v}," for v in results) + ")")
         lines.append("")
+        lines += _check_source(plan, pr, names, k, exprs)
     stages = ", ".join(f"matrix_{k}" for k in range(len(plan.matrix_stages)))
-    return lines + ["", f"MATRIX_STAGES = ({stages}{',' if stages else ''})", ""]
+    checks = ", ".join(f"check_{k}" for k in range(len(plan.matrix_stages)))
+    return lines + ["", f"MATRIX_STAGES = ({stages}{',' if stages else ''})",
+                    f"MATRIX_CHECKS = ({checks}{',' if checks else ''})", ""]
+
+
+def _check_source(plan: KernelPlan, pr: TorchPrinter, names: list[str], k: int,
+                  exprs) -> list[str]:
+    """``check_<k>``: the matrix stage's run-time scalar arguments that can be out of range
+    (orthogonalize's steps, every's k), validated before anything of the step runs."""
+    checks = []
+    for e in exprs:
+        for node in sp.preorder_traversal(e):
+            if isinstance(node, Orthogonalize):
+                checks.append(("_mx.check_steps", node.args[1]))
+            elif isinstance(node, Every):
+                checks.append(("_mx.check_interval", node.args[1]))
+    lines = ["", f"def check_{k}({', '.join(names)}, scalars, compute_dtype, reduced):",
+             f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars",
+             f"    ({_reduced_names(plan, len(plan.reduce_stages))}) = reduced"]
+    lines += _scope_lines(plan, pr, [arg for _, arg in checks])
+    lines += [f"    {fn}({pr.doprint(arg)})" for fn, arg in dict.fromkeys(
+        (fn, arg) for fn, arg in checks)] or ["    pass"]
+    return lines + [""]
 
 
 def _signature(plan: KernelPlan) -> list[str]:

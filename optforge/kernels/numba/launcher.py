@@ -135,10 +135,13 @@ class NumbaLauncher:
         columns = {"p": params, "g": grads}
         columns.update(zip(self.plan.states, states))
         numels = tuple(p.numel() for p in params)
+        # a non-contiguous (e.g. channels_last) parameter: every tensor must share its
+        # layout, which only the detailed check looks at
+        params_plain = all(p.is_contiguous() for p in params)
         table = []
         for name in self.slots:
             tensors = columns[name]
-            if not _plain(tensors, getattr(torch, storage[name]), numels):
+            if not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
                 self._check(name, tensors, params, storage[name])  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
         if self._by_rows:
