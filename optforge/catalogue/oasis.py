@@ -24,9 +24,13 @@ information either (0/0 in the deterministic case) and would pin η at 0 for goo
 so it is dropped the same way. On the first adaptive step both terms can be +∞ (θ = +∞
 and equal gradients): η keeps its previous value (θ = 1) instead of becoming infinite.
 
-Implementation: η_t and θ_t are group-level scalars kept in the param group (keys
-``"eta"`` and ``"theta"``, absent before the first step; saved by ``state_dict()``); ``lr``
-stays η_1. The rule writes w_t and ĝ_t to the per-element states ``prev_param`` and
+Learning-rate schedulers: ``lr`` is η_1 (a torch scheduler's ``initial_lr`` when one is
+attached); the step actually taken is η_t · lr_t / η_1, so a schedule scales the
+automatic step size (with no scheduler the factor is 1: the paper's algorithm).
+
+Implementation: η_t, θ_t and η_1 are group-level scalars kept in the param group (keys
+``"eta"``, ``"theta"``, ``"eta_base"``, absent before the first step and dropped while
+``adaptive_lr`` is off; saved by ``state_dict()``). The rule writes w_t and ĝ_t to the per-element states ``prev_param`` and
 ``prev_grad``; before each group's kernel, ``_step_group`` computes the two D̂-norms with
 torch ops on the host (an extra pass reading w, prev_param, g, prev_grad, hessian_diag and
 the Hutchinson estimate) and hands η_t to the kernel as its run-time ``lr`` scalar, so
@@ -47,7 +51,8 @@ from ..runtime import providers  # noqa: F401 - registers "hutchinson"
 from ..runtime.optimizer import SKIP_COUNTER
 from ._base import CatalogueOptimizer
 
-ETA, THETA = "eta", "theta"  # param group keys of the adaptive step size
+# param group keys of the adaptive step size: η_t, θ_t and η_1 (the lr it started from)
+ETA, THETA, BASE = "eta", "theta", "eta_base"
 
 
 def oasis(lr=1e-2, beta2=0.99, alpha=1e-5, weight_decay=0.0, num_samples=1, adaptive_lr=True):
@@ -87,24 +92,30 @@ class OASIS(CatalogueOptimizer):
     def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
         params = [p for p in group["params"] if p.grad is not None]
         if not group["adaptive_lr"] or not params:
+            for key in (ETA, THETA, BASE):  # turned off: a later re-enable starts afresh
+                group.pop(key, None)
             return super()._step_group(index, group, given)
-        eta, theta = self._adaptive_step(index, group, params, (given or {})["hutchinson"])
-        view = dict(group, lr=eta)  # the kernel's lr is η_t; the user's lr stays η_1
+        eta, theta, base = self._adaptive_step(index, group, params,
+                                               (given or {})["hutchinson"])
+        # the kernel's lr is η_t, scaled by a scheduler's change of lr since the start
+        view = dict(group, lr=eta * float(group["lr"]) / base)
         super()._step_group(index, view, given)
         if view.get(SKIP_COUNTER) != group.get(SKIP_COUNTER):  # skipped: nothing moved
             group[SKIP_COUNTER] = view[SKIP_COUNTER]
             return
-        group[ETA], group[THETA] = eta, theta
+        group[ETA], group[THETA], group[BASE] = eta, theta, base
 
     def _adaptive_step(self, index: int, group: dict, params, hutchinson: dict):
-        """(η_t, θ_t) for the group's next step; the norms are one host pass over it."""
+        """(η_t, θ_t, η_1) for the group's next step; the norms are one host pass over it."""
         if ETA not in group:  # first step (or adaptive_lr just turned on): η_1 = lr
-            lr = float(group["lr"])
-            if not lr > 0:
+            # a scheduler's starting lr (torch schedulers keep it as "initial_lr"), so a
+            # warm-up that begins at lr = 0 still has a first step size
+            base = float(group.get("initial_lr", group["lr"]))
+            if not base > 0:
                 raise ValueError(f"{type(self).__name__}: lr = {group['lr']!r} in param group "
                                  f"{index}; with adaptive_lr=True lr is the first step size "
                                  "η_0 and must be > 0")
-            return lr, math.inf
+            return base, math.inf, base
         beta2, alpha, wd = (float(group[k]) for k in ("beta2", "alpha", "weight_decay"))
         sums = defaultdict(list)  # device -> [(||Δw||²_D̂, ||Δĝ||*²_D̂)]: one sync per device
         for p in params:
@@ -128,4 +139,4 @@ class OASIS(CatalogueOptimizer):
             sq_step, sq_grad = sq_step + a, sq_grad + b
         eta_prev, theta_prev = float(group[ETA]), float(group[THETA])
         eta = next_eta(eta_prev, theta_prev, sq_step, sq_grad)
-        return eta, eta / eta_prev
+        return eta, eta / eta_prev, float(group[BASE])

@@ -39,7 +39,9 @@ def make_problem():
     return init, loss
 
 
-def reference(loss, init, lr, beta2, alpha, weight_decay, num_samples, steps, adaptive_lr=True):
+def reference(loss, init, lr, beta2, alpha, weight_decay, num_samples, steps, adaptive_lr=True,
+              scales=None):
+    """``scales[t-1]``: a scheduler's lr_t / lr at step t (the step is eta_t * scale)."""
     ps = [torch.nn.Parameter(x.clone()) for x in init]
     d = [None] * len(ps)
     eta, theta, prev_w, prev_g, etas = lr, math.inf, None, None, []
@@ -60,13 +62,18 @@ def reference(loss, init, lr, beta2, alpha, weight_decay, num_samples, steps, ad
             if adaptive_lr and t >= 2:
                 step_sq = sum(((a - b) ** 2 * dh).sum() for a, b, dh in zip(w, prev_w, d_hat))
                 grad_sq = sum(((a - b) ** 2 / dh).sum() for a, b, dh in zip(g_hat, prev_g, d_hat))
-                new_eta = min(math.sqrt(1 + theta) * eta,
-                              step_sq.sqrt().item() / (2 * grad_sq.sqrt().item()))
+                # no curvature information (a zero step or equal gradients): the
+                # quotient is dropped, and an infinite growth keeps eta (oasis.py's rule)
+                bound = step_sq.sqrt().item() / (2 * grad_sq.sqrt().item()) \
+                    if step_sq > 0 and grad_sq > 0 else math.inf
+                new_eta = min(math.sqrt(1 + theta) * eta, bound)
+                new_eta = eta if math.isinf(new_eta) else new_eta
                 eta, theta = new_eta, new_eta / eta
             prev_w, prev_g = w, g_hat
             etas.append(eta)
+            scale = scales[t - 1] if scales else 1.0
             for p, gh, dh in zip(ps, g_hat, d_hat):
-                p.sub_((eta * gh / dh).float())
+                p.sub_((eta * scale * gh / dh).float())
     return [p.detach() for p in ps], etas
 
 
@@ -135,6 +142,42 @@ def test_adaptive_step_size_survives_a_checkpoint():
     run(opt, ps, 3)
     run(opt2, ps2, 3)
     assert all(torch.equal(a, b) for a, b in zip(ps, ps2))
+
+
+def test_a_scheduler_scales_the_automatic_step():
+    """A warm-up from lr = 0 and a decay: the step taken is eta_t * lr_t / lr_1, eta_t the
+    paper's recurrence over the steps actually taken."""
+    factors = [0.0, 0.5, 1.0, 1.0, 0.3, 0.3, 0.1, 0.1]
+    init, loss = make_problem()
+    ps = [torch.nn.Parameter(x.clone()) for x in init]
+    opt = OASIS(ps, **CONFIGS["truncating"])
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (factors + [0.1])[k])
+    for _ in factors:
+        opt.zero_grad()
+        loss(ps).backward(create_graph=True)
+        opt.step()
+        sched.step()
+    want, _ = reference(loss, init, steps=len(factors), scales=factors, **CONFIGS["truncating"])
+    assert max(norm_rel(p.detach(), w) for p, w in zip(ps, want)) < 2e-6
+
+
+def test_turning_adaptive_lr_off_and_on_restarts_it():
+    init, loss = make_problem()
+    ps = [torch.nn.Parameter(x.clone()) for x in init]
+    opt = OASIS(ps, lr=0.05, alpha=0.5)
+
+    def run(steps):
+        for _ in range(steps):
+            opt.zero_grad()
+            loss(ps).backward(create_graph=True)
+            opt.step()
+    run(3)
+    opt.param_groups[0]["adaptive_lr"] = False
+    run(2)
+    assert "eta" not in opt.param_groups[0]
+    opt.param_groups[0]["adaptive_lr"] = True
+    run(1)  # the first adaptive step again: eta = lr, no stale previous iterate used
+    assert opt.param_groups[0]["eta"] == 0.05 and opt.param_groups[0]["theta"] == math.inf
 
 
 def test_zero_first_step_size_is_refused():
