@@ -40,14 +40,25 @@ def from_shapes(ops: list[ReduceOp], params, dtype_of) -> list[tuple] | None:
     over memory; None when the stage reads data."""
     if not all(r.op in SHAPE_OPS for r in ops):
         return None
+    kinds = tuple((r.op, r.scope) for r in ops)
     out = []
     for p in params:
-        rows = p.shape[0] if p.dim() else 1
-        value = {"tensor": p.numel(), "group": p.numel(), "row": p.numel() // max(rows, 1),
-                 "col": rows}
-        out.append(tuple(torch.tensor(float(p.dim() if r.op == "ndim" else value[r.scope]),
-                                      dtype=dtype_of(p.dtype), device=p.device) for r in ops))
+        key = (kinds, tuple(p.shape), p.dtype, p.device)
+        found = _SHAPE_VALUES.get(key)
+        if found is None:  # constants: made once per shape, not on every step
+            if len(_SHAPE_VALUES) > 1024:
+                _SHAPE_VALUES.clear()
+            rows = p.shape[0] if p.dim() else 1
+            value = {"tensor": p.numel(), "group": p.numel(),
+                     "row": p.numel() // max(rows, 1), "col": rows}
+            found = _SHAPE_VALUES[key] = tuple(
+                torch.tensor(float(p.dim() if op == "ndim" else value[scope]),
+                             dtype=dtype_of(p.dtype), device=p.device) for op, scope in kinds)
+        out.append(found)
     return out
+
+
+_SHAPE_VALUES: dict = {}  # (ops, shape, dtype, device) -> the stage's partials
 
 
 def finish(ops: list[ReduceOp], partials: list[tuple[torch.Tensor, tuple]]) -> dict:
