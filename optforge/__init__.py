@@ -6,7 +6,8 @@ from .runtime import BackendError, Optimizer  # noqa: E402
 from .runtime.ema import swap_ema  # noqa: E402
 from .runtime.routing import split_matrix_params  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
-from .catalogue.cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary  # noqa: E402
+from .catalogue.cauchy_schwarz import (cs_binary, cs_one_sided_binary, cs_orthogonal,  # noqa: E402
+                                       cs_ternary)
 # closure-driven optimizers: the runtime evaluates the loss several times per step
 from .multistep import ArmijoLineSearch, CGO, Extragradient, NewtonCG, OptimisticCGO  # noqa: E402
 
@@ -15,6 +16,6 @@ from .multistep import ArmijoLineSearch, CGO, Extragradient, NewtonCG, Optimisti
 globals().update(CATALOGUE)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
-           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "split_matrix_params",
+           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "cs_orthogonal", "split_matrix_params",
            "ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG",
            *CATALOGUE]

@@ -28,7 +28,7 @@ from .lion_kappa_l2 import LionKappaL2, lion_kappa_l2
 from .normalized_gd import BetaNormalizedGD, beta_normalized_gd
 from .sgdp import SGDP, sgdp
 # simplex, balls and games (reductions; nested ones run as successive reduce stages)
-from .cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_ternary
+from .cauchy_schwarz import cs_binary, cs_one_sided_binary, cs_orthogonal, cs_ternary
 from .exponentiated_gradient import ExponentiatedGradient, exponentiated_gradient
 from .frank_wolfe import (FrankWolfeL1, FrankWolfeLinf, FrankWolfeLp, FrankWolfeSimplex,
                           frank_wolfe_l1, frank_wolfe_linf, frank_wolfe_lp, frank_wolfe_simplex)
@@ -50,7 +50,7 @@ __all__ += ["RMPlus", "PRMPlus", "IREGPRMPlus", "ExponentiatedGradient", "FrankW
             "FrankWolfeLinf", "FrankWolfeLp", "FrankWolfeSimplex", "FTRLLpBall", "FTRLLinfBall",
             "rm_plus", "prm_plus", "ireg_prm_plus", "exponentiated_gradient", "frank_wolfe_l1",
             "frank_wolfe_linf", "frank_wolfe_lp", "frank_wolfe_simplex", "ftrl_lp_ball",
-            "ftrl_linf_ball", "cs_binary", "cs_ternary", "cs_one_sided_binary"]
+            "ftrl_linf_ball", "cs_binary", "cs_ternary", "cs_one_sided_binary", "cs_orthogonal"]
 
 # matrix stages (issue 6); the K-FAC family, natural gradient and MKOR read layer
 # statistics (optimizer.attach(model))

@@ -11,10 +11,14 @@ A transform adds lambda * grad l(p) to the update: before the scaling it regular
 (``chain(cs_binary(), scale_by_adam(), scale_by_lr())``), after it the step is decoupled.
 The sums run over the tensor, or over each row of the (shape[0], -1) view with
 ``over="row"`` (one scale per output channel, as the paper's network quantisation).
-Not offered: the orthogonal-matrix regulariser l = N ||X^T X||_F^2 - ||X||_F^4 (grad
-4 N X X^T X - 4 ||X||_F^2 X) needs the matrix product X^T X, which no reduction expresses.
+- orthogonal, X with orthonormal rows or columns times a:  l = d ||X^T X||_F^2 - ||X||_F^4;
+  grad = 4 d X X^T X - 4 ||X||_F^2 X, on the (rows, cols) view, d = min(rows, cols): the
+  eigenvalues of X^T X beyond d are 0, so Cauchy-Schwarz over the d others gives l >= 0,
+  = 0 iff they are all equal. The official code (orth_matrix_recovery.m) writes N for the
+  row count of a tall X with N = K columns in its experiments, where d = N = K: the same.
+  A matrix rule (matrix stage: X X^T X and ||X||_F), for parameters of >= 2 dimensions.
 """
-from ..dsl import Transform, numel, param
+from ..dsl import Transform, fnorm, matmul, minimum, numel, param, transpose
 from ..dsl import sum as total
 
 
@@ -41,3 +45,14 @@ def cs_one_sided_binary(lambda_osb=1e-3, over="tensor") -> Transform:
     """Add lambda_osb * grad(S_2 S_4 - S_3^2): pulls every entry to 0 or a (one sign)."""
     return _cs("cs_one_sided_binary", "lambda_osb", lambda_osb, over,
                lambda x, S, n: 2 * x * (S(4) + 2 * S(2) * x**2 - 3 * S(3) * x))
+
+
+def cs_orthogonal(lambda_orth=1e-3) -> Transform:
+    """Add lambda_orth * grad(d ||X^T X||_F^2 - ||X||_F^4): pulls the weight matrix to
+    orthonormal rows (or columns) at a common scale."""
+    def apply(u, h, writes):
+        x = param()
+        d = minimum(numel("row"), numel("col"))  # the (rows, cols) view's smaller side
+        gram_x = matmul(matmul(x, transpose(x)), x)
+        return u + h["lambda_orth"] * (4 * d * gram_x - 4 * fnorm(x) ** 2 * x)
+    return Transform("cs_orthogonal", {"lambda_orth": lambda_orth}, apply)

@@ -8,6 +8,8 @@ regulariser's gradient taken by torch autograd from its definition (Taner, Wang 
 
 per tensor (N = numel) or per row of the (shape[0], -1) view, summed over rows.
 """
+import math
+
 import pytest
 import torch
 
@@ -114,3 +116,42 @@ def test_ternary_regulariser_in_an_adam_chain_gives_three_levels():
     assert scale_free(x.detach()) < 1e-6 * before
     assert (torch.minimum(a, (a - level).abs()) < 1e-3 * level).all()
     assert (a < 1e-3 * level).sum() > 20 and (a > 0.999 * level).sum() > 10  # both levels used
+
+
+def l_orthogonal(x):
+    """d ||X^T X||_F^2 - ||X||_F^4 on the (rows, cols) view, d = min(rows, cols)."""
+    x = x.reshape(x.shape[0], -1)
+    return min(x.shape) * (x.T @ x).pow(2).sum() - x.pow(2).sum() ** 2
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (5, 5), (8, 3, 3, 3)], ids=str)
+def test_orthogonal_transform_adds_the_regulariser_gradient(shape, backend):
+    """chain(cs_orthogonal(), scale_by_lr()) vs SGD on loss + lambda * l with l's gradient
+    from autograd, 20 steps (a matrix rule: X X^T X and ||X||_F in the matrix stage)."""
+    lam = 0.02 / min(shape[0], math.prod(shape[1:]))
+    ours, ref, _, _ = run_side_by_side(
+        lambda ps: optforge.Optimizer(ps, chain(optforge.cs_orthogonal(), scale_by_lr(lr=0.05)),
+                                      backend=backend, lambda_orth=lam),
+        lambda ps: RefRegularisedSGD(ps, lambda v: l_orthogonal(v.reshape(shape)), lam,
+                                     "tensor", lr=0.05), shape)
+    assert norm_rel(ours, ref) < 1e-6
+
+
+@pytest.mark.parametrize("shape", [(12, 5), (5, 12), (8, 8)], ids=str)
+def test_orthogonal_regulariser_alone_reaches_a_scaled_orthogonal_matrix(shape):
+    """From a random start, gradient descent on l alone: X X^T (wide) or X^T X (tall)
+    becomes c I for some scale c the regulariser does not impose."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.nn.Parameter(torch.randn(shape, generator=gen))
+    opt = optforge.Optimizer([x], chain(optforge.cs_orthogonal(), scale_by_lr(lr=1.0)),
+                             lambda_orth=1e-3)
+    before = float(l_orthogonal(x.detach().double()) / x.detach().double().pow(2).sum() ** 2)
+    for _ in range(2000):
+        x.grad = torch.zeros_like(x)
+        opt.step()
+    w = x.detach().double()
+    gram = w @ w.T if shape[0] <= shape[1] else w.T @ w
+    c = gram.diagonal().mean()
+    assert float(l_orthogonal(w) / w.pow(2).sum() ** 2) < 1e-6 * before
+    assert (gram / c - torch.eye(gram.shape[0], dtype=torch.float64)).abs().max() < 1e-3
+    assert c > 0.1  # not collapsed to zero
