@@ -49,8 +49,11 @@ def as_param(value: torch.Tensor, p: torch.Tensor, dtype=torch.float32) -> torch
     """A (rows, cols) or scalar result as a ``dtype`` tensor shaped and laid out like ``p``
     (the buffer the elementwise kernel reads element for element with ``p``)."""
     value = torch.as_tensor(value, device=p.device)
+    value = value.expand(p.shape) if value.dim() == 0 else value.reshape(p.shape)
+    if value.dtype == dtype and value.stride() == p.stride():
+        return value  # already laid out like p (Muon's contiguous bf16 result): no copy
     out = torch.empty_like(p, dtype=dtype)  # p's memory layout: kernels pair them by address
-    return out.copy_(value.expand(p.shape) if value.dim() == 0 else value.reshape(p.shape))
+    return out.copy_(value)
 
 
 def matmul(a, b):
