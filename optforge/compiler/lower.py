@@ -50,6 +50,17 @@ def _matrix_stage(stage_args: dict, names: list[str], refs) -> MatrixStage:
     return MatrixStage(loads, temps, [(n, values[n]) for n in names])
 
 
+def _optimized(prologue: list, outputs: dict):
+    """CSE of the host prologue (its hoisted scalars stay the kernel's arguments) and of
+    the per-element outputs, powers as products: (prologue, scalar args, temps, outputs)."""
+    scalar_args = [s for s, _ in prologue]
+    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
+    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
+    temps, outputs = cse(outputs)
+    temps, outputs = pow_to_mul(temps, outputs)
+    return prologue, scalar_args, temps, outputs
+
+
 def _pre_plan(rule: Rule, outputs: dict, states: dict, refs: dict,
               prologue_inputs: list) -> KernelPlan | None:
     """The elementwise pre-stage as a plan of its own (no reductions, no matrix stage),
@@ -57,11 +68,7 @@ def _pre_plan(rule: Rule, outputs: dict, states: dict, refs: dict,
     if not outputs:
         return None
     prologue, _, outputs, _ = hoist_levels(outputs)
-    scalar_args = [s for s, _ in prologue]
-    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
-    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
-    temps, outputs = cse(outputs)
-    temps, outputs = pow_to_mul(temps, outputs)
+    prologue, scalar_args, temps, outputs = _optimized(prologue, outputs)
     return KernelPlan(
         rule_name=f"{rule.name}:pre",
         randoms=dict(rule.randoms),
@@ -99,11 +106,7 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
     stage_args.update({f"matrix:{n}": e for n, e in matrix_outputs.items()})
     prologue, scope_temps, outputs, reduce_args = hoist_levels(outputs, stage_args)
-    scalar_args = [s for s, _ in prologue]
-    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
-    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
-    temps, outputs = cse(outputs)
-    temps, outputs = pow_to_mul(temps, outputs)
+    prologue, scalar_args, temps, outputs = _optimized(prologue, outputs)
     refs = _tensor_refs(rule)
     states = dict(rule.states)
     for name, dtype in buffer_dtypes.items():  # pre<i>, then mat<i>: read-only states

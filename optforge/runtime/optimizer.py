@@ -170,15 +170,18 @@ class Optimizer(torch.optim.Optimizer):
         plan = compiled.plan
         runs = []  # (launcher, params, grads, states, scalars) per bucket
         pre_runs = []  # (pre-stage launcher, its scalars) per bucket, or None
+        # only the pre-stage writes into a buffer; the matrix stage hands over its own
+        # result tensors, so its buffers need no placeholder (None until then)
+        written_early = {r.name for r, _ in compiled.pre.plan.stores} if compiled.pre else set()
         for (device, dtype, step), params in buckets.items():
             randoms = {name: draw(dist, self.seed, index, step, name)
                        for name, dist in plan.randoms.items()}
             runs.append((self._launcher(compiled, device, dtype), params,
                          [p.grad for p in params],
-                         # buffers: placeholders until the pre-/matrix stage fills them
                          [[given[name][p] for p in params] if name in given else
-                          [torch.empty_like(p, dtype=storage_dtype(decls[name], p))
-                           for p in params] if decls[name].kind == "buffer" else
+                          ([torch.empty_like(p, dtype=storage_dtype(decls[name], p))
+                            for p in params] if name in written_early else [None] * len(params))
+                          if decls[name].kind == "buffer" else
                           [self.state[p][name] for p in params] for name in decls],
                          compiled.scalars(hyper_values, step, randoms)))
             pre_runs.append((self._launcher(compiled.pre, device, dtype),
