@@ -20,19 +20,16 @@ on 200 tensors of mixed sizes (1k-500k, seeded; the set of bench_elementwise.py)
 
 Each variant: warmup steps (compilation included there), then the median of REPEATS
 timed steps, variants interleaved within each repeat so that a noisy neighbour hurts
-them all alike. Prints a table; writes JSON + PNG to benchmarks/results/.
+them all alike, the order rotated each repeat (bench_elementwise.interleaved_times). Prints a table; writes JSON + PNG to benchmarks/results/.
 Usage: python benchmarks/bench_multistage.py [--quick] [--repeats N]
 """
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import re
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +43,8 @@ from optforge.dsl.spec import RuleSpec
 from optforge.runtime.compiled import compile_rule
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_elementwise import RESULTS, copy_kernel, machine  # noqa: E402
+import bench_elementwise  # noqa: E402
+from bench_elementwise import RESULTS, machine  # noqa: E402
 
 LAMB_KW = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01, eps=1e-6)
 ADAMW_KW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
@@ -100,33 +98,9 @@ def cases(quick: bool):
     yield "200 mixed", [int(n) for n in sizes]
 
 
-def time_case(rule, numels, repeats, warmup=2):
-    gen = torch.Generator().manual_seed(0)
-    params = [torch.nn.Parameter(torch.randn(n, generator=gen)) for n in numels]
-    for p in params:
-        p.grad = torch.randn(p.shape, generator=gen)
-    opts = variants(rule, params)
-    total = sum(numels)
-    per_elem = bytes_per_param(rule)
-    copy_n = total * per_elem // 8  # float32 elements: read half the bytes, write half
-    src, dst = np.ones(copy_n, np.float32), np.empty(copy_n, np.float32)
-    steps = {name: opt.step for name, opt in opts.items()}
-    steps["copy"] = lambda: copy_kernel(src, dst)
-    times = {name: [] for name in steps}
-    for _ in range(warmup):
-        for fn in steps.values():
-            fn()
-    for _ in range(repeats):
-        for name, fn in steps.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    del opts, params, src, dst
-    gc.collect()
-    ms = {name: statistics.median(v) * 1e3 for name, v in times.items()}
-    gbs = {name: total * per_elem / (t * 1e-3) / 1e9 for name, t in ms.items()}
-    return {"numel": total, "tensors": len(numels), "bytes_per_param": per_elem, "ms": ms,
-            "gb_per_s": gbs, "raw_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}}
+def time_case(rule, numels, repeats):
+    return bench_elementwise.time_case(rule, numels, repeats, make=variants,
+                                       per_elem=bytes_per_param(rule))
 
 
 def table(results):

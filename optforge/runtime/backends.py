@@ -5,6 +5,7 @@ an explicitly requested backend that cannot run them raises, naming why.
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -66,10 +67,14 @@ BACKENDS["triton"] = Backend("triton", _triton_supports, _triton_build, _triton_
                              auto_devices=("cuda",))
 
 
-def _numba_supports(device: torch.device, dtype: torch.dtype) -> bool:
+@functools.cache
+def _numba_installed() -> bool:
     import importlib.util
-    return (device.type == "cpu" and dtype in FLOAT_DTYPES
-            and importlib.util.find_spec("numba") is not None)
+    return importlib.util.find_spec("numba") is not None
+
+
+def _numba_supports(device: torch.device, dtype: torch.dtype) -> bool:
+    return device.type == "cpu" and dtype in FLOAT_DTYPES and _numba_installed()
 
 
 def _numba_build(plan: KernelPlan):

@@ -19,6 +19,7 @@ from ..dsl.spec import RuleSpec
 from ..kernels.torch_launcher import compute_dtype
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
+from .gc_pause import gc_paused
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
@@ -121,12 +122,14 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with torch.no_grad():
+        # the first step does the first-use work (imports, kernel loads, SymPy): see gc_pause
+        with torch.no_grad(), gc_paused(not getattr(self, "_stepped", False)):
             # every group's inputs first: a missing one must fail before any group has moved
             given = [self._inputs_of(index, group, closure, inputs)
                      for index, group in enumerate(self.param_groups)]
             for index, group in enumerate(self.param_groups):
                 self._step_group(index, group, given[index])
+        self._stepped = True
         return loss
 
     def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:

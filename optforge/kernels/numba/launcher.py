@@ -111,6 +111,7 @@ class NumbaLauncher:
         self._kernels: dict[str, object] = {}
         self._blocks: dict[tuple, np.ndarray] = {}
         self._layouts: dict[tuple, Layout] = {}
+        self._storage: dict[str, dict[str, str]] = {}  # parameter dtype -> slot storage
         self._results = StageResults(plan)
         # row/column reductions index rows of the (shape[0], -1) view in memory order
         self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
@@ -131,7 +132,9 @@ class NumbaLauncher:
         if dtype is None:
             raise TypeError(f"numba backend: parameters of dtype {params[0].dtype} are not "
                             f"supported (supported: {list(_DTYPE_NAMES.values())})")
-        storage = storage_dtypes(self.plan, dtype)
+        storage = self._storage.get(dtype)
+        if storage is None:
+            storage = self._storage[dtype] = storage_dtypes(self.plan, dtype)
         columns = {"p": params, "g": grads}
         columns.update(zip(self.plan.states, states))
         numels = tuple(p.numel() for p in params)
@@ -220,8 +223,8 @@ class NumbaLauncher:
 
 def _launch(module, fn, args, total: int) -> None:
     """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged."""
-    threads = numba.get_num_threads()
-    if threads > 1 and total < PARALLEL_MIN:
+    threads = numba.get_num_threads() if total < PARALLEL_MIN else 1
+    if threads > 1:
         numba.set_num_threads(1)  # per calling thread in numba; restored below
     try:
         fn(*args)
@@ -233,5 +236,5 @@ def _launch(module, fn, args, total: int) -> None:
         _purge_numba_cache(module)
         fn(*args)
     finally:
-        if numba.get_num_threads() != threads:
+        if threads > 1:
             numba.set_num_threads(threads)

@@ -1,0 +1,60 @@
+"""The collector is paused during an optimizer's first step only, and always restored."""
+import gc
+
+import pytest
+import torch
+
+import optforge
+from optforge.runtime.gc_pause import gc_paused
+
+
+def _param():
+    p = torch.nn.Parameter(torch.randn(17))
+    p.grad = torch.randn(17)
+    return p
+
+
+def test_paused_inside_first_step_only(monkeypatch):
+    seen = []
+    opt = optforge.AdamW([_param()], lr=1e-3, backend="torch")
+    real = opt._step_group
+
+    def spy(*args, **kwargs):
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(opt, "_step_group", spy)
+    assert gc.isenabled()
+    opt.step()
+    assert gc.isenabled()
+    opt.step()
+    assert seen == [False, True]
+
+
+def test_closure_runs_with_the_collector_on():
+    opt = optforge.AdamW([_param()], lr=1e-3, backend="torch")
+    states = []
+    opt.step(lambda: states.append(gc.isenabled()) or 0.0)
+    assert states == [True] and gc.isenabled()
+
+
+def test_restored_when_the_step_raises(monkeypatch):
+    opt = optforge.AdamW([_param()], lr=1e-3, backend="torch")
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("kernel failed")
+
+    monkeypatch.setattr(opt, "_step_group", fail)
+    with pytest.raises(RuntimeError, match="kernel failed"):
+        opt.step()
+    assert gc.isenabled()
+
+
+def test_a_user_disabled_collector_stays_disabled():
+    gc.disable()
+    try:
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
