@@ -9,6 +9,7 @@ per element), rows straddling block boundaries, 1-D and 4-D tensors, several ten
 in one bucket (group scopes across tensors and blocks).
 """
 import math
+import re
 
 import numba
 import pytest
@@ -20,14 +21,16 @@ from optforge.dsl import (Rule, amax, count, dot, grad, maximum, mean, ndim, nor
                           state, where)
 from optforge.dsl import abs as abs_
 from optforge.dsl import sum as dsl_sum
+from optforge.compiler.printers.numba import numba_source
 from optforge.kernels.numba.launcher import BLOCK, PARALLEL_MIN, NumbaLauncher
 from optforge.runtime.backends import BACKENDS
 from optforge.runtime.compiled import STATS, compile_rule
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
 # float32: both backends accumulate in float32, in different orders (torch: its
-# vectorized cascade; numba: 16 lanes per block, blocks in order), so reductions
-# differ by a few ulps; every value below stays well inside 1e-6 relative.
+# vectorized cascade; numba: LLVM's vectorized sum or 16 lanes per block, blocks in
+# order), so reductions differ by a few ulps; every value below stays well inside 1e-6
+# relative.
 TOL = 1e-6
 TOL_16 = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 TOL_64 = 1e-12
@@ -171,3 +174,42 @@ def test_a_transposed_parameter_is_refused_for_row_reductions_only():
     LAMB([p], lr=1e-2, backend="numba").step()  # per-tensor norms: any dense layout
     LAMB([q], lr=1e-2, backend="torch").step()
     assert norm_rel(p.detach(), q.detach()) < TOL
+
+
+def test_a_stage_of_sums_is_one_vectorized_accumulator_and_max_keeps_lanes():
+    """LAMB's stage (two sums of squares per tensor) gets the reassociating kernel with a
+    strict value helper, and LLVM really vectorizes its accumulation; a stage with a max
+    or row/column scopes keeps the 16-lane form."""
+    p = torch.nn.Parameter(torch.randn(5000))
+    p.grad = torch.randn(5000)
+    LAMB([p], backend="numba").step()
+    compiled = compile_rule(LAMB.rule, LAMB.rule.variant_of(LAMB.rule.defaults))
+    source = numba_source(compiled.plan, "float32")
+    stage = source[source.index("_r0_x("):]
+    assert "fastmath={'reassoc'}" in stage and "np.full(LANES" not in stage
+    assert re.search(r"@njit\(cache=True, fastmath=False, [^\n]*\)\ndef \w+_r0_x\(", source)
+    cached = compiled.launcher(BACKENDS["numba"]).kernel("float32").REDUCE_STAGES[0]
+    namespace = {}
+    exec(compile(source.replace("cache=True", "cache=False"), "<fresh>", "exec"), namespace)
+    fresh = namespace["REDUCE_STAGES"][0]
+    signature = cached.signatures[0]
+    fresh.compile(signature)
+    # prange bodies are compiled into libraries linked to the kernel's: look at them all
+    library = fresh.overloads[signature].library
+    llvm = [lib.get_llvm_str() for lib in [library, *library._linking_libraries]]
+    assert any(re.search(r"fadd reassoc <\d+ x float>", text) for text in llvm)
+    spec = optforge.RuleSpec(every_scope)
+    lanes = numba_source(compile_rule(spec, spec.variant_of(spec.defaults)).plan, "float32")
+    assert "np.full(LANES" in lanes
+
+
+def zero_divisor_sum(lr=0.1):
+    p, g = param(), grad()  # g / max(g, 0): 1 where g > 0, -inf where g < 0
+    return Rule(p - lr * g * where(dsl_sum(g / maximum(g, 0)) > 0, 1.0, 2.0))
+
+
+def test_division_by_zero_in_a_summed_value_gives_inf_nan_like_torch():
+    """The value helper follows numpy's error model, as prange bodies do: x / 0 is
+    inf or nan, never a ZeroDivisionError."""
+    ours, ref, _, _ = _pair(zero_divisor_sum, [(300,)])
+    assert torch.equal(ours[0].detach(), ref[0].detach())

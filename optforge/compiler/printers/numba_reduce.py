@@ -56,10 +56,10 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
-    def head(self, name: str, args: str) -> list[str]:
+    def head(self, name: str, args: str, fastmath: str = "False") -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
-        return ["", "", "@njit(parallel=True, cache=True, fastmath=False, nogil=True)",
+        return ["", "", f"@njit(parallel=True, cache=True, fastmath={fastmath}, nogil=True)",
                 f"def {name}(addresses, blocks, scalars, shapes, rs, raddr{args}):", *scalars,
                 "    for b in prange(blocks.shape[0]):", "        j = blocks[b, 0]",
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
@@ -119,6 +119,9 @@ def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
     col_ops = [r for r in ops if r.scope == "col"]
     per_row = k.scopes.per_row or bool(row_ops or col_ops)
     name = f"{kernel_name(plan, param_dtype)}_r{index}"
+    if not per_row and tensor_ops and all(r.op != "max" for r in tensor_ops) and \
+            _vectorizable(k, stage, tensor_ops):
+        return _summing_reduce(k, stage, tensor_ops, name)
     lines = k.head(name, ", seg_base, col_base, out_t, out_seg, out_col")
     lines += [f"{I2}t{q} = np.full(LANES, {_identity(r.op, f)}, {f})"
               for q, r in enumerate(tensor_ops)]
@@ -126,22 +129,16 @@ def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
     if row_ops:
         lines.append(f"{I2}seg = seg_base[b]")
 
-    def value(r: ReduceOp) -> str:
-        if r.op == "nonfinite":
-            x = k.pr.doprint(r.expr)
-            return f"({f}(0.0) if ({x} - {x}) == {f}(0.0) else {f}(1.0))"
-        return k.pr.doprint(r.expr)
-
     def element(inner: str, lane: str, short: bool = False) -> list[str]:
         out = [*k.scopes.element_lines(inner), *k.loads(stage.loads, inner)]
         out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in stage.temps]
         for q, r in enumerate(tensor_ops):
-            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, f"t{q}[{lane}]", "x")]
+            out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, f"t{q}[{lane}]", "x")]
         for q, r in enumerate(row_ops):
             target = f"u{q}" if short else f"w{q}[{lane}]"
-            out += [f"{inner}x = {value(r)}", inner + _accumulate(r.op, target, "x")]
+            out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, target, "x")]
         for q, r in enumerate(col_ops):
-            out += [f"{inner}x = {value(r)}",
+            out += [f"{inner}x = {_value(k, r)}",
                     inner + _accumulate(r.op, f"out_col[{q}, cb + i]", "x")]
         return out
 
@@ -174,6 +171,60 @@ def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
     lines += k.runs(stage.loads, body, per_row)
     lines += [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}" for q, r in enumerate(tensor_ops)]
     return lines
+
+
+def _value(k: _Kernel, r: ReduceOp) -> str:
+    """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf)."""
+    if r.op == "nonfinite":
+        x = k.pr.doprint(r.expr)
+        return f"({k.f}(0.0) if ({x} - {x}) == {k.f}(0.0) else {k.f}(1.0))"
+    return k.pr.doprint(r.expr)
+
+
+# Calls LLVM cannot vectorize without a vector math library; with one of them in the
+# values the loop stays scalar, and one scalar accumulator sums a whole block in
+# sequence: less accurate than 16 lanes (exponentiated gradient's normalizer over 33K
+# elements drifted to 3.5e-6 relative in 20 steps), so such stages keep the lanes.
+_SCALAR_CALLS = ("np.exp(", "np.log(", "np.power(")
+
+
+def _vectorizable(k: _Kernel, stage, tensor_ops: list[ReduceOp]) -> bool:
+    code = [k.pr.doprint(e) for _, e in stage.temps] + [_value(k, r) for r in tensor_ops]
+    return not any(call in line for line in code for call in _SCALAR_CALLS)
+
+
+def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) -> list[str]:
+    """A reduce stage of sums only, over whole tensors or the group (the common case:
+    norms, dots, global clipping): one scalar accumulator per reduction, which LLVM
+    vectorizes when its adds may be reassociated. The kernel is compiled with
+    ``fastmath={'reassoc'}`` for that; the per-element values are computed by a separate
+    helper ``<name>_x`` compiled without it and inlined by LLVM, whose instructions keep
+    their strict flags, so only the accumulation order is LLVM's. That order is fixed by
+    the compiled code (its vector width and interleave on this CPU) and blocks are fixed,
+    so the same inputs give the same bits whatever the thread count. The helper uses
+    numpy's error model, as prange bodies do (x / 0 is inf or nan, and no per-division
+    check blocks vectorization). Measured on the
+    2-core EPYC, ||g||^2 over 1M float32: 16 lanes in an array 105 us, this 22 us."""
+    exprs = [e for _, e in stage.temps] + [r.expr for r in tensor_ops]
+    own = {t for t, _ in stage.temps}
+    free = sorted({k.pr.doprint(x) for e in exprs for x in e.free_symbols if x not in own})
+    args = ", ".join(free)
+    helper = ["", "", "@njit(cache=True, fastmath=False, nogil=True, error_model='numpy')",
+              f"def {name}_x({args}):",
+              *[f"    {t.name} = {k.pr.doprint(e)}" for t, e in stage.temps],
+              f"    return ({''.join(_value(k, r) + ', ' for r in tensor_ops)})"]
+    accs = [f"acc{q}" for q in range(len(tensor_ops))]
+    inner = I3
+    body = [f"{I2}{a} = {k.f}(0.0)" for a in accs]
+    body += [*[f"{I2}{line}" for line in k.views(stage.loads)],
+             *[f"{I2}a_{r.name} = A_{r.name}" for r in stage.loads], f"{I2}for i in range(n):",
+             *k.loads(stage.loads, inner),
+             f"{inner}{''.join(f'x{q}, ' for q in range(len(accs)))}= {name}_x({args})",
+             *[f"{inner}{a} += {k.f}(x{q})" for q, a in enumerate(accs)]]
+    body += [f"{I2}out_t[{q}, b] = {a}" for q, a in enumerate(accs)]
+    kernel = k.head(name, ", seg_base, col_base, out_t, out_seg, out_col",
+                    fastmath="{'reassoc'}")
+    return helper + kernel + body
 
 
 def stages_source(plan: KernelPlan, param_dtype: str) -> str:
