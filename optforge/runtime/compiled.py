@@ -28,6 +28,9 @@ class CompiledPlan:
         self.spec, self.plan = spec, plan
         self._prologue: Callable = load_module(prologue_source(self.plan), "host").prologue
         self._launchers: dict[str, Callable] = {}
+        # asked on every step: answered once here
+        self.has_inputs = any(d.kind == "input" for d in self.plan.states.values())
+        self.stored_names = tuple(n for n, d in self.plan.states.items() if d.stored)
 
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:

@@ -122,22 +122,29 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # the first step does the first-use work (imports, kernel loads, SymPy): see gc_pause
-        with torch.no_grad(), gc_paused(not getattr(self, "_stepped", False)):
-            # every group's inputs first: a missing one must fail before any group has moved
-            given = [self._inputs_of(index, group, closure, inputs)
-                     for index, group in enumerate(self.param_groups)]
-            for index, group in enumerate(self.param_groups):
-                self._step_group(index, group, given[index])
-        self._stepped = True
+        with torch.no_grad():
+            if getattr(self, "_stepped", False):
+                self._step_groups(closure, inputs)
+            else:  # the first-use work (imports, kernel loads, SymPy): see gc_pause
+                with gc_paused():
+                    self._step_groups(closure, inputs)
+                self._stepped = True
         return loss
+
+    def _step_groups(self, closure, inputs) -> None:
+        # every group's inputs first: a missing one must fail before any group has moved
+        given = [self._inputs_of(index, group, closure, inputs)
+                 for index, group in enumerate(self.param_groups)]
+        for index, group in enumerate(self.param_groups):
+            self._step_group(index, group, given[index])
 
     def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""
         spec = self.spec_of(group)
-        decls = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite).plan.states
-        if not any(d.kind == "input" for d in decls.values()):
+        compiled = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
+        if not compiled.has_inputs:
             return {}
+        decls = compiled.plan.states
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return {}
@@ -165,8 +172,8 @@ class Optimizer(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 state.update(new_state(decls, p, hyper_values))
-            for name in decls.keys() - state.keys():  # a flag turned on later (amsgrad)
-                if decls[name].stored:
+            for name in compiled.stored_names:
+                if name not in state:  # a flag turned on later (amsgrad)
                     state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
             step = float(state["step"]) + 1.0
             buckets[(p.device, p.dtype, step)].append(p)
@@ -190,7 +197,8 @@ class Optimizer(torch.optim.Optimizer):
             pre_runs.append((self._launcher(compiled.pre, device, dtype),
                              compiled.pre.scalars(hyper_values, step, randoms))
                             if compiled.pre else None)
-        reduced = {p: () for _, params, *_ in runs for p in params}
+        reduced = {p: () for _, params, *_ in runs for p in params} if (
+            plan.reductions or plan.matrix_stages) else None
         for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
             partials = []
             for launcher, params, grads, states, scalars in runs:
@@ -218,8 +226,9 @@ class Optimizer(torch.optim.Optimizer):
                 kwargs["reduced"] = [reduced[p] for p in params]
             if pre is not None:  # fills the pre<i> buffers (and steps states nothing else reads)
                 pre[0](params, grads, states, pre[1])
-            new_matrices = self._matrix_stage(compiled, params, grads, states, scalars,
-                                              [reduced[p] for p in params])
+            new_matrices = self._matrix_stage(
+                compiled, params, grads, states, scalars, [reduced[p] for p in params]
+            ) if plan.matrix_stages else {}
             launcher(params, grads, states, scalars, **kwargs)
             for p in params:  # only after the kernel succeeded
                 self.state[p]["step"].fill_(step)
@@ -248,6 +257,15 @@ class Optimizer(torch.optim.Optimizer):
         return new_matrices
 
     def _launcher(self, compiled, device, dtype):
+        """The bucket's launcher (looked up once per rule variant, device and dtype)."""
+        cache = self.__dict__.setdefault("_launcher_cache", {})
+        key = (compiled, device, dtype)
+        found = cache.get(key)
+        if found is None:
+            found = cache[key] = self._find_launcher(compiled, device, dtype)
+        return found
+
+    def _find_launcher(self, compiled, device, dtype):
         """The bucket's launcher; multi-stage rules need a backend with a reduce stage."""
         backend = select(self.backend, device, dtype)
         if not compiled.plan.reductions:
