@@ -6,6 +6,8 @@ an explicitly requested backend that cannot run them raises, naming why.
 from __future__ import annotations
 
 import functools
+import os
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -100,6 +102,23 @@ def check_backend_name(name: str) -> None:
                            + ", ".join(repr(n) for n in BACKENDS))
 
 
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_OPTIM = os.path.dirname(os.path.abspath(torch.optim.__file__))
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` that points a warning raised in ``select`` at the first frame
+    outside optforge and torch.optim (the user's ``opt.step()``), however deep the call."""
+    frame, level = sys._getframe(2), 1  # frame 2: select's caller (level 2 for warn)
+    while frame is not None:
+        level += 1
+        path = os.path.abspath(frame.f_code.co_filename)
+        if not path.startswith((_PACKAGE + os.sep, _TORCH_OPTIM + os.sep)):
+            return level
+        frame = frame.f_back
+    return level
+
+
 def select(requested: str, device: torch.device, dtype: torch.dtype) -> Backend:
     """The backend for one (device, dtype) bucket."""
     check_backend_name(requested)
@@ -117,7 +136,7 @@ def select(requested: str, device: torch.device, dtype: torch.dtype) -> Backend:
                 _warned_fallback.add((device.type, dtype))
                 warnings.warn(f"optforge: no compiled backend runs {dtype} tensors on "
                               f"{device.type}; using the torch reference backend (slower)",
-                              RuntimeWarning, stacklevel=4)
+                              RuntimeWarning, stacklevel=_caller_level())
             return backend
     raise BackendError(f"no backend supports {dtype} tensors on {device} "
                        f"(supported dtypes: {[str(d) for d in FLOAT_DTYPES]})")

@@ -23,8 +23,8 @@ def gc_paused(active: bool = True):
     if not (active and gc.isenabled()):
         yield
         return
-    gc.disable()
     try:
+        gc.disable()  # inside the try: an interrupt right after it still re-enables
         yield
     finally:
         gc.enable()

@@ -122,26 +122,32 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        # The first step does the first-use work (SymPy builds, numba import, kernel
+        # loads) with the garbage collector paused (see gc_pause), but not the gathering
+        # of inputs, which may run the closure again (Hutchinson probes, grad_at_prev).
+        first = not getattr(self, "_stepped", False)
         with torch.no_grad():
-            if getattr(self, "_stepped", False):
-                self._step_groups(closure, inputs)
-            else:  # the first-use work (imports, kernel loads, SymPy): see gc_pause
+            if first:
                 with gc_paused():
-                    self._step_groups(closure, inputs)
-                self._stepped = True
+                    for group in self.param_groups:
+                        self._compiled(group)
+            # every group's inputs first: a missing one must fail before any group has moved
+            given = [self._inputs_of(index, group, closure, inputs)
+                     for index, group in enumerate(self.param_groups)]
+            with gc_paused(first):
+                for index, group in enumerate(self.param_groups):
+                    self._step_group(index, group, given[index])
+        self._stepped = True
         return loss
 
-    def _step_groups(self, closure, inputs) -> None:
-        # every group's inputs first: a missing one must fail before any group has moved
-        given = [self._inputs_of(index, group, closure, inputs)
-                 for index, group in enumerate(self.param_groups)]
-        for index, group in enumerate(self.param_groups):
-            self._step_group(index, group, given[index])
+    def _compiled(self, group: dict):
+        """The group's compiled rule variant (built once per process and variant)."""
+        spec = self.spec_of(group)
+        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
 
     def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""
-        spec = self.spec_of(group)
-        compiled = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
+        compiled = self._compiled(group)
         if not compiled.has_inputs:
             return {}
         decls = compiled.plan.states
@@ -259,7 +265,7 @@ class Optimizer(torch.optim.Optimizer):
     def _launcher(self, compiled, device, dtype):
         """The bucket's launcher (looked up once per rule variant, device and dtype)."""
         cache = self.__dict__.setdefault("_launcher_cache", {})
-        key = (compiled, device, dtype)
+        key = (compiled, device, dtype, self.backend)
         found = cache.get(key)
         if found is None:
             found = cache[key] = self._find_launcher(compiled, device, dtype)

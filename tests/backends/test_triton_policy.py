@@ -49,6 +49,18 @@ def test_auto_fallback_warns_once_per_device_type_and_dtype(monkeypatch):
     assert len(fallbacks) == 2
 
 
+def test_fallback_warning_points_at_the_callers_step(monkeypatch):
+    monkeypatch.setattr(backends, "_warned_fallback", set())
+    p = torch.nn.Parameter(torch.randn(4, device="meta"))
+    p.grad = torch.randn(4, device="meta")
+    opt = optforge.AdamW([p], lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        opt.step()
+    fallback, = [w for w in caught if "torch reference backend" in str(w.message)]
+    assert fallback.filename == __file__
+
+
 def test_non_contiguous_parameter_is_named():
     p = torch.nn.Parameter(torch.randn(8, 6, device=DEVICE).t())
     p.grad = torch.randn(8, 6, device=DEVICE).t()

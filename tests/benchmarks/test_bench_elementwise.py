@@ -14,12 +14,13 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def benches():
+    saved = list(sys.path)  # bench_multistage adds the folder itself too
     sys.path.insert(0, str(BENCH))
     try:
         import bench_elementwise
         import bench_multistage
     finally:
-        sys.path.remove(str(BENCH))
+        sys.path[:] = saved
     return bench_elementwise, bench_multistage
 
 

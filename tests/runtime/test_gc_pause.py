@@ -58,3 +58,23 @@ def test_a_user_disabled_collector_stays_disabled():
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_a_closure_run_again_for_inputs_runs_with_the_collector_on():
+    """Providers (Hutchinson probes) run the closure again while gathering inputs: that
+    forward/backward is user work, outside the first step's pause."""
+    model = torch.nn.Linear(3, 1)
+    x = torch.randn(8, 3)
+    opt = optforge.AdaHessian(model.parameters(), lr=0.1, backend="torch")
+    seen = []
+
+    def closure():
+        seen.append(gc.isenabled())
+        opt.zero_grad()
+        loss = model(x).square().mean()
+        loss.backward()  # no graph kept: the Hutchinson provider runs the closure again
+        return loss
+
+    for _ in range(2):
+        opt.step(closure)
+    assert len(seen) > 2 and all(seen)

@@ -56,10 +56,10 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
-    def head(self, name: str, args: str, fastmath: str = "False") -> list[str]:
+    def head(self, name: str, args: str) -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
-        return ["", "", f"@njit(parallel=True, cache=True, fastmath={fastmath}, nogil=True)",
+        return ["", "", "@njit(parallel=True, cache=True, fastmath=False, nogil=True)",
                 f"def {name}(addresses, blocks, scalars, shapes, rs, raddr{args}):", *scalars,
                 "    for b in prange(blocks.shape[0]):", "        j = blocks[b, 0]",
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
@@ -196,35 +196,42 @@ def _vectorizable(k: _Kernel, stage, tensor_ops: list[ReduceOp]) -> bool:
 def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) -> list[str]:
     """A reduce stage of sums only, over whole tensors or the group (the common case:
     norms, dots, global clipping): one scalar accumulator per reduction, which LLVM
-    vectorizes when its adds may be reassociated. The kernel is compiled with
-    ``fastmath={'reassoc'}`` for that; the per-element values are computed by a separate
-    helper ``<name>_x`` compiled without it and inlined by LLVM, whose instructions keep
-    their strict flags, so only the accumulation order is LLVM's. That order is fixed by
-    the compiled code (its vector width and interleave on this CPU) and blocks are fixed,
-    so the same inputs give the same bits whatever the thread count. The helper uses
-    numpy's error model, as prange bodies do (x / 0 is inf or nan, and no per-division
-    check blocks vectorization). Measured on the
-    2-core EPYC, ||g||^2 over 1M float32: 16 lanes in an array 105 us, this 22 us."""
+    vectorizes when its adds may be reassociated. Three functions keep that freedom to
+    the adds alone: the prange kernel is strict (it computes the scope values of earlier
+    stages exactly as the elementwise kernel does) and hands each block to
+    ``<name>_acc``, compiled with ``fastmath={'reassoc'}``, whose loop takes each
+    element's values from ``<name>_x``, compiled strict and inlined by LLVM (inlined
+    instructions keep their own flags). The accumulation order is then the compiled
+    code's (its vector width and interleave on this CPU) and blocks are fixed, so the same
+    inputs give the same bits whatever the thread count. Both helpers use numpy's error
+    model, as prange bodies do (x / 0 is inf or nan, and no per-division check blocks
+    vectorization). Measured on the 2-core EPYC, ||g||^2 over 1M float32: 16 lanes in an
+    array 105 us, this 22 us."""
     exprs = [e for _, e in stage.temps] + [r.expr for r in tensor_ops]
     own = {t for t, _ in stage.temps}
     free = sorted({k.pr.doprint(x) for e in exprs for x in e.free_symbols if x not in own})
-    args = ", ".join(free)
-    helper = ["", "", "@njit(cache=True, fastmath=False, nogil=True, error_model='numpy')",
-              f"def {name}_x({args}):",
-              *[f"    {t.name} = {k.pr.doprint(e)}" for t, e in stage.temps],
-              f"    return ({''.join(_value(k, r) + ', ' for r in tensor_ops)})"]
+    loaded = {f"v_{r.name}" for r in stage.loads}
+    values = ", ".join(free)
+    outer = [a for a in free if a not in loaded]  # scalars and scope values of the block
+    views = [f"a_{r.name}" for r in stage.loads]
+    acc_args = ", ".join(["n", *views, *outer])
     accs = [f"acc{q}" for q in range(len(tensor_ops))]
-    inner = I3
-    body = [f"{I2}{a} = {k.f}(0.0)" for a in accs]
-    body += [*[f"{I2}{line}" for line in k.views(stage.loads)],
-             *[f"{I2}a_{r.name} = A_{r.name}" for r in stage.loads], f"{I2}for i in range(n):",
-             *k.loads(stage.loads, inner),
-             f"{inner}{''.join(f'x{q}, ' for q in range(len(accs)))}= {name}_x({args})",
-             *[f"{inner}{a} += {k.f}(x{q})" for q, a in enumerate(accs)]]
-    body += [f"{I2}out_t[{q}, b] = {a}" for q, a in enumerate(accs)]
-    kernel = k.head(name, ", seg_base, col_base, out_t, out_seg, out_col",
-                    fastmath="{'reassoc'}")
-    return helper + kernel + body
+    strict = "@njit(cache=True, fastmath=False, nogil=True, error_model='numpy')"
+    lines = ["", "", strict, f"def {name}_x({values}):",
+             *[f"    {t.name} = {k.pr.doprint(e)}" for t, e in stage.temps],
+             f"    return ({''.join(_value(k, r) + ', ' for r in tensor_ops)})"]
+    lines += ["", "", "@njit(cache=True, fastmath={'reassoc'}, nogil=True, error_model='numpy')",
+              f"def {name}_acc({acc_args}):", *[f"    {a} = {k.f}(0.0)" for a in accs],
+              "    for i in range(n):", *k.loads(stage.loads, " " * 8),
+              f"        {''.join(f'x{q}, ' for q in range(len(accs)))}= {name}_x({values})",
+              *[f"        {a} += {k.f}(x{q})" for q, a in enumerate(accs)],
+              f"    return ({''.join(a + ', ' for a in accs)})"]
+    lines += k.head(name, ", seg_base, col_base, out_t, out_seg, out_col")
+    lines += [f"{I2}{line}" for line in k.views(stage.loads)]
+    call_args = ", ".join(["n", *[f"A_{r.name}" for r in stage.loads], *outer])
+    lines.append(f"{I2}{''.join(a + ', ' for a in accs)}= {name}_acc({call_args})")
+    lines += [f"{I2}out_t[{q}, b] = {a}" for q, a in enumerate(accs)]
+    return lines
 
 
 def stages_source(plan: KernelPlan, param_dtype: str) -> str:
