@@ -264,7 +264,9 @@ class Optimizer(torch.optim.Optimizer):
 
     def _launcher(self, compiled, device, dtype):
         """The bucket's launcher (looked up once per rule variant, device and dtype)."""
-        cache = self.__dict__.setdefault("_launcher_cache", {})
+        cache = self.__dict__.get("_launcher_cache")
+        if cache is None:  # (not made in __init__: unpickled optimizers skip it)
+            cache = self._launcher_cache = {}
         key = (compiled, device, dtype, self.backend)
         found = cache.get(key)
         if found is None:
