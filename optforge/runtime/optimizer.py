@@ -160,7 +160,7 @@ class Optimizer(torch.optim.Optimizer):
     def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
         given = given or {}
         spec = self.spec_of(group)
-        compiled = compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
+        compiled = self._compiled(group)
         decls = compiled.plan.states
         hyper_values = spec.hyper_values(group)
         buckets = defaultdict(list)
@@ -246,9 +246,7 @@ class Optimizer(torch.optim.Optimizer):
         """Run the plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: fill the
         buffers the elementwise kernel reads into ``states``; return the matrix states'
         new values, written once the elementwise kernel has succeeded."""
-        plan = compiled.plan
-        if not plan.matrix_stages:
-            return {}
+        plan = compiled.plan  # (called only for plans with a matrix stage)
         names = list(plan.states)
         stage = plan.matrix_stages[0]
         torch_launcher = compiled.launcher(BACKENDS["torch"])
