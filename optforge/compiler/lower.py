@@ -56,8 +56,11 @@ def _optimized(prologue: list, outputs: dict):
     """CSE of the host prologue (its hoisted scalars stay the kernel's arguments) and of
     the per-element outputs, powers as products: (prologue, scalar args, temps, outputs)."""
     scalar_args = [s for s, _ in prologue]
-    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
-    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
+    # Guarded values (a where() branch's scalars) stay whole: CSE would pull their parts
+    # out of the condition and evaluate them on every step.
+    shared = {str(s): e for s, e in prologue if not e.has(sp.Piecewise)}
+    host_temps, host_values = cse(shared, prefix="h")
+    prologue = host_temps + [(s, host_values.get(str(s), e)) for s, e in prologue]
     temps, outputs = cse(outputs)
     temps, outputs = pow_to_mul(temps, outputs)
     return prologue, scalar_args, temps, outputs
