@@ -5,6 +5,7 @@
 - CGO / OptimisticCGO: competitive gradient steps for zero-sum games (mixed Hessian-vector
   products, conjugate gradient).
 - NewtonCG: regularised / damped Newton with Hessian-vector products and CG.
+- LBFGS: torch.optim.LBFGS's method and state (optional strong-Wolfe line search).
 
 The elementwise update of Extragradient, CGO and NewtonCG runs through a compiled optforge
 rule (SGD or OptimisticGD) on the chosen backend. Equations: docs/multi-evaluation.md.
@@ -12,6 +13,7 @@ rule (SGD or OptimisticGD) on the chosen backend. Equations: docs/multi-evaluati
 from .armijo import ArmijoLineSearch
 from .competitive import CGO, OptimisticCGO
 from .extragradient import Extragradient
+from .lbfgs import LBFGS
 from .newton_cg import NewtonCG
 
-__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG"]
+__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG", "LBFGS"]
