@@ -6,6 +6,7 @@
   products, conjugate gradient).
 - NewtonCG: regularised / damped Newton with Hessian-vector products and CG.
 - LBFGS: torch.optim.LBFGS's method and state (optional strong-Wolfe line search).
+- SAM / ASAM: sharpness-aware steps around any optimizer (closure called twice).
 
 The elementwise update of Extragradient, CGO and NewtonCG runs through a compiled optforge
 rule (SGD or OptimisticGD) on the chosen backend. Equations: docs/multi-evaluation.md.
@@ -15,5 +16,6 @@ from .competitive import CGO, OptimisticCGO
 from .extragradient import Extragradient
 from .lbfgs import LBFGS
 from .newton_cg import NewtonCG
+from .sam import SAM
 
-__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG", "LBFGS"]
+__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG", "LBFGS", "SAM"]
