@@ -23,7 +23,7 @@ _EXPORTS = {
     # closure-driven optimizers: the runtime evaluates the loss several times per step
     "ArmijoLineSearch": ".multistep", "CGO": ".multistep", "Extragradient": ".multistep",
     "NewtonCG": ".multistep", "OptimisticCGO": ".multistep",
-    "LBFGS": ".multistep", "SAM": ".multistep",
+    "LBFGS": ".multistep", "SAM": ".multistep", "Lookahead": ".multistep",
 }
 
 

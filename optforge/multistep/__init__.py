@@ -7,6 +7,7 @@
 - NewtonCG: regularised / damped Newton with Hessian-vector products and CG.
 - LBFGS: torch.optim.LBFGS's method and state (optional strong-Wolfe line search).
 - SAM / ASAM: sharpness-aware steps around any optimizer (closure called twice).
+- Lookahead: k fast steps of any optimizer, then a pull of the slow weights.
 
 The elementwise update of Extragradient, CGO and NewtonCG runs through a compiled optforge
 rule (SGD or OptimisticGD) on the chosen backend. Equations: docs/multi-evaluation.md.
@@ -15,7 +16,8 @@ from .armijo import ArmijoLineSearch
 from .competitive import CGO, OptimisticCGO
 from .extragradient import Extragradient
 from .lbfgs import LBFGS
+from .lookahead import Lookahead
 from .newton_cg import NewtonCG
 from .sam import SAM
 
-__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG", "LBFGS", "SAM"]
+__all__ = ["ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG", "LBFGS", "SAM", "Lookahead"]
