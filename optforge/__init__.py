@@ -24,6 +24,7 @@ _EXPORTS = {
     "ArmijoLineSearch": ".multistep", "CGO": ".multistep", "Extragradient": ".multistep",
     "NewtonCG": ".multistep", "OptimisticCGO": ".multistep",
     "LBFGS": ".multistep", "SAM": ".multistep", "Lookahead": ".multistep",
+    "ScheduleFreeAdamW": ".multistep", "ScheduleFreeSGD": ".multistep",
 }
 
 
