@@ -168,3 +168,26 @@ def test_errors_leave_everything_untouched():
         ScheduleFreeAdamW([p], betas=(0.0, 0.999))
     with pytest.raises(ValueError, match="warmup_steps = -1"):
         ScheduleFreeAdamW([p], warmup_steps=-1)
+
+
+def test_pytorch_optimizer_sgd_checkpoint_loads_and_continues():
+    pytorch_optimizer = pytest.importorskip("pytorch_optimizer")
+    _, hyper = SETTINGS["sgd"]
+    x1, centre = start(seed=4)
+    q = torch.nn.Parameter(x1.clone())
+    ref = pytorch_optimizer.ScheduleFreeSGD([q], **hyper)
+    ref.train()
+
+    def steps(opt, w, n):
+        for _ in range(n):
+            opt.zero_grad()
+            loss_fn(w, centre).backward()
+            opt.step()
+    steps(ref, q, 4)                             # inside the warmup: k matters
+    p = torch.nn.Parameter(q.detach().clone())
+    ours = ScheduleFreeSGD([p], backend="torch")
+    ours.load_state_dict(copy.deepcopy(ref.state_dict()))
+    assert ours.param_groups[0]["k"] == 4
+    steps(ref, q, 6)
+    steps(ours, p, 6)
+    assert rel(p.detach(), q.detach()) <= 1e-12
