@@ -79,6 +79,11 @@ class WrappedOptimizer(torch.optim.Optimizer):
     def param_groups(self, value):  # torch's load_state_dict assigns it
         self.base.param_groups = value
 
+    def __getstate__(self) -> dict:
+        # torch's keeps only defaults/state/param_groups; a wrapper is its base and settings
+        # (less an lr scheduler's instance-level wrapper of ``step``, which is not picklable)
+        return {k: v for k, v in self.__dict__.items() if k != "step"}
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self.base.zero_grad(set_to_none=set_to_none)
 

@@ -79,6 +79,12 @@ class _ScheduleFree(torch.optim.Optimizer):
     def _beta1(self, group) -> float:
         raise NotImplementedError
 
+    def __getstate__(self) -> dict:
+        # torch's keeps only defaults/state/param_groups; the compiled optimizer is rebuilt
+        # (and an lr scheduler's instance-level wrapper of ``step`` is not picklable)
+        return {k: v for k, v in self.__dict__.items() if k not in ("_inner", "step")} \
+            | {"_inner": None}
+
     def _gamma(self, group, k: int) -> float:
         """gamma at step k + 1 (subclasses add their factors to the warmup schedule)."""
         warmup = group["warmup_steps"]

@@ -130,3 +130,13 @@ def test_failing_base_step_leaves_state_untouched_and_errors():
     bad["lookahead"]["slow"] = {0: torch.zeros(3)}
     with pytest.raises(ValueError, match="slow weight 0"):
         opt.load_state_dict(bad)
+
+
+def test_deepcopy_and_pickle_keep_the_base_and_slow_weights():
+    import pickle
+    _, opt, params, f = run(lambda ps: Lookahead(ps, torch.optim.Adam, k=4, lr=0.05), 3)
+    torch.optim.lr_scheduler.StepLR(opt, 1)     # patches opt.step on the instance
+    for other in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
+        assert isinstance(other.base, torch.optim.Adam) and other.steps == 3
+        assert torch.equal(other.state_dict()["lookahead"]["slow"][0],
+                           opt.state_dict()["lookahead"]["slow"][0])

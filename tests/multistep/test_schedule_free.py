@@ -191,3 +191,17 @@ def test_pytorch_optimizer_sgd_checkpoint_loads_and_continues():
     steps(ref, q, 6)
     steps(ours, p, 6)
     assert rel(p.detach(), q.detach()) <= 1e-12
+
+
+def test_deepcopy_continues_like_the_original():
+    cls, hyper = SETTINGS["sgd"]
+    x1, centre = start(seed=5)
+    p, opt = run_ours(cls, hyper, x1, centre, 3)
+    model = {"p": p, "opt": opt}
+    twin = copy.deepcopy(model)                  # params and optimizer copied together
+    for w, o in ((p, opt), (twin["p"], twin["opt"])):
+        for _ in range(3):
+            o.zero_grad()
+            loss_fn(w, centre).backward()
+            o.step()
+    assert torch.equal(p.detach(), twin["p"].detach()) and twin["opt"].param_groups[0]["k"] == 6
