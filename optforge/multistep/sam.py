@@ -67,10 +67,15 @@ class SAM(WrappedOptimizer):
         """e for each parameter, from its current ``.grad``."""
         scales = [p.abs() + self.eta if self.adaptive else None for p in params]
         scaled = [g if s is None else s * g for s, g in zip(scales, (p.grad for p in params))]
-        # the norm of all parameters together, accumulated in float64
-        norm = math.sqrt(sum(float(t.double().pow(2).sum()) for t in scaled))
+        # the norm of all parameters together: per-tensor norms in float64 on the first
+        # parameter's device, so one host sync at most (none: the factor stays a tensor)
+        device = params[0].device
+        norm = torch.linalg.vector_norm(torch.stack([
+            torch.linalg.vector_norm(t, dtype=torch.float64).to(device) for t in scaled]))
         factor = self.rho / (norm + NORM_GUARD)
-        return [(t if s is None else s * t) * factor for s, t in zip(scales, scaled)]
+        # (a 0-d float64 factor does not promote a float32 tensor: e keeps p's dtype)
+        return [(t if s is None else s * t) * factor.to(t.device)
+                for s, t in zip(scales, scaled)]
 
     @torch.no_grad()
     def first_step(self) -> None:

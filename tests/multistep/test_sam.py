@@ -5,7 +5,7 @@
 
 In float64 with a torch base both sides compute the same quantities with different
 rounding (the reference forms ||T g|| with torch.linalg.vector_norm and rho T T g / norm
-left to right, ours a float64 sum of squares and T (T g) (rho / norm)); ten steps of a
+left to right, ours float64 per-tensor norms and T (T g) (rho / norm)); ten steps of a
 nonconvex MLP with momentum amplify those 1e-16 differences to ~2e-12 relative
 (observed, ASAM rho=0.5), so the check is 1e-10. With optforge.Adam on another backend the base
 step runs a different kernel in float32: 1e-6 relative over 10 steps, as the other
