@@ -38,7 +38,7 @@ def build_base(owner: str, params, base, kwargs: dict) -> torch.optim.Optimizer:
     if isinstance(base, type) and issubclass(base, torch.optim.Optimizer):
         return base(params, **kwargs)
     if isinstance(base, RuleSpec) or (callable(base) and not isinstance(base, type)):
-        from ..runtime.optimizer import Optimizer   # a rule function: compile it
+        from ..runtime.optimizer import Optimizer  # a rule function: compile it
         return Optimizer(params, base, **kwargs)
     raise TypeError(f"{owner}: base must be a torch.optim.Optimizer (built, or its class) or "
                     f"an optforge rule function, got {type(base).__name__}")

@@ -91,8 +91,32 @@ class _ScheduleFree(torch.optim.Optimizer):
         return group["lr"] * ((k + 1) / warmup if k < warmup else 1.0)
 
     def add_param_group(self, param_group: dict) -> None:
+        # checked with the defaults filled in, before the group exists (torch's __init__
+        # sets self.defaults first, then adds the constructor's groups through here)
+        where = "the constructor" if not getattr(self, "param_groups", None) else \
+            f"param group {len(self.param_groups)}"
+        self._validate({**self.defaults, **param_group}, where)
         super().add_param_group(param_group)
         self._inner = None   # rebuilt over the new groups at the next step
+
+    def _validate(self, group: dict, where: str) -> None:
+        name = type(self).__name__
+        for key in ("lr", "weight_decay", "warmup_steps", "r", "weight_lr_power") + \
+                (("eps",) if "eps" in group else ()):
+            value = group[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name}: {key} = {value!r} in {where} must be a finite "
+                                 "number >= 0")
+        if "betas" in group:
+            betas = group["betas"]
+            if not (isinstance(betas, (tuple, list)) and len(betas) == 2
+                    and 0 < betas[0] < 1 and 0 <= betas[1] < 1):
+                raise ValueError(f"{name}: betas = {betas!r} in {where} must be two numbers, "
+                                 "0 < beta1 < 1 (eval() divides by it) and 0 <= beta2 < 1")
+        elif not 0 < group["momentum"] < 1:
+            raise ValueError(f"{name}: momentum = {group['momentum']!r} in {where} must lie "
+                             "in (0, 1) (eval() divides by it)")
 
     def _compiled(self):
         if self._inner is None:
@@ -173,11 +197,6 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def __init__(self, params, lr=0.0025, betas=(0.9, 0.999), eps=1e-8, weight_decay=0,
                  warmup_steps=0, r=0.0, weight_lr_power=2.0, *, backend: str = "auto"):
-        _check("ScheduleFreeAdamW", lr=lr, eps=eps, weight_decay=weight_decay,
-               warmup_steps=warmup_steps, weight_lr_power=weight_lr_power, r=r)
-        if not (len(betas) == 2 and 0 < betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"ScheduleFreeAdamW: betas = {betas!r} must be two numbers, "
-                             "0 < beta1 < 1 (eval() divides by it) and 0 <= beta2 < 1")
         super().__init__(params, dict(lr=lr, betas=tuple(betas), eps=eps,
                                       weight_decay=weight_decay, warmup_steps=warmup_steps,
                                       r=r, weight_lr_power=weight_lr_power), backend)
@@ -199,11 +218,6 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def __init__(self, params, lr=1.0, momentum=0.9, weight_decay=0, warmup_steps=0, r=0.0,
                  weight_lr_power=2.0, *, backend: str = "auto"):
-        _check("ScheduleFreeSGD", lr=lr, weight_decay=weight_decay, warmup_steps=warmup_steps,
-               weight_lr_power=weight_lr_power, r=r)
-        if not 0 < momentum < 1:
-            raise ValueError(f"ScheduleFreeSGD: momentum = {momentum!r} must lie in (0, 1) "
-                             "(eval() divides by it)")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay,
                                       warmup_steps=warmup_steps, r=r,
                                       weight_lr_power=weight_lr_power), backend)
@@ -211,9 +225,3 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _beta1(self, group) -> float:
         return group["momentum"]
 
-
-def _check(owner: str, **values) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or value < 0:
-            raise ValueError(f"{owner}: {name} = {value!r} must be a finite number >= 0")

@@ -139,7 +139,7 @@ def test_checkpoints_load_and_continue(direction, setting):
 
 def test_optforge_name_and_errors():
     assert optforge.LBFGS is LBFGS
-    params, opt, closure = make(LBFGS, "rosenbrock", torch.float64)
+    params, opt, _ = make(LBFGS, "rosenbrock", torch.float64)
     with pytest.raises(TypeError, match="LBFGS.step.. needs a closure"):
         opt.step()
     with pytest.raises(ValueError, match="line_search_fn = 'wolfe'"):

@@ -112,7 +112,7 @@ def test_state_dict_round_trip_continues_identically():
 
 
 def test_failing_base_step_leaves_state_untouched_and_errors():
-    params, f = params_and_loss()
+    params, _ = params_and_loss()
     opt = Lookahead(params, torch.optim.SGD, k=2, lr=0.1)
 
     def closure():
@@ -134,7 +134,7 @@ def test_failing_base_step_leaves_state_untouched_and_errors():
 
 def test_deepcopy_and_pickle_keep_the_base_and_slow_weights():
     import pickle
-    _, opt, params, f = run(lambda ps: Lookahead(ps, torch.optim.Adam, k=4, lr=0.05), 3)
+    _, opt, _, _ = run(lambda ps: Lookahead(ps, torch.optim.Adam, k=4, lr=0.05), 3)
     torch.optim.lr_scheduler.StepLR(opt, 1)     # patches opt.step on the instance
     for other in (copy.deepcopy(opt), pickle.loads(pickle.dumps(opt))):
         assert isinstance(other.base, torch.optim.Adam) and other.steps == 3

@@ -166,8 +166,15 @@ def test_errors_leave_everything_untouched():
         ScheduleFreeSGD([p], momentum=1)
     with pytest.raises(ValueError, match="betas"):
         ScheduleFreeAdamW([p], betas=(0.0, 0.999))
-    with pytest.raises(ValueError, match="warmup_steps = -1"):
+    with pytest.raises(ValueError, match="warmup_steps = -1 in the constructor"):
         ScheduleFreeAdamW([p], warmup_steps=-1)
+    with pytest.raises(ValueError, match=r"betas = \(0.9, 1.0\) in param group 1"):
+        ScheduleFreeAdamW([dict(params=[p]), dict(params=[torch.nn.Parameter(torch.ones(2))],
+                                                   betas=(0.9, 1.0))])
+    n_groups = len(opt.param_groups)
+    with pytest.raises(ValueError, match="momentum = 0 in param group 1"):
+        opt.add_param_group(dict(params=[torch.nn.Parameter(torch.ones(2))], momentum=0))
+    assert len(opt.param_groups) == n_groups
 
 
 def test_pytorch_optimizer_sgd_checkpoint_loads_and_continues():
