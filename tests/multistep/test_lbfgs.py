@@ -30,7 +30,8 @@ def logistic(dtype):
     labels = torch.where(torch.rand(120, generator=gen) < 0.5, -1.0, 1.0).to(dtype)
     w = torch.nn.Parameter(torch.zeros(10, dtype=dtype))
     b = torch.nn.Parameter(torch.zeros((), dtype=dtype))
-    return [w, b], lambda: (torch.nn.functional.softplus(-labels * (A @ w + b)).mean()
+    unused = torch.nn.Parameter(torch.ones(3, dtype=dtype))   # never gets a gradient
+    return [w, unused, b], lambda: (torch.nn.functional.softplus(-labels * (A @ w + b)).mean()
                             + 1e-3 * (w * w).sum())
 
 
