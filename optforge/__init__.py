@@ -23,6 +23,8 @@ _EXPORTS = {
     # closure-driven optimizers: the runtime evaluates the loss several times per step
     "ArmijoLineSearch": ".multistep", "CGO": ".multistep", "Extragradient": ".multistep",
     "NewtonCG": ".multistep", "OptimisticCGO": ".multistep",
+    "LBFGS": ".multistep", "SAM": ".multistep", "Lookahead": ".multistep",
+    "ScheduleFreeAdamW": ".multistep", "ScheduleFreeSGD": ".multistep",
 }
 
 
