@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 from .dsl import DSLError, Rule, RuleSpec, cautious, chain, with_ema  # noqa: E402
 from .runtime import BackendError, Optimizer  # noqa: E402
 from .runtime.ema import swap_ema  # noqa: E402
-from .runtime.routing import split_matrix_params  # noqa: E402
+from .runtime.routing import register_rule, split_matrix_params  # noqa: E402
 from .catalogue import REGISTRY as CATALOGUE  # noqa: E402
 from .catalogue.cauchy_schwarz import (cs_binary, cs_one_sided_binary, cs_orthogonal,  # noqa: E402
                                        cs_ternary)
@@ -16,6 +16,6 @@ from .multistep import ArmijoLineSearch, CGO, Extragradient, NewtonCG, Optimisti
 globals().update(CATALOGUE)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
-           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "cs_orthogonal", "split_matrix_params",
+           "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "cs_orthogonal", "split_matrix_params", "register_rule",
            "ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG",
            *CATALOGUE]
