@@ -83,7 +83,8 @@ def load(opt, state_dict: dict, torch_load) -> None:
     ``Optimizer.load_state_dict``); any error restores the optimizer as it was."""
     state_dict = state_dict.copy()  # as torch does: pre-hooks may edit the top level
     for hook in list(_hooks(opt, "pre").values()):
-        state_dict = hook(opt, state_dict) or state_dict
+        result = hook(opt, state_dict)
+        state_dict = state_dict if result is None else result
     fixes = check(opt, state_dict)
     before = dict(opt.__dict__)
     post = list(_hooks(opt, "post").values())
@@ -186,8 +187,8 @@ def check_state(rule: Rule, spec, param, state, where: str):
     decls = {name: d for name, d in rule.states.items() if d.stored}
     for name, decl in decls.items():
         if state.get(name) is None:
-            # re-created at its initial value it would silently restart (a zero second
-            # moment makes Adam's next step ~lr / (1 - beta1) * sign(g))
+            # re-created at its initial value it would silently restart (with a zeroed
+            # second moment, Adam's next step is several times lr)
             raise ValueError(f"{where}: state {name!r} is missing from the checkpoint (it has "
                              f"{sorted(map(str, state))}); rule {spec.name!r} needs it")
         _check_tensor(decl, param, state[name], f"{where}: state {name!r}")
