@@ -42,10 +42,9 @@ TORCH_KEYS = {"Muon": ("adjust_lr_fn", "match_rms_adamw",
 
 
 def catalogue_name(spec) -> str | None:
-    """The catalogue name of exactly this RuleSpec (a catalogue class's own rule)."""
+    """The name of the catalogue class whose rule this is (also given as its function)."""
     from ..catalogue._base import REGISTRY
-    cls = REGISTRY.get(spec.name)
-    return spec.name if cls is not None and cls.rule is spec else None
+    return next((name for name, cls in REGISTRY.items() if cls.rule.fn is spec.fn), None)
 
 
 def reads_step(rule: Rule) -> bool:

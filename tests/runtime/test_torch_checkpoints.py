@@ -139,6 +139,21 @@ def test_inferred_sgd_step_on_every_backend(backend):
         assert norm_rel(a.detach(), b.detach()) < 1e-6
 
 
+def test_the_sgd_rule_function_loads_torch_sgd_too():
+    """optforge.Optimizer(params, sgd) runs the same rule as optforge.SGD."""
+    from optforge.catalogue.sgd import sgd
+    ref = _params("SGD")
+    ref_opt = torch.optim.SGD(ref, lr=0.1, momentum=0.9, dampening=0.5)
+    _run(ref_opt, ref, N, 0)
+    ours = _copy(ref)
+    ours_opt = optforge.Optimizer(ours, sgd)
+    ours_opt.load_state_dict(_through_disk(ref_opt.state_dict()))
+    _run(ref_opt, ref, M, N)
+    _run(ours_opt, ours, M, N)
+    for a, b in zip(ours, ref):
+        assert norm_rel(a.detach(), b.detach()) < 1e-6
+
+
 def test_old_torch_sgd_none_buffer_starts_fresh():
     """torch.optim.SGD before 2.0 saved momentum_buffer=None for unstepped parameters."""
     ref = _params("SGD")
