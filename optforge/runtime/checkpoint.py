@@ -161,18 +161,26 @@ def complete_group(opt, group: dict, saved: dict, gi: int):
         spec = opt.spec_of(completed)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{where}: {exc}") from exc
-    translation = TORCH_KEYS.get(catalogue_name(spec))
-    if translation and translation[0] not in spec.defaults and translation[1] not in completed \
-            and translation[0] in completed:
-        theirs, ours, values = translation
-        if completed[theirs] not in values:
-            raise ValueError(f"{where}: {theirs}={completed[theirs]!r}; {spec.name} knows "
-                             f"{', '.join(map(repr, values))}")
-        completed[ours] = values[completed[theirs]]
+    _from_torch_keys(spec, completed, where)
     for key, default in spec.defaults.items():  # e.g. a checkpoint of torch or another rule
         completed.setdefault(key, default)
     opt._check_values(completed, f"loaded param group {gi}")
     return completed, spec
+
+
+def _from_torch_keys(spec, group: dict, where: str) -> None:
+    """Set our name of a hyperparameter a torch checkpoint saved under torch's (TORCH_KEYS)."""
+    translation = TORCH_KEYS.get(catalogue_name(spec))
+    if not translation:
+        return
+    theirs, ours, values = translation
+    if theirs in spec.defaults or ours in group or theirs not in group:
+        return  # ours already, or nothing to translate
+    value = group[theirs]
+    if not (value is None or isinstance(value, str)) or value not in values:
+        raise ValueError(f"{where}: {theirs}={value!r}; {spec.name} knows "
+                         f"{', '.join(map(repr, values))}")
+    group[ours] = values[value]
 
 
 def check_state(rule: Rule, spec, param, state, where: str):
