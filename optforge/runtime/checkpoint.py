@@ -68,12 +68,27 @@ def save(opt, state_dict: dict) -> dict:
             if theirs not in spec.defaults:  # always from ours: it may have changed since load
                 saved[theirs] = next(k for k, v in values.items()
                                      if v == bool(saved[ours]) and k is not None)
-        if name in EAGER_STATE:
-            decls = spec.build(spec.variant_of(group)).states
-            for p, key in zip(group["params"], saved["params"]):
-                if key not in state_dict["state"]:
-                    state_dict["state"][key] = new_state(decls, p, spec.hyper_values(group))
+        _fill_states(spec, group, saved["params"], state_dict["state"], name in EAGER_STATE)
     return state_dict
+
+
+def _fill_states(spec, group: dict, keys: list, states: dict, eager: bool) -> None:
+    """Add the states the next step would create, so the checkpoint is complete: those of
+    a flag turned on since the last step (amsgrad's max_exp_avg_sq; torch would raise
+    KeyError, our load would refuse), and with ``eager`` whole fresh states."""
+    decls = spec.build(spec.variant_of(group)).states
+    hyper = None
+    for p, key in zip(group["params"], keys):
+        state = states.get(key)
+        if not state and not eager:
+            continue  # never stepped: created at its first step, by either library
+        missing = {n: d for n, d in decls.items() if d.stored and n not in (state or {})}
+        if missing:
+            hyper = hyper or spec.hyper_values(group)
+            fresh = new_state(missing, p, hyper)
+            # a new dict: the packed state's values are the optimizer's own dicts
+            states[key] = {**(state or {"step": fresh["step"]}),
+                           **{n: fresh[n] for n in missing}}
 
 
 # ---- loading --------------------------------------------------------------------------

@@ -168,3 +168,26 @@ def test_old_torch_sgd_none_buffer_starts_fresh():
     _run(ref_opt, ref, M, N)
     _run(ours_opt, ours, M, N)
     assert norm_rel(ours[2].detach(), ref[2].detach()) < 1e-6
+
+
+def test_a_flag_turned_on_before_saving_gives_a_complete_checkpoint():
+    """amsgrad turned on after some steps: the next step would create max_exp_avg_sq, so
+    the checkpoint has it, and both optforge and torch.optim (KeyError before) continue
+    as the original does."""
+    ours = _params("Adam")
+    ours_opt = optforge.Adam(ours, lr=0.01)
+    _run(ours_opt, ours, N, 0)
+    ours_opt.param_groups[0]["amsgrad"] = True
+    saved = ours_opt.state_dict()
+    assert "max_exp_avg_sq" not in ours_opt.state[ours[0]]  # the live state is untouched
+    assert torch.equal(saved["state"][0]["max_exp_avg_sq"], torch.zeros(6, 4))
+    resumed = _copy(ours)
+    resumed_opt = optforge.Adam(resumed)
+    resumed_opt.load_state_dict(_through_disk(saved))  # each its own tensors: a load
+    ref = _copy(ours)                                  # keeps the dict's, as torch's does
+    ref_opt = torch.optim.Adam(ref)
+    ref_opt.load_state_dict(_through_disk(saved))
+    for opt, params in [(ours_opt, ours), (resumed_opt, resumed), (ref_opt, ref)]:
+        _run(opt, params, M, N)
+    for a, b, c in zip(ours, resumed, ref):
+        assert torch.equal(a, b) and norm_rel(a.detach(), c.detach()) < 1e-6
