@@ -17,7 +17,7 @@ _EXPORTS = {
     "chain": ".dsl", "with_ema": ".dsl",
     "BackendError": ".runtime", "Optimizer": ".runtime",
     "swap_ema": ".runtime.ema",
-    "split_matrix_params": ".runtime.routing",
+    "split_matrix_params": ".runtime.routing", "register_rule": ".runtime.routing",
     "cs_binary": ".catalogue.cauchy_schwarz", "cs_one_sided_binary": ".catalogue.cauchy_schwarz",
     "cs_orthogonal": ".catalogue.cauchy_schwarz", "cs_ternary": ".catalogue.cauchy_schwarz",
     # closure-driven optimizers: the runtime evaluates the loss several times per step

@@ -17,6 +17,7 @@ from ..compiler.errors import CompileError
 from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
 from ..kernels.torch_launcher import compute_dtype
+from . import checkpoint
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .gc_pause import gc_paused
@@ -24,7 +25,7 @@ from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
 from .reductions import finish, from_shapes
-from .state import check_loaded, new_state, storage_dtype
+from .state import new_state, storage_dtype
 
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
@@ -311,18 +312,13 @@ class Optimizer(torch.optim.Optimizer):
         return self.layer_stats
 
     # ---- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """torch's layout; a group's ``"rule"`` is saved by name (see ``checkpoint.save``)."""
+        return checkpoint.save(self, super().state_dict())
+
     def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        for gi, group in enumerate(self.param_groups):
-            spec = self.spec_of(group)
-            for key, default in spec.defaults.items():  # e.g. a checkpoint of another rule
-                group.setdefault(key, default)
-            self._check_values(group, f"loaded param group {gi}")
-            decls = compile_rule(spec, spec.variant_of(group)).plan.states
-            for i, p in enumerate(group["params"]):
-                if p in self.state:
-                    check_loaded(decls, p, self.state[p],
-                                 f"{type(self).__name__}: parameter {i} of group {gi}")
+        """All or nothing: the whole dict is checked first (see ``checkpoint.load``)."""
+        checkpoint.load(self, state_dict, super().load_state_dict)
 
     def __repr__(self) -> str:
         return super().__repr__().replace(type(self).__name__ + " (",

@@ -25,9 +25,12 @@ def resolve_rule(value, where: str) -> RuleSpec:
         return value
     if isinstance(value, str):
         from ..catalogue._base import REGISTRY  # the catalogue builds on the runtime
+        if value in _named:
+            return _named[value]
         if value not in REGISTRY:
-            raise ValueError(f"{where}: rule {value!r} is not in the catalogue (known: "
-                             f"{', '.join(sorted(REGISTRY))})")
+            raise ValueError(f"{where}: rule {value!r} is not in the catalogue or registered "
+                             f"with optforge.register_rule (known: "
+                             f"{', '.join(sorted([*REGISTRY, *_named]))})")
         return REGISTRY[value].rule
     spec = getattr(value, "rule", None)
     if isinstance(spec, RuleSpec):  # a catalogue class
@@ -39,6 +42,42 @@ def resolve_rule(value, where: str) -> RuleSpec:
 
 
 _specs: dict = {}  # one RuleSpec per plain rule function, so compiled kernels are shared
+_named: dict[str, RuleSpec] = {}  # rules registered under a name (register_rule)
+
+
+def register_rule(rule, name: str | None = None):
+    """Register a rule function (or RuleSpec) under ``name`` (default: its own name), so
+    that a param group's ``"rule"`` is saved as that name and a checkpoint loads with
+    ``torch.load(..., weights_only=True)``; returns ``rule``, so it works as a decorator."""
+    from ..catalogue._base import REGISTRY
+    spec = resolve_rule(rule, "register_rule")
+    name = spec.name if name is None else name
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"register_rule: the name {name!r} is not a Python identifier")
+    if name in REGISTRY and REGISTRY[name].rule.fn is not spec.fn:
+        raise ValueError(f"register_rule: {name!r} is a catalogue optimizer's name")
+    known = _named.get(name)
+    if known is not None and known.fn is not spec.fn:
+        raise ValueError(f"register_rule: {name!r} is already registered for another rule "
+                         f"({known.fn!r})")
+    _named[name] = spec
+    return rule
+
+
+def rule_name(value) -> str | None:
+    """The name under which a ``"rule"`` entry resolves again: a registered name, else a
+    catalogue name, else None (an unregistered function)."""
+    if isinstance(value, str):
+        return value
+    fn = resolve_rule(value, "rule_name").fn
+    from ..catalogue._base import REGISTRY
+    for name, spec in _named.items():
+        if spec.fn is fn:
+            return name
+    for name, cls in REGISTRY.items():
+        if cls.rule.fn is fn:
+            return name
+    return None
 
 
 def split_matrix_params(model_or_params, other="AdamW", exclude: Iterable = (), **other_hyper):

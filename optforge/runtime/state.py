@@ -1,4 +1,5 @@
-"""Optimizer state tensors: created from the rule's state declarations, checked on load."""
+"""Optimizer state tensors: created from the rule's state declarations (checked on load
+by ``checkpoint``)."""
 from __future__ import annotations
 
 import torch
@@ -49,23 +50,15 @@ def new_state(decls: dict[str, StateDecl], param, hyper_values) -> dict:
     return state
 
 
-def check_loaded(decls: dict[str, StateDecl], param, state: dict, where: str) -> None:
-    """After load_state_dict: shapes must match; declared storage dtypes are restored.
+def restore_dtypes(decls: dict[str, StateDecl], param, state: dict) -> None:
+    """After a checked load: declared storage dtypes are restored, ``step`` is a tensor.
 
     torch casts every floating state to the parameter's dtype on load; a state
-    declared bfloat16 is cast back here (exact: it was bfloat16 when saved).
+    declared bfloat16 is cast back here (exact: it was bfloat16 when saved). Old
+    checkpoints (and hand-made ones) may hold ``step`` as a number.
     """
     for name, decl in decls.items():
-        if name not in state or not decl.stored:
-            continue
-        value = state[name]
-        want_shape = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != want_shape:
-            shape = getattr(value, "shape", type(value).__name__)
-            raise ValueError(f"{where}: state {name!r} has shape {shape}, but "
-                             f"{want_shape} is expected (parameter {tuple(param.shape)})")
-        want = storage_dtype(decl, param)
-        if value.dtype != want:
-            state[name] = value.to(want)
-    if "step" in state and not isinstance(state["step"], torch.Tensor):
+        if decl.stored and name in state and state[name].dtype != storage_dtype(decl, param):
+            state[name] = state[name].to(storage_dtype(decl, param))
+    if not isinstance(state["step"], torch.Tensor):
         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
