@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 
+from .dsl import names as _names
+
 __version__ = "0.1.0"
 
 # public name -> the module (relative to this package) that defines it
@@ -33,6 +35,11 @@ _SUBPACKAGES = {"dsl", "compiler", "kernels", "runtime", "catalogue", "multistep
 
 def _catalogue() -> dict:
     return importlib.import_module(".catalogue", __name__).REGISTRY
+
+
+# A rule named by a string ("rule": "AdamW" in a param group, a checkpoint) resolves through
+# optforge.dsl.names; on a miss it loads the catalogue, the one layer that defines names.
+_names.add_loader(lambda: importlib.import_module(".catalogue", __name__))
 
 
 def __getattr__(name: str):

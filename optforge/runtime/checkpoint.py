@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 import torch
 
+from ..dsl import names
 from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
@@ -43,8 +44,7 @@ TORCH_KEYS = {"Muon": ("adjust_lr_fn", "match_rms_adamw",
 
 def catalogue_name(spec) -> str | None:
     """The name of the catalogue class whose rule this is (also given as its function)."""
-    from ..catalogue._base import REGISTRY
-    return next((name for name, cls in REGISTRY.items() if cls.rule.fn is spec.fn), None)
+    return names.catalogue_name(spec.fn)
 
 
 def reads_step(rule: Rule) -> bool:

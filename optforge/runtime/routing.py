@@ -14,6 +14,7 @@ from typing import Iterable
 
 import torch
 
+from ..dsl import names
 from ..dsl.spec import RuleSpec
 
 RULE_KEY = "rule"
@@ -24,14 +25,12 @@ def resolve_rule(value, where: str) -> RuleSpec:
     if isinstance(value, RuleSpec):
         return value
     if isinstance(value, str):
-        from ..catalogue._base import REGISTRY  # the catalogue builds on the runtime
-        if value in _named:
-            return _named[value]
-        if value not in REGISTRY:
+        found = names.lookup(value)
+        if found is None:
             raise ValueError(f"{where}: rule {value!r} is not in the catalogue or registered "
                              f"with optforge.register_rule (known: "
-                             f"{', '.join(sorted([*REGISTRY, *_named]))})")
-        return REGISTRY[value].rule
+                             f"{', '.join(names.known_names())})")
+        return found
     spec = getattr(value, "rule", None)
     if isinstance(spec, RuleSpec):  # a catalogue class
         return spec
@@ -42,25 +41,14 @@ def resolve_rule(value, where: str) -> RuleSpec:
 
 
 _specs: dict = {}  # one RuleSpec per plain rule function, so compiled kernels are shared
-_named: dict[str, RuleSpec] = {}  # rules registered under a name (register_rule)
 
 
 def register_rule(rule, name: str | None = None):
     """Register a rule function (or RuleSpec) under ``name`` (default: its own name), so
     that a param group's ``"rule"`` is saved as that name and a checkpoint loads with
     ``torch.load(..., weights_only=True)``; returns ``rule``, so it works as a decorator."""
-    from ..catalogue._base import REGISTRY
     spec = resolve_rule(rule, "register_rule")
-    name = spec.name if name is None else name
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"register_rule: the name {name!r} is not a Python identifier")
-    if name in REGISTRY and REGISTRY[name].rule.fn is not spec.fn:
-        raise ValueError(f"register_rule: {name!r} is a catalogue optimizer's name")
-    known = _named.get(name)
-    if known is not None and known.fn is not spec.fn:
-        raise ValueError(f"register_rule: {name!r} is already registered for another rule "
-                         f"({known.fn!r})")
-    _named[name] = spec
+    names.register(spec.name if name is None else name, spec)
     return rule
 
 
@@ -69,15 +57,7 @@ def rule_name(value) -> str | None:
     catalogue name, else None (an unregistered function)."""
     if isinstance(value, str):
         return value
-    fn = resolve_rule(value, "rule_name").fn
-    from ..catalogue._base import REGISTRY
-    for name, spec in _named.items():
-        if spec.fn is fn:
-            return name
-    for name, cls in REGISTRY.items():
-        if cls.rule.fn is fn:
-            return name
-    return None
+    return names.name_of(resolve_rule(value, "rule_name").fn)
 
 
 def split_matrix_params(model_or_params, other="AdamW", exclude: Iterable = (), **other_hyper):

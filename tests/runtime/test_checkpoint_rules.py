@@ -9,7 +9,7 @@ import torch
 import optforge
 from optforge.catalogue.adamw import adamw
 from optforge.dsl import Rule, grad, param
-from optforge.runtime import routing
+from optforge.dsl import names
 
 
 def _save(obj):
@@ -41,7 +41,7 @@ def scaled_sign(lr=0.01):
 def registered():
     optforge.register_rule(scaled_sign)
     yield "scaled_sign"
-    routing._named.pop("scaled_sign", None)
+    names.unregister("scaled_sign")
 
 
 @pytest.mark.parametrize("given, name", [
