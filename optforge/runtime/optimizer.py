@@ -283,7 +283,8 @@ class Optimizer(torch.optim.Optimizer):
         found = cache.get(key)
         if found is None:  # strided and complex parameters are staged (runtime/staging.py)
             found = cache[key] = staging.wrap(
-                self._find_launcher(compiled, device, staging.kernel_dtype(dtype)))
+                self._find_launcher(compiled, device, staging.kernel_dtype(dtype)),
+                reduces=bool(compiled.plan.reductions))
         return found
 
     def _find_launcher(self, compiled, device, dtype):

@@ -113,7 +113,11 @@ class Staged:
         return self.inner.reduce(stage, params, grads, states, scalars, reduced)
 
 
-def wrap(launcher) -> Staged:
-    """``launcher`` staged for its backend (triton reads contiguous tensors only)."""
+def wrap(launcher, reduces: bool) -> Staged:
+    """``launcher`` staged for its backend (triton reads contiguous tensors only).
+
+    A rule that ``reduces`` (norms, sums) sums in memory order: a permuted layout would
+    sum in another order than its dense copy and could differ in the last bit, so its
+    permuted parameters are staged too."""
     from ..kernels.triton.launcher import TritonLauncher  # (imports no triton itself)
-    return Staged(launcher, permuted_ok=not isinstance(launcher, TritonLauncher))
+    return Staged(launcher, permuted_ok=not (reduces or isinstance(launcher, TritonLauncher)))
