@@ -34,10 +34,10 @@ NON_NEGATIVE = {
 def check_flags(group: dict, flags: dict, name: str) -> None:
     """The group's implementation flags: types, and torch's incompatible pairs."""
     for key in flags:
-        if key not in group:
+        if key not in group or key not in IMPL_FLAGS:  # (a class checks its own extras)
             continue
         value = group[key]
-        optional = IMPL_FLAGS.get(key, flags[key]) is None  # foreach/fused may be None
+        optional = IMPL_FLAGS[key] is None  # foreach/fused may be None
         if not (isinstance(value, bool) or (optional and value is None)):
             kind = "a bool or None" if optional else "a bool"
             raise ValueError(f"{name}: {key}={value!r}: expected {kind}")
