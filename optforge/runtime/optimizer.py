@@ -109,20 +109,21 @@ class Optimizer(torch.optim.Optimizer):
         check_differentiable(group, keys, name)
 
     def add_param_group(self, param_group: dict) -> None:
-        self._check_keys(param_group, f"param group {len(self.param_groups)}")
-        if RULE_KEY in param_group:  # that rule's defaults, not the optimizer's
-            spec = self.spec_of(param_group)
+        where = f"param group {len(self.param_groups)}"
+        self._check_keys(param_group, where)
+        routed = RULE_KEY in param_group
+        if routed:  # that rule's defaults, not the optimizer's
             flags = {k: self.defaults[k] for k in self.torch_flags if k in self.defaults}
-            param_group = {**spec.defaults, **flags, **param_group}
-            own = set(param_group)
-            super().add_param_group(param_group)
+            param_group = {**self.spec_of(param_group).defaults, **flags, **param_group}
+        # checked before torch appends it: a refused group leaves no trace
+        self._check_values({**self.defaults, **param_group}, where)
+        own = set(param_group)
+        super().add_param_group(param_group)
+        if routed:
             for key in set(self.param_groups[-1]) - own:
                 del self.param_groups[-1][key]
-        else:
-            super().add_param_group(param_group)
         if getattr(self, "skip_nonfinite", False):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
-        self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
     def step(self, closure=None, inputs=None):
