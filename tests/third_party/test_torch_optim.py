@@ -9,7 +9,7 @@ import pytest
 
 from torch_suite import load_suite, swapped_db
 
-_suite = load_suite(swapped_db())
+_suite = load_suite(swapped_db(), "torch_test_optim_six")
 
 # Tests that construct torch's classes directly (or test torch internals), so they say
 # nothing about optforge; they are not collected.

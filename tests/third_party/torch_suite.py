@@ -9,7 +9,7 @@ tests exercise torch's LR schedulers and SWA helpers, not optimizers).
 from __future__ import annotations
 
 import copy
-import importlib
+import importlib.util
 import sys
 import types
 from pathlib import Path
@@ -55,15 +55,17 @@ def _stub_sibling_modules() -> None:
         setattr(package, module_name.split(".")[1], module)
 
 
-def load_suite(db: list, module_name: str = "torch_test_optim"):
-    """Import torch's test module with ``db`` as its optim_db; return the module."""
+def load_suite(db: list, module_name: str):
+    """Import torch's test module afresh as ``module_name`` with ``db`` as its optim_db."""
     _stub_sibling_modules()
-    here = str(Path(__file__).resolve().parent)
-    if here not in sys.path:  # (pytest's rootdir-relative import puts it there already)
-        sys.path.insert(0, here)
     original = common_optimizers.optim_db
     common_optimizers.optim_db = db
     try:
-        return importlib.import_module(module_name)
+        path = Path(__file__).resolve().parent / "torch_test_optim.py"
+        spec = importlib.util.spec_from_file_location(module_name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+        return module
     finally:
         common_optimizers.optim_db = original
