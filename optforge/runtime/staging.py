@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import torch
 
+_IS_CONTIGUOUS, _IS_COMPLEX = torch.Tensor.is_contiguous, torch.Tensor.is_complex
 _REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64,
          torch.complex32: torch.float16}
 
@@ -74,14 +75,14 @@ class Staged:
         return getattr(self.inner, name)
 
     def _staged_indices(self, params, grads, states) -> list[int]:
-        staged = []
-        for j, (p, g) in enumerate(zip(params, grads)):
-            if (g.layout == torch.strided and p.is_contiguous() and g.is_contiguous()
-                    and not p.is_complex()):
-                continue  # the usual case; states are made like their parameter
-            if not _native([p, g] + [s[j] for s in states], p, self.permuted_ok):
-                staged.append(j)
-        return staged
+        # the usual bucket, checked with C-level maps (it runs on every step): dense real
+        # parameters and gradients (a sparse gradient is not contiguous); states are made
+        # like their parameter
+        if (all(map(_IS_CONTIGUOUS, params)) and all(map(_IS_CONTIGUOUS, grads))
+                and not any(map(_IS_COMPLEX, params))):
+            return []
+        return [j for j, (p, g) in enumerate(zip(params, grads))
+                if not _native([p, g] + [s[j] for s in states], p, self.permuted_ok)]
 
     def _stage(self, params, grads, states, staged):
         """Copies of the lists with staged entries replaced; the (original, copy) pairs
