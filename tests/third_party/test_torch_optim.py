@@ -1,9 +1,13 @@
 """torch's TestOptimRenewed (CPU) against optforge's six torch-named optimizers.
 
 Every test torch runs on CPU for SGD, Adam, AdamW, Adamax, Adagrad and RMSprop runs
-here with ``optim_cls`` swapped for optforge's class (see torch_suite.py). The skips
-torch's own OptimizerInfo entries carry apply unchanged; the tests deselected below
-are listed with their reasons.
+here with ``optim_cls`` swapped for optforge's class (see torch_suite.py).
+
+Skips: none added by optforge. Those reported are torch's own, for tests that do not run
+on CPU (onlyCUDA / onlyAccelerator / "Only runs on cuda" / largeTensorTest, and the fused
+tests on devices outside an optimizer's ``supports_fused_on``), exactly as torch skips them
+for torch.optim on CPU. Not collected (listed in NOT_OPTFORGE below): the two tests that
+construct torch's classes themselves and so test torch.optim, not optforge.
 """
 import pytest
 
@@ -14,8 +18,8 @@ _suite = load_suite(swapped_db(), "torch_test_optim_six")
 # Tests that construct torch's classes directly (or test torch internals), so they say
 # nothing about optforge; they are not collected.
 NOT_OPTFORGE = {
-    "test_adamw_serialization": "builds torch.optim.Adam/AdamW itself",
-    "test_step_iteration": "builds torch.optim.SGD itself",
+    "test_adamw_serialization": "builds torch.optim.AdamW and torch.optim.Adam itself",
+    "test_step_iteration": "builds torch.optim.SGD itself (checks torch's step counter)",
 }
 
 
