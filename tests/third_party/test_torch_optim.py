@@ -22,6 +22,9 @@ NOT_OPTFORGE = {
     "test_step_iteration": "builds torch.optim.SGD itself (checks torch's step counter)",
 }
 
+# 1800 steps of two optimizers per configuration: minutes on 2 cores, so `make test-slow`
+SLOW = ("test_rosenbrock_sparse",)
+
 
 class TestOptimRenewedCPU(_suite.TestOptimRenewedCPU):
     pass
@@ -30,3 +33,6 @@ class TestOptimRenewedCPU(_suite.TestOptimRenewedCPU):
 for _name in list(vars(_suite.TestOptimRenewedCPU)):
     if any(_name.startswith(prefix) for prefix in NOT_OPTFORGE):
         setattr(TestOptimRenewedCPU, _name, None)
+    elif _name.startswith(SLOW):
+        setattr(TestOptimRenewedCPU, _name,
+                pytest.mark.slow(getattr(_suite.TestOptimRenewedCPU, _name)))
