@@ -87,10 +87,10 @@ class Optimizer(torch.optim.Optimizer):
     def _check_values(self, group: dict, where: str) -> None:
         """Types and torch's ranges and messages (subclasses add their own rules)."""
         name = type(self).__name__
-        keys = list(self.spec_of(group).defaults)
-        check_tensor_sizes(group, keys, name)
-        for key in keys:
-            value, default = group[key], self.spec_of(group).defaults[key]
+        defaults = self.spec_of(group).defaults
+        check_tensor_sizes(group, defaults, name)
+        for key, default in defaults.items():
+            value = group[key]
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
                 expected = "a bool"
@@ -104,9 +104,9 @@ class Optimizer(torch.optim.Optimizer):
             if not ok:
                 raise ValueError(f"{name}: hyperparameter {key!r} = {value!r} in {where}: "
                                  f"expected {expected}")
-        check_ranges(group, keys, name)
+        check_ranges(group, defaults, name)
         check_flags(group, self.torch_flags, name)
-        check_differentiable(group, keys, name)
+        check_differentiable(group, defaults, name)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f"param group {len(self.param_groups)}"
@@ -353,7 +353,10 @@ class Optimizer(torch.optim.Optimizer):
         return get_state(self)
 
     def __setstate__(self, state: dict) -> None:
+        had_flag = "differentiable" in state.get("defaults", {})
         super().__setstate__(state)  # torch: hooks, the patched step, defaults
+        if not had_flag:  # torch adds it; a class without the flag (Muon) must not grow it
+            self.defaults.pop("differentiable", None)
         restore_spec(self)
 
     def __repr__(self) -> str:

@@ -142,3 +142,11 @@ def test_copies_leave_out_caches_and_locks():
     assert "_launcher_cache" not in state and "_some_lock" not in state
     assert {"spec", "backend", "seed", "skip_nonfinite", "defaults", "state"} <= set(state)
     copy.deepcopy(opt).step()
+
+
+def test_a_copy_of_muon_grows_no_flag_torch_muon_lacks():
+    w = torch.nn.Parameter(torch.randn(4, 3))
+    opt = copy.deepcopy(optforge.Muon([w]))
+    assert "differentiable" not in opt.defaults
+    assert set(opt.param_groups[0]) == set(torch.optim.Muon([w]).param_groups[0]) | {
+        "match_rms_adamw"}
