@@ -30,6 +30,6 @@ class AdamW(CatalogueOptimizer):
     def _check_values(self, group: dict, where: str) -> None:
         super()._check_values(group, where)
         check_adam_tensors(type(self).__name__, group)
-        if group.get("decoupled_weight_decay") is not True:
+        if group.get("decoupled_weight_decay", True) is not True:  # (older checkpoints lack it)
             raise ValueError(f"AdamW: decoupled_weight_decay={group['decoupled_weight_decay']!r}"
                              f" in {where}: AdamW always decouples weight decay (use Adam)")
