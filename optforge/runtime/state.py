@@ -34,8 +34,10 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
             return float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
         return torch.full(shape, float(init), dtype=dtype, device=param.device)
     if not any(isinstance(s, ParamSymbol) for s in init.free_symbols):
-        return torch.full_like(param, float(init), dtype=dtype,
-                               memory_format=torch.preserve_format)
+        # a complex parameter is stepped as its real view (runtime/staging.py): both
+        # components start at the value, as in torch.optim (Adagrad's initial sum)
+        value = complex(float(init), float(init)) if dtype.is_complex else float(init)
+        return torch.full_like(param, value, dtype=dtype, memory_format=torch.preserve_format)
     code = TorchPrinter(decl.name).doprint(init)
     value = eval(code, {"torch": torch, "v_p": param.detach()})  # noqa: S307 - our own printer
     return value.to(dtype=dtype, memory_format=torch.preserve_format).clone()
