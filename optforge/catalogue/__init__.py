@@ -77,3 +77,8 @@ from .spider_storm import SPIDER, STORM, spider, storm  # noqa: E402
 
 __all__ += ["AdaHessian", "OASIS", "SPIDER", "STORM", "DOT", "adahessian", "oasis", "spider",
             "storm", "dot_trainer"]
+
+# issue 15: more of torch.optim, and what users reach for (elementwise rules)
+from .radam import RAdam, radam  # noqa: E402
+
+__all__ += ["RAdam", "radam"]
