@@ -82,3 +82,7 @@ __all__ += ["AdaHessian", "OASIS", "SPIDER", "STORM", "DOT", "adahessian", "oasi
 from .radam import RAdam, radam  # noqa: E402
 
 __all__ += ["RAdam", "radam"]
+from .adadelta import Adadelta, adadelta  # noqa: E402
+from .rprop import Rprop, rprop  # noqa: E402
+
+__all__ += ["Adadelta", "adadelta", "Rprop", "rprop"]
