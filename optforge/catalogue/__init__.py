@@ -86,3 +86,11 @@ from .adadelta import Adadelta, adadelta  # noqa: E402
 from .rprop import Rprop, rprop  # noqa: E402
 
 __all__ += ["Adadelta", "adadelta", "Rprop", "rprop"]
+from .adabelief import AdaBelief, adabelief  # noqa: E402
+from .ademamix import AdEMAMix, ademamix  # noqa: E402
+from .qhadam import QHAdam, qhadam  # noqa: E402
+from .tiger import Tiger, tiger  # noqa: E402
+from .yogi import Yogi, yogi  # noqa: E402
+
+__all__ += ["AdaBelief", "adabelief", "AdEMAMix", "ademamix", "QHAdam", "qhadam", "Tiger",
+            "tiger", "Yogi", "yogi"]
