@@ -94,3 +94,7 @@ from .yogi import Yogi, yogi  # noqa: E402
 
 __all__ += ["AdaBelief", "adabelief", "AdEMAMix", "ademamix", "QHAdam", "qhadam", "Tiger",
             "tiger", "Yogi", "yogi"]
+from .adan import Adan, adan  # noqa: E402
+from .laprop import LaProp, laprop  # noqa: E402
+
+__all__ += ["Adan", "adan", "LaProp", "laprop"]
