@@ -98,3 +98,6 @@ from .adan import Adan, adan  # noqa: E402
 from .laprop import LaProp, laprop  # noqa: E402
 
 __all__ += ["Adan", "adan", "LaProp", "laprop"]
+from .mars import MARS, MARSLion, mars, mars_lion  # noqa: E402
+
+__all__ += ["MARS", "MARSLion", "mars", "mars_lion"]
