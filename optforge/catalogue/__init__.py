@@ -101,3 +101,7 @@ __all__ += ["Adan", "adan", "LaProp", "laprop"]
 from .mars import MARS, MARSLion, mars, mars_lion  # noqa: E402
 
 __all__ += ["MARS", "MARSLion", "mars", "mars_lion"]
+from .adabound import AdaBound, adabound  # noqa: E402
+from .adamod import AdaMod, adamod  # noqa: E402
+
+__all__ += ["AdaBound", "adabound", "AdaMod", "adamod"]
