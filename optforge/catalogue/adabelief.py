@@ -28,13 +28,16 @@ def adabelief(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.0, weight_decouple=Tru
     if not rectify:
         return Rule(p - step_size * m / (sqrt(s) / sqrt(1 - beta2**t) + eps), **states)
     # RAdam's rectifier (per-step scalars, on the host). Both branches are computed every
-    # step, so the radicand, negative in the first steps, is clamped at 0: it only counts
-    # where n_sma >= n_sma_threshold (5 by default), where it is positive.
+    # step, so the rectifier must be finite where it is not used: its radicand, negative
+    # in the first steps, is clamped at 0, and its denominator, 0 for beta2 = 0.6
+    # (n_sma_max = 4), is replaced by 1. Where n_sma >= n_sma_threshold the reference
+    # computes the same value (and fails the same way on a zero denominator).
     n_sma_max = 2 / (1 - beta2) - 1
     n_sma = n_sma_max - 2 * t * beta2**t / (1 - beta2**t)
-    rt = sqrt(maximum((1 - beta2**t) * (n_sma - 4) / (n_sma_max - 4) * (n_sma - 2) / n_sma
-                      * n_sma_max / (n_sma_max - 2), 0))
-    rectified = where(n_sma >= n_sma_threshold, 1, 0)
+    use = n_sma >= n_sma_threshold
+    denom = where(use, (n_sma_max - 4) * (n_sma_max - 2) * n_sma, 1)
+    rt = sqrt(maximum((1 - beta2**t) * (n_sma - 4) * (n_sma - 2) * n_sma_max / denom, 0))
+    rectified = where(use, 1, 0)
     scale = rectified * rt / (sqrt(s) + eps) + (1 - rectified)  # else momentum SGD
     return Rule(p - step_size * m * scale, **states)
 

@@ -24,12 +24,14 @@ def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
     rho_inf = 2 / (1 - beta2) - 1
     rho_t = rho_inf - 2 * t * beta2**t / bias_correction2
     # Everything below but v is a per-step scalar, computed once on the host in float64.
-    # Both branches are computed there every step, so the rectifier's radicand (negative
-    # for rho_t < 4, i.e. the first steps) is clamped at 0: its value only matters when
-    # rho_t > 5, where it is positive anyway.
-    rect = sqrt(maximum((rho_t - 4) * (rho_t - 2) * rho_inf
-                        / ((rho_inf - 4) * (rho_inf - 2) * rho_t), 0))
-    adaptive = where(rho_t > 5, 1, 0)  # 0/1 blend of the two branches (a scalar)
+    # Both branches are computed there every step (not only the taken one, as torch), so
+    # the rectifier must be finite where it is not used: its radicand, negative while
+    # rho_t < 4, is clamped at 0, and its denominator, 0 for beta2 = 0.6 (rho_inf = 4),
+    # is replaced by 1. Where rho_t > 5 (so rho_inf > 5) neither guard changes a value.
+    rectified = rho_t > 5
+    denom = where(rectified, (rho_inf - 4) * (rho_inf - 2) * rho_t, 1)
+    rect = sqrt(maximum((rho_t - 4) * (rho_t - 2) * rho_inf / denom, 0))
+    adaptive = where(rectified, 1, 0)  # 0/1 blend of the two branches (a scalar)
     m_hat = m / (1 - beta1**t)
     # torch: rect * sqrt(bc2) / (sqrt(v) + eps) when rectified, else 1
     scale = adaptive * rect * sqrt(bias_correction2) / (sqrt(v) + eps) + (1 - adaptive)

@@ -12,6 +12,8 @@ CONFIGS = [
     dict(lr=1e-2, ams_bound=True, weight_decay=0.1, fixed_decay=True),
     dict(lr=1e-2, rectify=True, maximize=True),
     dict(lr=1e-2, rectify=True, ams_bound=True, betas=(0.9, 0.99), weight_decay=0.1),
+    # n_sma_max = 4: never rectified, and the unused rectifier's denominator is 0
+    dict(lr=1e-2, rectify=True, betas=(0.9, 0.6)),
 ]
 
 

@@ -44,6 +44,17 @@ def test_the_first_steps_are_unrectified():
     assert torch.allclose(p.detach(), -0.1 * g, rtol=1e-14, atol=0)
 
 
+@pytest.mark.parametrize("beta2", [0.6, 0.5, 0.0])
+def test_never_rectified_betas(beta2, backend):
+    # rho_inf <= 5: torch never rectifies, so never computes r_t; here r_t is computed
+    # every step and must stay finite (beta2 = 0.6 makes its denominator 0: failed before)
+    kw = dict(lr=1e-2, betas=(0.9, beta2))
+    ours, ref, _, _ = run_side_by_side(lambda ps: optforge.RAdam(ps, backend=backend, **kw),
+                                       lambda ps: torch.optim.RAdam(ps, foreach=False, **kw),
+                                       (7, 13))
+    assert norm_rel(ours, ref) < TOL
+
+
 def test_torch_checkpoint_continues(backend):
     kw = dict(lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
     ours, ref, o2, _ = resumed_vs_uninterrupted(
