@@ -8,7 +8,8 @@ optional warmup schedulers of alpha (linear) and beta3 (linear in the half-life)
 turns them off (the reference spells that ``None``, which is not a number hyperparameter
 here).
 """
-from ..dsl import Rule, exp, grad, lerp, log, minimum, param, specialize_on_zero, sqrt, state, step
+from ..dsl import (Rule, exp, grad, lerp, log, minimum, param, specialize_on_zero, sqrt, state,
+                   step)
 from ._base import CatalogueOptimizer
 from ._weight_decay import apply_weight_decay
 

@@ -22,4 +22,5 @@ class Tiger(CatalogueOptimizer):
     """Sign of a single-beta momentum (a tighter Lion)."""
 
     rule = tiger
-    source = "Su (2023), 'Tiger: A Tight-fisted Optimizer', github.com/bojone/tiger; pytorch-optimizer Tiger"
+    source = ("Su (2023), 'Tiger: A Tight-fisted Optimizer', github.com/bojone/tiger; "
+              "pytorch-optimizer Tiger")

@@ -23,7 +23,8 @@ def check_matches(name, kw, shape, backend, po_kw=None, states=(), po_name=None)
     po = pytest.importorskip("pytorch_optimizer")
     ours, ref, o1, o2 = run_side_by_side(
         lambda ps: getattr(optforge, name)(ps, backend=backend, **kw),
-        lambda ps: getattr(po, po_name or name)(ps, foreach=False, **(kw if po_kw is None else po_kw)),
+        lambda ps: getattr(po, po_name or name)(ps, foreach=False,
+                                                **(kw if po_kw is None else po_kw)),
         shape)
     assert norm_rel(ours, ref) < TOL
     (s1,), (s2,) = o1.state.values(), o2.state.values()

@@ -64,7 +64,7 @@ CONFIGS = [
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("kw", CONFIGS, ids=config_id)
 def test_adabound_matches_paper(kw, shape, backend):
-    ours, ref, o1, _ = run_side_by_side(lambda ps: optforge.AdaBound(ps, backend=backend, **kw),
+    ours, ref, _, _ = run_side_by_side(lambda ps: optforge.AdaBound(ps, backend=backend, **kw),
                                         lambda ps: ReferenceAdaBound(ps, **kw), shape)
     assert norm_rel(ours, ref) < TOL
 

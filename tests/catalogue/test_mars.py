@@ -2,6 +2,7 @@
 every tensor, as ours) over 20 steps, on every backend. The per-tensor clip of c_t to unit
 norm is active in these runs (the gradients' norms are ~sqrt(numel) > 1)."""
 import pytest
+
 from tests.catalogue.po_reference import check_matches, check_round_trip, config_id
 from tests.conftest import SHAPES
 

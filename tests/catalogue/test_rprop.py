@@ -37,7 +37,7 @@ def test_rprop_matches_torch(kw, shape, backend):
 
 def test_step_sizes_hit_both_clamps():
     # the second config's run really reaches both bounds (else it would not test them)
-    ours, _, o1, _ = run_side_by_side(
+    _, _, o1, _ = run_side_by_side(
         lambda ps: optforge.Rprop(ps, **CONFIGS[1]), lambda ps: torch.optim.Rprop(ps, **CONFIGS[1]),
         (1023,))
     (s1,) = o1.state.values()
