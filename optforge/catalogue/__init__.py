@@ -86,6 +86,7 @@ from .adadelta import Adadelta, adadelta  # noqa: E402
 from .adamod import AdaMod, adamod  # noqa: E402
 from .adan import Adan, adan  # noqa: E402
 from .ademamix import AdEMAMix, ademamix  # noqa: E402
+from .asgd import ASGD, asgd  # noqa: E402
 from .laprop import LaProp, laprop  # noqa: E402
 from .mars import MARS, MARSLion, mars, mars_lion  # noqa: E402
 from .qhadam import QHAdam, qhadam  # noqa: E402
@@ -97,4 +98,4 @@ from .yogi import Yogi, yogi  # noqa: E402
 __all__ += ["RAdam", "Adadelta", "Rprop", "AdaBelief", "AdaBound", "AdaMod", "Adan", "AdEMAMix",
             "LaProp", "MARS", "MARSLion", "QHAdam", "Tiger", "Yogi", "radam", "adadelta", "rprop",
             "adabelief", "adabound", "adamod", "adan", "ademamix", "laprop", "mars", "mars_lion",
-            "qhadam", "tiger", "yogi"]
+            "qhadam", "tiger", "yogi", "ASGD", "asgd"]
