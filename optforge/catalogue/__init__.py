@@ -77,3 +77,25 @@ from .spider_storm import SPIDER, STORM, spider, storm  # noqa: E402
 
 __all__ += ["AdaHessian", "OASIS", "SPIDER", "STORM", "DOT", "adahessian", "oasis", "spider",
             "storm", "dot_trainer"]
+
+# issue 15: more of torch.optim, and what users reach for (elementwise rules; Adan's
+# optional clipping and MARS's per-tensor clip are reduce stages)
+from .adabelief import AdaBelief, adabelief  # noqa: E402
+from .adabound import AdaBound, adabound  # noqa: E402
+from .adadelta import Adadelta, adadelta  # noqa: E402
+from .adamod import AdaMod, adamod  # noqa: E402
+from .adan import Adan, adan  # noqa: E402
+from .ademamix import AdEMAMix, ademamix  # noqa: E402
+from .asgd import ASGD, asgd  # noqa: E402
+from .laprop import LaProp, laprop  # noqa: E402
+from .mars import MARS, MARSLion, mars, mars_lion  # noqa: E402
+from .qhadam import QHAdam, qhadam  # noqa: E402
+from .radam import RAdam, radam  # noqa: E402
+from .rprop import Rprop, rprop  # noqa: E402
+from .tiger import Tiger, tiger  # noqa: E402
+from .yogi import Yogi, yogi  # noqa: E402
+
+__all__ += ["RAdam", "Adadelta", "Rprop", "AdaBelief", "AdaBound", "AdaMod", "Adan", "AdEMAMix",
+            "LaProp", "MARS", "MARSLion", "QHAdam", "Tiger", "Yogi", "radam", "adadelta", "rprop",
+            "adabelief", "adabound", "adamod", "adan", "ademamix", "laprop", "mars", "mars_lion",
+            "qhadam", "tiger", "yogi", "ASGD", "asgd"]
