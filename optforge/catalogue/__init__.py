@@ -77,3 +77,8 @@ from .spider_storm import SPIDER, STORM, spider, storm  # noqa: E402
 
 __all__ += ["AdaHessian", "OASIS", "SPIDER", "STORM", "DOT", "adahessian", "oasis", "spider",
             "storm", "dot_trainer"]
+
+# sign-vote data parallelism: 1-bit sign vectors on torch.distributed (issue 17)
+from .distributed_sign import DistributedLion, SignumMV, distributed_lion, signum_mv  # noqa: E402
+
+__all__ += ["DistributedLion", "SignumMV", "distributed_lion", "signum_mv"]

@@ -1,0 +1,125 @@
+"""The step of an optimizer whose workers exchange sign vectors instead of gradients.
+
+Each rank keeps its own states (momentum) and steps on its *own* gradients: these
+optimizers replace DDP's gradient all-reduce, they do not follow it (plain per-rank
+models, or DDP with every backward under ``no_sync()``; docs/distributed.md). A step:
+
+1. the subclass's ``signal(group, p, state)``: the float32 values whose signs this rank
+   votes with (Lion: b1 m + (1 - b1) g), for every parameter with a gradient, in
+   param-group order, concatenated into one flat vector;
+2. ``exchange_signs``: one small all-reduce that checks the ranks agree (element
+   counts, no NaN/Inf), then one all-gather of the packed bits (1 bit per element) on
+   the optimizer's process group, aggregated by majority vote or by averaging;
+3. the rule's fused kernel (any backend) reads the aggregate through ``given("vote")``
+   and writes the parameter and its states, as every catalogue rule does.
+
+Every rank aggregates the same gathered bytes, so ranks that start from the same
+parameters stay identical bit for bit without any further broadcast.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..catalogue._base import CatalogueOptimizer
+from ..runtime.optimizer import SKIP_COUNTER
+from .sign_comm import AGGREGATIONS, NonFiniteSignsError, exchange_signs
+
+VOTE = "vote"  # the given(...) input the rules read
+
+
+def _is_dtensor(t) -> bool:
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # a torch without DTensor cannot have one
+        return False
+    return isinstance(t, DTensor)
+
+
+class SignVoteOptimizer(CatalogueOptimizer):
+    """Base of DistributedLion and SignumMV: subclasses set ``rule`` and ``signal``.
+
+    ``aggregation``: ``"vote"`` (majority: sign of the sum of signs) or ``"average"``
+    (mean of the signs). ``process_group``: the group whose ranks vote (default: WORLD,
+    looked up at each step, so the optimizer may be built before
+    ``init_process_group``).
+    """
+
+    def __init__(self, params, *args, aggregation: str = "vote", process_group=None,
+                 **kwargs):
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"{type(self).__name__}: aggregation={aggregation!r}; expected "
+                             f"one of {AGGREGATIONS}")
+        self.aggregation = aggregation
+        self.process_group = process_group
+        super().__init__(params, *args, **kwargs)
+
+    def signal(self, group: dict, p: torch.Tensor, state: dict) -> torch.Tensor:
+        """The float32 values whose signs this rank sends for ``p`` (its local view)."""
+        raise NotImplementedError
+
+    def step(self, closure=None, inputs=None):
+        """One step: exchange sign vectors, then the fused update; returns the closure's loss.
+
+        ``inputs={"vote": {param: tensor}}`` supplies the aggregate instead (no
+        communication): a simulation of N workers in one process, or a transport of
+        your own.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if inputs is None or VOTE not in inputs:
+            try:
+                votes = self._exchange()
+            except NonFiniteSignsError:
+                if not self.skip_nonfinite:
+                    raise
+                for group in self.param_groups:  # every rank skips, as the flag is global
+                    group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
+                return loss
+            inputs = {**(inputs or {}), VOTE: votes}
+        super().step(None, inputs=inputs)
+        return loss
+
+    @torch.no_grad()
+    def local_signals(self) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(params with a gradient, their signals concatenated into one flat float32 vector)."""
+        params, values = [], []
+        for gi, group in enumerate(self.param_groups):
+            for i, p in enumerate(group["params"]):
+                if p.grad is None:
+                    continue
+                if _is_dtensor(p) or _is_dtensor(p.grad):
+                    raise TypeError(
+                        f"{type(self).__name__}: parameter {i} of group {gi} is a DTensor "
+                        "(FSDP2 / tensor parallel); sign-vote optimizers replace the gradient "
+                        "all-reduce of data parallelism and step whole, replicated parameters "
+                        "(plain per-rank models or DDP with no_sync())")
+                if p.grad.shape != p.shape:
+                    raise RuntimeError(f"{type(self).__name__}: parameter {i} of group {gi}: "
+                                       f"gradient {tuple(p.grad.shape)} does not match the "
+                                       f"parameter {tuple(p.shape)}")
+                params.append(p)
+                values.append(self.signal(group, p, self.state.get(p, {})).reshape(-1))
+        devices = {v.device for v in values}
+        if len(devices) > 1:
+            raise RuntimeError(f"{type(self).__name__}: parameters on several devices "
+                               f"({sorted(map(str, devices))}); one optimizer exchanges one "
+                               "flat vector, so give each device its own optimizer")
+        flat = torch.cat(values) if values else torch.empty(0)
+        return params, flat
+
+    def _exchange(self) -> dict:
+        params, flat = self.local_signals()
+        nonfinite = bool(flat.numel()) and not bool(torch.isfinite(flat).all())
+        agg = exchange_signs(flat, self.aggregation, self.process_group, nonfinite)
+        votes, at = {}, 0
+        for p in params:
+            votes[p] = agg[at:at + p.numel()].view(p.shape)
+            at += p.numel()
+        return votes
+
+
+def group_betas(group: dict, key: str = "betas") -> tuple[float, ...]:
+    """A param group's beta tuple as Python floats (tensors allowed, as torch allows)."""
+    return tuple(float(b) for b in group[key])
