@@ -132,6 +132,8 @@ def exchange_signs(local: torch.Tensor, how: str, process_group=None,
         return local.new_empty(0)
     packed = pack_signs(local)
     world = dist.get_world_size(group)
-    gathered = torch.empty(world, packed.numel(), dtype=torch.uint8, device=packed.device)
-    dist.all_gather_into_tensor(gathered, packed, group=group)
-    return aggregate(gathered, n, how, dtype=local.dtype)
+    gathered = torch.empty(world * packed.numel(), dtype=torch.uint8, device=packed.device)
+    # torch >= 2.12 names it all_gather_single (all_gather_into_tensor warns there)
+    gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+    gather(gathered, packed, group=group)
+    return aggregate(gathered.view(world, -1), n, how, dtype=local.dtype)
