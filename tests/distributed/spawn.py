@@ -21,7 +21,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 PRELOAD = ["torch", "torch.distributed", "numba", "optforge.catalogue", "optforge.distributed",
-           "tests.distributed.workers"]
+           "tests.distributed.workers", "torch.distributed.checkpoint",
+           "torch.nn.parallel", "torch.distributed.optim"]
 
 
 def _entry(rank, fn, world, store_dir, out_dir, collective_s, args):

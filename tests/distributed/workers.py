@@ -107,3 +107,64 @@ def barrier_sum(rank: int, world: int, out_dir: str) -> None:
     t = torch.tensor([rank + 1.0])
     dist.all_reduce(t)
     save(out_dir, "sum", rank, t)
+
+
+# ---- torch's data parallelism around an optforge optimizer --------------------------------
+ADAMW = dict(lr=0.01, betas=(0.9, 0.99), weight_decay=0.1)
+DP_STEPS = 4
+GLOBAL_ROWS = 8  # split evenly over 2 or 4 ranks: the mean of rank means is the global mean
+
+
+def global_batch(step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return batch(step, 99, rows=GLOBAL_ROWS)
+
+
+def rank_rows(step: int, rank: int, world: int):
+    x, y = global_batch(step)
+    per = GLOBAL_ROWS // world
+    return x[rank * per:(rank + 1) * per], y[rank * per:(rank + 1) * per]
+
+
+def _train(module, opt, rank, world, steps=DP_STEPS, start=0):
+    for k in range(start, start + steps):
+        opt.zero_grad()
+        loss_of(module, *rank_rows(k, rank, world)).backward()
+        opt.step()
+
+
+def ddp_zero_dcp(rank: int, world: int, out_dir: str) -> None:
+    """DDP + optforge.AdamW; a DCP save and 2-rank load of its state; ZeRO + optforge.AdamW."""
+    import torch.distributed.checkpoint as dcp
+    from torch.distributed.checkpoint.state_dict import (get_model_state_dict,
+                                                         get_optimizer_state_dict,
+                                                         set_model_state_dict,
+                                                         set_optimizer_state_dict)
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    model = make_model()
+    ddp = DDP(model)
+    opt = optforge.AdamW(ddp.parameters(), **ADAMW)
+    _train(ddp, opt, rank, world)
+    save(out_dir, "ddp", rank, snapshot(model, opt))
+
+    ckpt = f"{out_dir}/dcp"
+    dcp.save({"model": get_model_state_dict(ddp), "optim": get_optimizer_state_dict(ddp, opt)},
+             checkpoint_id=ckpt)
+    # load on the same 2 ranks into another model and optimizer (other init, fresh state)
+    other = DDP(make_model(seed=5))
+    opt2 = optforge.AdamW(other.parameters(), lr=0.5)
+    sd = {"model": get_model_state_dict(other), "optim": get_optimizer_state_dict(other, opt2)}
+    dcp.load(sd, checkpoint_id=ckpt)
+    set_model_state_dict(other, sd["model"])
+    set_optimizer_state_dict(other, opt2, sd["optim"])
+    save(out_dir, "dcp-loaded", rank, snapshot(other.module, opt2))
+    save(out_dir, "dcp-lr", rank, opt2.param_groups[0]["lr"])
+
+    model3 = make_model()
+    ddp3 = DDP(model3)
+    zero = ZeroRedundancyOptimizer(ddp3.parameters(), optimizer_class=optforge.AdamW, **ADAMW)
+    _train(ddp3, zero, rank, world)
+    owned = [i for i, p in enumerate(model3.parameters()) if p in zero.optim.state]
+    save(out_dir, "zero", rank, {"params": [p.detach().clone() for p in model3.parameters()],
+                                 "owned": owned, "inner": type(zero.optim).__name__})
