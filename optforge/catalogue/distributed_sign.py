@@ -18,6 +18,8 @@ The rules below are the fused elementwise part; the vote arrives through given("
 from optforge.distributed.sign_vote (pack, all-gather, aggregate). A bit has no zero:
 a worker whose value is exactly 0 votes +1 (optforge/distributed/sign_comm.py).
 """
+import torch
+
 from ..distributed.sign_vote import SignVoteOptimizer, group_betas
 from ..dsl import Rule, given, grad, param, state
 
@@ -42,6 +44,15 @@ def _grad(group, p):
     return -g if group["maximize"] else g
 
 
+def _interpolate(m, g, beta, out):
+    """out = beta m + (1 - beta) g, rounded as those torch ops round (m None: m = 0)."""
+    if m is None:  # before the first step m is 0, and beta * 0 + x is x exactly
+        torch.mul(g, 1 - beta, out=out)
+    else:
+        torch.mul(m.float(), beta, out=out)
+        out.add_((1 - beta) * g)
+
+
 class DistributedLion(SignVoteOptimizer):
     """Lion whose workers send 1-bit sign vectors, aggregated by majority vote or averaging.
 
@@ -52,13 +63,8 @@ class DistributedLion(SignVoteOptimizer):
     rule = distributed_lion
     source = "Liu et al. (2024), arXiv:2404.00438, Algorithm 1"
 
-    def signal(self, group, p, state):
-        beta1, _ = group_betas(group)
-        g = _grad(group, p)
-        m = state.get("exp_avg")
-        if m is None:  # before the first step the momentum is 0: b1 * 0 + x is x exactly
-            return (1 - beta1) * g
-        return beta1 * m.float() + (1 - beta1) * g
+    def signal(self, group, p, state, out):  # sign(b1 m + (1 - b1) g)
+        _interpolate(state.get("exp_avg"), _grad(group, p), group_betas(group)[0], out)
 
 
 class SignumMV(SignVoteOptimizer):
@@ -71,10 +77,5 @@ class SignumMV(SignVoteOptimizer):
     rule = signum_mv
     source = "Bernstein et al. (2019), arXiv:1810.05291, Algorithm 1 (signSGD, arXiv:1802.04434)"
 
-    def signal(self, group, p, state):
-        beta = float(group["momentum"])
-        g = _grad(group, p)
-        m = state.get("momentum_buffer")
-        if m is None:
-            return (1 - beta) * g
-        return beta * m.float() + (1 - beta) * g
+    def signal(self, group, p, state, out):  # sign of the new momentum
+        _interpolate(state.get("momentum_buffer"), _grad(group, p), float(group["momentum"]), out)

@@ -74,8 +74,14 @@ def aggregate(gathered: torch.Tensor, numel: int, how: str, dtype=torch.float32)
     if how not in AGGREGATIONS:
         raise ValueError(f"aggregation {how!r}: expected one of {AGGREGATIONS}")
     workers = gathered.shape[0]
-    # int16 count: exact up to 32767 workers
-    ones = unpack_bits(gathered, numel).sum(dim=0, dtype=torch.int16)
+    if gathered.dim() != 2 or gathered.dtype != torch.uint8 or \
+            gathered.shape[1] != packed_size(numel):
+        raise ValueError(f"gathered signs: expected (workers, {packed_size(numel)}) uint8, got "
+                         f"{tuple(gathered.shape)} {gathered.dtype}")
+    # count the +1 bits over workers on the contiguous (workers, bytes, 8) layout, then
+    # drop the padding; int16: exact up to 32767 workers
+    bits = (gathered.unsqueeze(-1) >> _shifts(gathered.device)) & 1
+    ones = bits.sum(dim=0, dtype=torch.int16).reshape(-1)[:numel]
     total = ones * 2 - workers  # sum of +1/-1 votes
     if how == "vote":
         return torch.sign(total).to(dtype)

@@ -53,8 +53,8 @@ class SignVoteOptimizer(CatalogueOptimizer):
         self.process_group = process_group
         super().__init__(params, *args, **kwargs)
 
-    def signal(self, group: dict, p: torch.Tensor, state: dict) -> torch.Tensor:
-        """The float32 values whose signs this rank sends for ``p`` (its local view)."""
+    def signal(self, group: dict, p: torch.Tensor, state: dict, out: torch.Tensor) -> None:
+        """Write into ``out`` (float32, p's shape) the values whose signs this rank sends."""
         raise NotImplementedError
 
     def step(self, closure=None, inputs=None):
@@ -83,8 +83,8 @@ class SignVoteOptimizer(CatalogueOptimizer):
 
     @torch.no_grad()
     def local_signals(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(params with a gradient, their signals concatenated into one flat float32 vector)."""
-        params, values = [], []
+        """(params with a gradient, their signals in one flat float32 vector, in order)."""
+        params, groups = [], []
         for gi, group in enumerate(self.param_groups):
             for i, p in enumerate(group["params"]):
                 if p.grad is None:
@@ -100,13 +100,19 @@ class SignVoteOptimizer(CatalogueOptimizer):
                                        f"gradient {tuple(p.grad.shape)} does not match the "
                                        f"parameter {tuple(p.shape)}")
                 params.append(p)
-                values.append(self.signal(group, p, self.state.get(p, {})).reshape(-1))
-        devices = {v.device for v in values}
+                groups.append(group)
+        devices = {p.device for p in params}
         if len(devices) > 1:
             raise RuntimeError(f"{type(self).__name__}: parameters on several devices "
                                f"({sorted(map(str, devices))}); one optimizer exchanges one "
                                "flat vector, so give each device its own optimizer")
-        flat = torch.cat(values) if values else torch.empty(0)
+        # one buffer written in place: no per-parameter temporaries to concatenate
+        flat = torch.empty(sum(p.numel() for p in params), dtype=torch.float32,
+                           device=params[0].device if params else None)
+        at = 0
+        for p, group in zip(params, groups):
+            self.signal(group, p, self.state.get(p, {}), flat[at:at + p.numel()].view(p.shape))
+            at += p.numel()
         return params, flat
 
     def _exchange(self) -> dict:
