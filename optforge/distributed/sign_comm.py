@@ -13,19 +13,32 @@ gets the same aggregate bit for bit (the "server" of the papers, run on each wor
 """
 from __future__ import annotations
 
+import sys
+
 import torch
 import torch.distributed as dist
 
 AGGREGATIONS = ("vote", "average")
 
-# bit i of a byte holds element 8k + i (little-endian bit order inside a byte)
-_SHIFTS_CACHE: dict[torch.device, torch.Tensor] = {}
+if sys.byteorder != "little":  # the int64 <-> 8-byte views below assume it (x86, ARM)
+    raise ImportError("optforge.distributed packs sign bits on little-endian machines only")
+
+# Bit i of a byte holds element 8k + i. Both directions work on int64 words of 8 bytes,
+# which torch vectorizes well (shifting and summing over a trailing dim of 8 bytes took
+# 12 ms to pack and 22 ms to aggregate 1.6M signs; these take ~1 ms each):
+# pack: 8 bytes b_0..b_7 in {0, 1} as the word x = sum b_i 2^(8 i); x * _GATHER puts
+# b_i at bit 56 + i and nothing else in the top byte (every b_i 2^(8 i + 8 j + 7 - j)
+# lands on its own bit, so there are no carries; the product wraps in int64).
+_GATHER = 0x0102040810204080
+_TABLES: dict[torch.device, torch.Tensor] = {}
 
 
-def _shifts(device: torch.device) -> torch.Tensor:
-    found = _SHIFTS_CACHE.get(device)
+def _spread_table(device: torch.device) -> torch.Tensor:
+    """unpack: byte value v -> the int64 word whose byte j is bit j of v (0 or 1)."""
+    found = _TABLES.get(device)
     if found is None:
-        found = _SHIFTS_CACHE[device] = torch.arange(8, dtype=torch.uint8, device=device)
+        words = [sum(((v >> j) & 1) << (8 * j) for j in range(8)) for v in range(256)]
+        found = _TABLES[device] = torch.tensor(words, dtype=torch.int64, device=device)
     return found
 
 
@@ -43,19 +56,30 @@ def pack_signs(values: torch.Tensor) -> torch.Tensor:
     flat = values.reshape(-1)
     n = flat.numel()
     bits = torch.zeros(packed_size(n) * 8, dtype=torch.uint8, device=flat.device)
-    bits[:n] = flat >= 0
-    return (bits.view(-1, 8) << _shifts(flat.device)).sum(dim=1, dtype=torch.uint8)
+    torch.ge(flat, 0, out=bits[:n].view(torch.bool))
+    return (((bits.view(torch.int64) * _GATHER) >> 56) & 0xFF).to(torch.uint8)
+
+
+def _check_packed(packed: torch.Tensor, numel: int) -> None:
+    if packed.dtype != torch.uint8:
+        raise TypeError(f"packed signs must be uint8, got {packed.dtype}")
+    if packed.dim() == 0 or packed.shape[-1] != packed_size(numel):
+        raise ValueError(f"{packed.shape[-1] if packed.dim() else 0} bytes hold "
+                         f"{(packed.shape[-1] if packed.dim() else 0) * 8} bits, not {numel} "
+                         f"({packed_size(numel)} bytes)")
+
+
+def _spread(packed: torch.Tensor) -> torch.Tensor:
+    """(..., nbytes) uint8 -> (..., nbytes) int64 words of 0/1 bytes, one per bit."""
+    table = _spread_table(packed.device)
+    # index_select: ~15x faster than table[packed.long()] on CPU
+    return table.index_select(0, packed.reshape(-1).int()).view(packed.shape)
 
 
 def unpack_bits(packed: torch.Tensor, numel: int) -> torch.Tensor:
     """The first ``numel`` bits of ``packed`` (..., nbytes) as 0/1 uint8, shape (..., numel)."""
-    if packed.dtype != torch.uint8:
-        raise TypeError(f"packed signs must be uint8, got {packed.dtype}")
-    if packed.shape[-1] != packed_size(numel):
-        raise ValueError(f"{packed.shape[-1]} bytes hold {packed.shape[-1] * 8} bits, "
-                         f"not {numel} ({packed_size(numel)} bytes)")
-    bits = (packed.unsqueeze(-1) >> _shifts(packed.device)) & 1
-    return bits.reshape(*packed.shape[:-1], -1)[..., :numel]
+    _check_packed(packed, numel)
+    return _spread(packed).view(torch.uint8)[..., :numel]
 
 
 def unpack_signs(packed: torch.Tensor, numel: int, dtype=torch.float32) -> torch.Tensor:
@@ -73,19 +97,20 @@ def aggregate(gathered: torch.Tensor, numel: int, how: str, dtype=torch.float32)
     """
     if how not in AGGREGATIONS:
         raise ValueError(f"aggregation {how!r}: expected one of {AGGREGATIONS}")
+    if gathered.dim() != 2:
+        raise ValueError(f"gathered signs: expected (workers, bytes), got {tuple(gathered.shape)}")
+    _check_packed(gathered, numel)
     workers = gathered.shape[0]
-    if gathered.dim() != 2 or gathered.dtype != torch.uint8 or \
-            gathered.shape[1] != packed_size(numel):
-        raise ValueError(f"gathered signs: expected (workers, {packed_size(numel)}) uint8, got "
-                         f"{tuple(gathered.shape)} {gathered.dtype}")
-    # count the +1 bits over workers on the contiguous (workers, bytes, 8) layout, then
-    # drop the padding; int16: exact up to 32767 workers
-    bits = (gathered.unsqueeze(-1) >> _shifts(gathered.device)) & 1
-    ones = bits.sum(dim=0, dtype=torch.int16).reshape(-1)[:numel]
-    total = ones * 2 - workers  # sum of +1/-1 votes
-    if how == "vote":
-        return torch.sign(total).to(dtype)
-    return total.to(dtype) / workers
+    if workers == 0:
+        raise ValueError("gathered signs: no worker's vector to aggregate")
+    # the words of up to 255 workers add bytewise without a carry: each byte counts the
+    # +1 votes of its element
+    counts = None
+    for chunk in gathered.split(255):
+        part = _spread(chunk).sum(dim=0).view(torch.uint8)[:numel]
+        counts = part.to(torch.float32) if counts is None else counts.add_(part)
+    total = counts.mul_(2).sub_(workers)  # sum of the +1/-1 votes: an exact integer
+    return (total.sign_() if how == "vote" else total.div_(workers)).to(dtype)
 
 
 class SignExchangeError(RuntimeError):

@@ -44,6 +44,25 @@ def test_byte_layout_is_little_endian_bits_and_padding_is_clear():
     assert pack_signs(-torch.ones(8)).tolist() == [0]
 
 
+def test_every_byte_value_round_trips():
+    # pack multiplies int64 words with a wrapping product: check all 256 bit patterns
+    values = torch.arange(256)
+    bits = (values.unsqueeze(1) >> torch.arange(8)) & 1  # (256, 8): element 8k+i = bit i of k
+    signs = bits.float() * 2 - 1
+    packed = pack_signs(signs)
+    assert torch.equal(packed, values.to(torch.uint8))
+    assert torch.equal(unpack_bits(packed, 2048), bits.reshape(-1).to(torch.uint8))
+    # the same bytes as (workers, bytes): worker k sent byte k for 8 elements
+    ones = bits.sum(0).float()  # +1 votes per element over 256 workers
+    assert torch.equal(aggregate(packed.view(256, 1), 8, "vote"), torch.sign(ones * 2 - 256))
+    assert torch.equal(aggregate(packed.view(256, 1), 8, "average"), (ones * 2 - 256) / 256)
+
+
+def test_empty():
+    assert pack_signs(torch.empty(0)).numel() == 0
+    assert unpack_signs(pack_signs(torch.empty(0)), 0).numel() == 0
+
+
 def test_nan_is_sent_as_minus_one():
     # documented: exchange_signs refuses NaN before packing; pack itself just compares
     assert unpack_signs(pack_signs(torch.tensor([float("nan"), 1.0])), 2).tolist() == [-1, 1]
@@ -54,9 +73,11 @@ def test_unpack_refuses_a_wrong_length_or_dtype():
         unpack_bits(torch.zeros(2, dtype=torch.uint8), 17)
     with pytest.raises(TypeError, match="uint8"):
         unpack_bits(torch.zeros(2, dtype=torch.int8), 16)
+    with pytest.raises(ValueError, match="expected \\(workers, bytes\\)"):
+        aggregate(torch.zeros(2, dtype=torch.uint8), 16, "vote")
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3, 4, 5, 8])
+@pytest.mark.parametrize("workers", [1, 2, 3, 4, 5, 8, 300])
 @pytest.mark.parametrize("n", [1, 13, 64, 1001])
 def test_aggregate_is_the_papers_server(workers, n):
     gen = torch.Generator().manual_seed(10 * workers + n)
