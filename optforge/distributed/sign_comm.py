@@ -146,9 +146,8 @@ def exchange_signs(local: torch.Tensor, how: str, process_group=None,
         raise ValueError(f"aggregation {how!r}: expected one of {AGGREGATIONS}")
     n = local.numel()
     # max of (n, -n) gives max and -min of the counts: equal iff max == min
-    header = torch.tensor([n, -n, int(nonfinite)], dtype=torch.int64)
-    if dist.get_backend(group) == "nccl":
-        header = header.to(local.device)
+    # on the payload's device: NCCL takes only CUDA tensors, gloo takes both
+    header = torch.tensor([n, -n, int(nonfinite)], dtype=torch.int64, device=local.device)
     dist.all_reduce(header, op=dist.ReduceOp.MAX, group=group)
     high, low, bad = (int(x) for x in header.tolist())
     if high != -low:
