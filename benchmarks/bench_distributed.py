@@ -6,8 +6,9 @@ Part 1, an MLP of 1.58M fp32 parameters (256-1024-1024-256), batch 32 per rank:
 * AdamW + DDP and Lion + DDP: optforge.AdamW / optforge.Lion after DDP's fp32 gradient
   all-reduce (gradient averaging, the usual data parallelism);
 * DistributedLion (vote) and (average): plain per-rank models, no DDP; each step one
-  24-byte all-reduce (the ranks' agreement check) and one all-gather of the packed sign
-  bits (1 bit per parameter).
+  all-gather of the packed sign bits (1 bit per parameter) behind a 2-byte header (a
+  NaN flag and which of the 6 tensors have gradients); the first step adds one 32-byte
+  all-reduce that checks the ranks' sizes (in the warm-up, not counted).
 
 Bytes per step and rank, three ways: the *payload* handed to collectives (counted by a
 DDP comm hook and by a counting wrapper around the torch.distributed calls of
@@ -173,9 +174,9 @@ def phases(opt, repeats=STEPS):
     for _ in range(repeats):
         dist.barrier()
         t0 = time.perf_counter()
-        params, flat = opt.local_signals()
+        params, flat, present = opt.local_signals()
         t1 = time.perf_counter()
-        agg = sign_comm.exchange_signs(flat, opt.aggregation, None, False)
+        agg = sign_comm.exchange_signs(flat, opt.aggregation, None, False, present)
         t2 = time.perf_counter()
         votes, at = {}, 0
         for p in params:

@@ -132,38 +132,60 @@ def default_group(process_group):
     return process_group if process_group is not None else dist.group.WORLD
 
 
-def exchange_signs(local: torch.Tensor, how: str, process_group=None,
-                   nonfinite: bool = False) -> torch.Tensor:
+def check_sizes(numel: int, segments: int, process_group=None, device=None) -> None:
+    """One small all-reduce: do all ranks send ``numel`` elements in ``segments`` pieces?
+
+    The all-gather of ``exchange_signs`` needs equal sizes on every rank; ranks that
+    differ here (different models) raise together instead of a mismatched all-gather
+    failing or hanging. Sizes change only with the param groups, so callers run this
+    on the first exchange and after a change, not every step.
+    """
+    group = default_group(process_group)
+    # on the payload's device: NCCL takes only CUDA tensors, gloo takes both
+    header = torch.tensor([numel, -numel, segments, -segments], dtype=torch.int64,
+                          device=device)
+    dist.all_reduce(header, op=dist.ReduceOp.MAX, group=group)
+    high, low, s_high, s_low = header.tolist()
+    if high != -low or s_high != -s_low:
+        raise SignExchangeError(
+            f"the ranks' optimizers hold different parameters ({-low} to {high} elements in "
+            f"{-s_low} to {s_high} tensors; this rank {numel} in {segments}): every rank "
+            "must build the same model and param groups")
+
+
+def exchange_signs(local: torch.Tensor, how: str, process_group=None, nonfinite: bool = False,
+                   present: torch.Tensor | None = None) -> torch.Tensor:
     """All-gather ``local``'s sign bits over the group and aggregate them (see ``aggregate``).
 
-    Before the payload, one small all-reduce compares the ranks' element counts and
-    their non-finite flags, so that a rank with other parameters (or NaN gradients)
-    makes *every* rank raise the same error instead of a mismatched all-gather hanging
-    or a NaN voting -1. Nothing is written before that check.
+    One collective per step: each rank's payload starts with a flag byte (NaN/Inf in its
+    values) and the packed ``present`` bits (one per segment of ``local``, e.g. "this
+    parameter has a gradient"), so every rank sees every rank's flags and raises the
+    same error when one has NaN/Inf or when the ``present`` bits differ, before anything
+    is written. The sizes must already agree (``check_sizes``).
     """
     group = default_group(process_group)
     if how not in AGGREGATIONS:
         raise ValueError(f"aggregation {how!r}: expected one of {AGGREGATIONS}")
-    n = local.numel()
-    # max of (n, -n) gives max and -min of the counts: equal iff max == min
-    # on the payload's device: NCCL takes only CUDA tensors, gloo takes both
-    header = torch.tensor([n, -n, int(nonfinite)], dtype=torch.int64, device=local.device)
-    dist.all_reduce(header, op=dist.ReduceOp.MAX, group=group)
-    high, low, bad = (int(x) for x in header.tolist())
-    if high != -low:
-        raise SignExchangeError(
-            f"ranks step different numbers of elements ({-low} to {high}; this rank "
-            f"{n}): every rank must step the same parameters with gradients, in the same "
-            "order (a parameter without a gradient on one rank only?)")
-    if bad:
-        raise NonFiniteSignsError("a rank has NaN or Inf in the values whose signs it would "
-                                "send (its gradients or momentum); no rank has stepped")
-    if n == 0:  # no rank has a gradient: nothing to send
-        return local.new_empty(0)
-    packed = pack_signs(local)
+    present = torch.ones(0, dtype=torch.bool) if present is None else present.reshape(-1)
+    n, segments = local.numel(), present.numel()
+    head = 1 + packed_size(segments)
+    payload = torch.empty(head + packed_size(n), dtype=torch.uint8, device=local.device)
+    payload[0] = int(nonfinite)
+    payload[1:head] = pack_signs(present.to(local.device, torch.float32) - 0.5)
+    payload[head:] = pack_signs(local)
     world = dist.get_world_size(group)
-    gathered = torch.empty(world * packed.numel(), dtype=torch.uint8, device=packed.device)
+    gathered = torch.empty(world, payload.numel(), dtype=torch.uint8, device=local.device)
     # torch >= 2.12 names it all_gather_single (all_gather_into_tensor warns there)
     gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
-    gather(gathered, packed, group=group)
-    return aggregate(gathered.view(world, -1), n, how, dtype=local.dtype)
+    gather(gathered.view(-1), payload, group=group)
+    if bool(gathered[:, 0].any()):
+        raise NonFiniteSignsError("a rank has NaN or Inf in the values whose signs it would "
+                                  "send (its gradients or momentum); no rank has stepped")
+    masks = gathered[:, 1:head]
+    if not bool((masks == masks[:1]).all()):
+        bits = unpack_bits(masks, segments)
+        differ = (bits != bits[:1]).any(dim=0).nonzero().flatten().tolist()
+        raise SignExchangeError(
+            f"segment(s) {differ} (the optimizer's parameters, in order) have a gradient on "
+            "some ranks and not on others: every rank must step the same parameters")
+    return aggregate(gathered[:, head:], n, how, dtype=local.dtype)

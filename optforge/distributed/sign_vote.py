@@ -7,9 +7,11 @@ models, or DDP with every backward under ``no_sync()``; docs/distributed.md). A 
 1. the subclass's ``signal(group, p, state)``: the float32 values whose signs this rank
    votes with (Lion: b1 m + (1 - b1) g), for every parameter with a gradient, in
    param-group order, concatenated into one flat vector;
-2. ``exchange_signs``: one small all-reduce that checks the ranks agree (element
-   counts, no NaN/Inf), then one all-gather of the packed bits (1 bit per element) on
-   the optimizer's process group, aggregated by majority vote or by averaging;
+2. ``exchange_signs``: one all-gather on the optimizer's process group of the packed
+   bits (1 bit per element) behind a few header bytes (a NaN/Inf flag, which
+   parameters have gradients) that every rank checks before anything is written;
+   aggregated by majority vote or by averaging. The sizes are checked by one small
+   all-reduce on the first step (``check_sizes``) and after the param groups change;
 3. the rule's fused kernel (any backend) reads the aggregate through ``given("vote")``
    and writes the parameter and its states, as every catalogue rule does.
 
@@ -22,7 +24,7 @@ import torch
 
 from ..catalogue._base import CatalogueOptimizer
 from ..runtime.optimizer import SKIP_COUNTER
-from .sign_comm import AGGREGATIONS, NonFiniteSignsError, exchange_signs
+from .sign_comm import AGGREGATIONS, NonFiniteSignsError, check_sizes, exchange_signs
 
 VOTE = "vote"  # the given(...) input the rules read
 
@@ -82,25 +84,25 @@ class SignVoteOptimizer(CatalogueOptimizer):
         return loss
 
     @torch.no_grad()
-    def local_signals(self) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(params with a gradient, their signals in one flat float32 vector, in order)."""
-        params, groups = [], []
-        for gi, group in enumerate(self.param_groups):
-            for i, p in enumerate(group["params"]):
-                if p.grad is None:
-                    continue
-                if _is_dtensor(p) or _is_dtensor(p.grad):
-                    raise TypeError(
-                        f"{type(self).__name__}: parameter {i} of group {gi} is a DTensor "
-                        "(FSDP2 / tensor parallel); sign-vote optimizers replace the gradient "
-                        "all-reduce of data parallelism and step whole, replicated parameters "
-                        "(plain per-rank models or DDP with no_sync())")
-                if p.grad.shape != p.shape:
-                    raise RuntimeError(f"{type(self).__name__}: parameter {i} of group {gi}: "
-                                       f"gradient {tuple(p.grad.shape)} does not match the "
-                                       f"parameter {tuple(p.shape)}")
-                params.append(p)
-                groups.append(group)
+    def local_signals(self) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(every parameter of the optimizer in order, their signals in one flat float32
+        vector, which of them have a gradient). A parameter without a gradient sends
+        zeros, so the exchanged size does not depend on which gradients exist: the
+        ranks compare ``present`` instead, inside the same collective."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        groups = [group for group in self.param_groups for _ in group["params"]]
+        present = torch.tensor([p.grad is not None for p in params], dtype=torch.bool)
+        for k, p in enumerate(params):
+            if _is_dtensor(p) or _is_dtensor(p.grad):
+                raise TypeError(
+                    f"{type(self).__name__}: parameter {k} (in param-group order) is a "
+                    "DTensor (FSDP2 / tensor parallel); sign-vote optimizers replace the "
+                    "gradient all-reduce of data parallelism and step whole, replicated "
+                    "parameters (plain per-rank models or DDP with no_sync())")
+            if p.grad is not None and p.grad.shape != p.shape:
+                raise RuntimeError(f"{type(self).__name__}: parameter {k}: gradient "
+                                   f"{tuple(p.grad.shape)} does not match the parameter "
+                                   f"{tuple(p.shape)}")
         devices = {p.device for p in params}
         if len(devices) > 1:
             raise RuntimeError(f"{type(self).__name__}: parameters on several devices "
@@ -111,17 +113,26 @@ class SignVoteOptimizer(CatalogueOptimizer):
                            device=params[0].device if params else None)
         at = 0
         for p, group in zip(params, groups):
-            self.signal(group, p, self.state.get(p, {}), flat[at:at + p.numel()].view(p.shape))
+            out = flat[at:at + p.numel()].view(p.shape)
+            if p.grad is None:
+                out.zero_()
+            else:
+                self.signal(group, p, self.state.get(p, {}), out)
             at += p.numel()
-        return params, flat
+        return params, flat, present
 
     def _exchange(self) -> dict:
-        params, flat = self.local_signals()
+        params, flat, present = self.local_signals()
+        sizes = (flat.numel(), len(params))
+        if getattr(self, "_agreed_sizes", None) != sizes:  # first step, or new param groups
+            check_sizes(*sizes, self.process_group, flat.device)
+            self._agreed_sizes = sizes
         nonfinite = bool(flat.numel()) and not bool(torch.isfinite(flat).all())
-        agg = exchange_signs(flat, self.aggregation, self.process_group, nonfinite)
+        agg = exchange_signs(flat, self.aggregation, self.process_group, nonfinite, present)
         votes, at = {}, 0
         for p in params:
-            votes[p] = agg[at:at + p.numel()].view(p.shape)
+            if p.grad is not None:
+                votes[p] = agg[at:at + p.numel()].view(p.shape)
             at += p.numel()
         return votes
 

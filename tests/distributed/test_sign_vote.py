@@ -89,7 +89,9 @@ def test_disagreeing_ranks_raise_on_every_rank_and_change_nothing():
     out = run_ranks(workers.sign_vote_errors, 2, timeout_s=55)
     results = [load(out, "errors", r) for r in range(2)]
     for found in results:
-        assert "ranks step different numbers of elements (63 to 66" in found["count"]
+        assert "segment(s) [3] (the optimizer's parameters, in order) have a gradient on some" \
+            in found["count"]
+        assert "different parameters (63 to 66 elements in 3 to 4 tensors" in found["sizes"]
         assert found["count_unmoved"] and found["count_no_state"]
         assert "NaN or Inf" in found["nan"] and "no rank has stepped" in found["nan"]
         assert found["skips"] == 1 and found["nan_unmoved"]

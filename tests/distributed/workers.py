@@ -69,9 +69,18 @@ def sign_vote_errors(rank: int, world: int, out_dir: str) -> None:
     """Ranks that disagree make every rank raise before anything moves."""
     found = {}
     model = make_model()
-    opt = optforge.DistributedLion(model.parameters(), lr=0.01)
     before = [p.detach().clone() for p in model.parameters()]
-    # 1. rank 1 has no gradient for the last bias: different element counts
+    # 0. rank 1's optimizer lacks the last bias: the first step's size check refuses
+    loss_of(model, *batch(0, rank)).backward()
+    params = list(model.parameters())
+    other = optforge.DistributedLion(params[:3] if rank == 1 else params, lr=0.01)
+    try:
+        other.step()
+    except RuntimeError as e:
+        found["sizes"] = str(e)
+    model.zero_grad(set_to_none=True)
+    opt = optforge.DistributedLion(model.parameters(), lr=0.01)
+    # 1. rank 1 has no gradient for the last bias: the ranks' "present" bits differ
     loss_of(model, *batch(0, rank)).backward()
     if rank == 1:
         model[2].bias.grad = None
@@ -80,7 +89,7 @@ def sign_vote_errors(rank: int, world: int, out_dir: str) -> None:
     except RuntimeError as e:
         found["count"] = str(e)
     found["count_unmoved"] = all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
-    found["count_no_state"] = len(opt.state) == 0
+    found["count_no_state"] = len(opt.state) == len(other.state) == 0
     # 2. a NaN gradient on rank 0 only: every rank refuses, or skips with skip_nonfinite
     opt.zero_grad()
     loss_of(model, *batch(1, rank)).backward()
