@@ -133,7 +133,9 @@ def test_one_worker_is_lion_and_signum(one_rank, how, backend):
     for ours_cls, ref_cls, kw in [
             (optforge.DistributedLion, optforge.Lion,
              dict(lr=0.01, betas=(0.8, 0.95), weight_decay=0.3)),
-            (optforge.SignumMV, optforge.Signum, dict(lr=0.01, momentum=0.7))]:
+            (optforge.DistributedLion, optforge.Lion, dict(lr=0.01, maximize=True)),
+            (optforge.SignumMV, optforge.Signum, dict(lr=0.01, momentum=0.7)),
+            (optforge.SignumMV, optforge.Signum, dict(lr=0.01, momentum=0.0, maximize=True))]:
         init = torch.randn(257, 3, generator=gen)
         p1, p2 = torch.nn.Parameter(init.clone()), torch.nn.Parameter(init.clone())
         ours = ours_cls([p1], aggregation=how, backend=backend, **kw)
