@@ -7,7 +7,9 @@ vector sign(b1 m + (1 - b1) g) (a bit: +1 where the value is >= 0), the aggregat
 sign(sum) or mean of the N vectors in float32, handed to each simulated worker's
 optimizer through step(inputs={"vote": ...}). The update kernel is the same on both
 sides (its arithmetic is checked against Lion and Signum below), so any difference is
-the communication: packing, byte order, gather order, aggregation.
+the communication: packing, byte order, gather order, aggregation. The documented DDP
+way (ranks built differently, DDP's initial broadcast, every backward under no_sync())
+gives the same bits too.
 """
 from __future__ import annotations
 
@@ -82,6 +84,13 @@ def test_ranks_equal_the_simulation_bit_for_bit(world):
         m0 = load(out, name, 0)["states"][0]
         m1 = load(out, name, 1)["states"][0]
         assert any(not torch.equal(m0[k], m1[k]) for k in m0 if k != "step")
+        if name == "lion-vote":  # DDP under no_sync(): the same bits as plain models
+            for rank in range(world):
+                got = load(out, "lion-vote-ddp-no-sync", rank)
+                for a, b in zip(got["params"] + [s[k] for s in got["states"] for k in s],
+                                sim[rank]["params"] + [s[k] for s in sim[rank]["states"]
+                                                       for k in s]):
+                    assert torch.equal(a, b), f"DDP + no_sync, rank {rank}"
     assert elapsed < 55
 
 

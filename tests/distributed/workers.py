@@ -63,6 +63,19 @@ def sign_vote(rank: int, world: int, out_dir: str) -> None:
                 loss_of(model, x, y).backward()
                 opt.step()
         save(out_dir, name, rank, snapshot(model, opt))
+    # the documented DDP way: every forward and backward under no_sync(), so DDP never
+    # all-reduces a gradient (it only broadcast the initial parameters)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+    cls, kw = SIGN_CONFIGS["lion-vote"]
+    model = make_model(seed=rank)  # different on each rank until DDP broadcasts rank 0's
+    ddp = DDP(model)
+    opt = getattr(optforge, cls)(ddp.parameters(), **kw)
+    for k in range(SIGN_STEPS):
+        opt.zero_grad()
+        with ddp.no_sync():
+            loss_of(ddp, *batch(k, rank)).backward()
+        opt.step()
+    save(out_dir, "lion-vote-ddp-no-sync", rank, snapshot(model, opt))
 
 
 def sign_vote_errors(rank: int, world: int, out_dir: str) -> None:
