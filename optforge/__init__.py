@@ -30,7 +30,8 @@ _EXPORTS = {
 }
 
 
-_SUBPACKAGES = {"dsl", "compiler", "kernels", "runtime", "catalogue", "multistep", "cli", "demo"}
+_SUBPACKAGES = {"dsl", "compiler", "kernels", "runtime", "catalogue", "multistep", "distributed",
+                "cli", "demo"}
 
 
 def _catalogue() -> dict:

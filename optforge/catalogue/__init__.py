@@ -99,3 +99,8 @@ __all__ += ["RAdam", "Adadelta", "Rprop", "AdaBelief", "AdaBound", "AdaMod", "Ad
             "LaProp", "MARS", "MARSLion", "QHAdam", "Tiger", "Yogi", "radam", "adadelta", "rprop",
             "adabelief", "adabound", "adamod", "adan", "ademamix", "laprop", "mars", "mars_lion",
             "qhadam", "tiger", "yogi", "ASGD", "asgd"]
+
+# sign-vote data parallelism: 1-bit sign vectors on torch.distributed (issue 17)
+from .distributed_sign import DistributedLion, SignumMV, distributed_lion, signum_mv  # noqa: E402
+
+__all__ += ["DistributedLion", "SignumMV", "distributed_lion", "signum_mv"]

@@ -25,6 +25,8 @@ NOT_LR_PROPORTIONAL = {
     "FTRLLinfBall": "p is the lr-scaled dual point projected onto the ball: lr = 0 gives 0",
     "ExponentiatedGradient": "p is renormalised onto the simplex every step",
     "OASIS": "lr is the first step size of its automatic step size: lr = 0 is refused",
+    "Rprop": "lr only seeds the per-element step sizes, clamped to step_sizes[0] > 0",
+    "AdaBound": "final_lr is absolute: the clamp's lower bound is > 0 from step 1",
 }
 
 
