@@ -203,10 +203,13 @@ out["elementwise"] = len(re.findall(r"\\.f64", ptx))
 sig = {"addr_tab": "*i64", "n_tensors": "i32", "shape_tab": "*i64", "rs_tab": "*fp32",
        "raddr_tab": "*i64", "tile_tab": "*i64", "out_t": "*fp32", "out_row": "*fp32",
        "out_col": "*fp32", "n_programs": "i32", "row_total": "i32", "col_total": "i32",
-       **scalars, "ROWS": "constexpr", "COLS": "constexpr"}
+       **scalars, "ROWS": "constexpr", "COLS": "constexpr", "ALIGN": "constexpr",
+       "INDEX32": "constexpr", "COLS_DIV": "constexpr"}
 for k, fn in enumerate(module.REDUCE_STAGES):
     for cols in (1, 256):
-        ptx = triton.compile(ASTSource(fn, sig, {"ROWS": 2048 // cols, "COLS": cols}),
+        consts = {"ROWS": 2048 // cols, "COLS": cols, "ALIGN": 16, "INDEX32": True,
+                  "COLS_DIV": 4}
+        ptx = triton.compile(ASTSource(fn, sig, consts),
                              target=target, options={"num_warps": 4}).asm["ptx"]
         out[f"r{k}-{cols}"] = len(re.findall(r"\\.f64", ptx))
 print(json.dumps(out))

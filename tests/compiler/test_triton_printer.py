@@ -74,7 +74,12 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     # each reduce kernel reads its stage's inputs once (the traffic model's extra pass)
     reduce_src = src.split("@triton.jit\ndef optforge_")[1:-1]
     assert len(reduce_src) == len(plan.reduce_stages)
-    loaded += [n for k in reduce_src for n in re.findall(r"tl\.load\(ptr_(\w+) \+ offs", k)]
+    for k in reduce_src:  # whole tiles, then the masked tail tiles: the same loads
+        whole, part = k.split("    else:\n        rmask = ")
+        found = re.findall(r"tl\.load\(ptr_(\w+) \+ offs", whole)
+        assert re.findall(r"tl\.load\(ptr_(\w+) \+ offs, mask=mask", part) == found
+        assert "mask" not in whole.split("if (row0 + ROWS")[1].replace("mask=row0", "")
+        loaded += found
     # the torch matrix stage reads its per-element inputs and writes its buffers
     buffers = 0
     for stage in plan.matrix_stages:
@@ -97,10 +102,10 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     lowered = src.lower()
     for word in FORBIDDEN:
         assert word not in lowered, word
-    # three rounding helpers, sign and the kernel; multi-stage plans: two NaN-propagating
-    # max helpers and one kernel per reduce stage
+    # three bfloat16 conversions, the stochastic rounding's bits and noise, sign and the
+    # kernel; multi-stage plans: two NaN-propagating max helpers and one kernel per stage
     extra = 2 + len(plan.reduce_stages) if plan.reduce_stages else 0
-    assert src.count("@triton.jit") == 5 + extra
+    assert src.count("@triton.jit") == 7 + extra
 
 
 def test_hyperparameters_are_kernel_arguments_not_constants():
@@ -147,4 +152,5 @@ def test_stochastic_rounding_only_for_written_bf16_tensors():
         triton_source(plan, "bfloat16", {"g"})
     src = triton_source(plan, "bfloat16", {"p", "exp_avg"})
     assert "seed_exp_avg, seed_p, BLOCK_SIZE" in src
-    assert src.count("f32_to_bf16_bits_sr(n_") == 2 * 2  # full and tail paths
+    assert src.count("f32_to_bf16_sr(n_") == 2 * 2  # full and tail paths
+    assert src.count("= philox_noise16(seed_") == 2  # once per program and tensor

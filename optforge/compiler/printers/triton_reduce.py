@@ -31,7 +31,8 @@ import sympy as sp
 
 from ..plan import KernelPlan, ReduceOp, ReduceResult, ScopeTemp
 from ..templates import render
-from .triton import TRITON_DTYPES, TritonPrinter, _load, _store, kernel_name, tensor_refs
+from .triton import (TritonPrinter, _load, _store, helpers, kernel_name, pointer_type,
+                     rng_lines, tensor_refs)
 
 
 def result_kind(r: ReduceOp) -> str:
@@ -134,19 +135,19 @@ def stage_uses_rows_or_cols(plan: KernelPlan, index: int) -> bool:
     return Scopes(plan, StagePrinter(plan.rule_name), exprs).uses_vectors
 
 
-def _pointers(refs, dtypes, names) -> list[str]:
-    return [f"ptr_{r.name} = tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]}))"
+def _pointers(refs, dtypes, names, interpreted) -> list[str]:
+    return [f"ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs) if r.name in names]
 
 
-def _elementwise(plan, dtypes, stochastic, name) -> dict:
+def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name)
     exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
     scopes = Scopes(plan, pr, exprs)
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]})), ALIGN)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs)]
     head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)"] if scopes.uses_vectors else []
     head += scopes.program_lines()
@@ -181,22 +182,20 @@ def _reduce_all(op: str, x: str, axis: int | None) -> str:
     return f"tl.sum({x}, {axis})" if axis is not None else f"tl.sum(tl.sum({x}, 1), 0)"
 
 
-def _reduce(plan, dtypes, name, index) -> str:
-    stage = plan.reduce_stages[index]
-    pr = StagePrinter(plan.rule_name)
+def _reduce_body(plan, stage, pr, scopes, dtypes, masked: bool) -> list[str]:
+    """One path of a reduce kernel: loads, values, and each reduction's partials."""
     ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
-    scopes = Scopes(plan, pr, [e for _, e in stage.temps] + [r.expr for r in ops])
-    lines = _pointers(tensor_refs(plan), dtypes, {r.name for r in stage.loads})
-    lines += scopes.program_lines()
-    lines += [_load(r, dtypes[r.name], True) for r in stage.loads]
-    lines += scopes.element_lines("rr", "cc", "rmask", "cmask")
+    m = "mask" if masked else ""
+    lines = [_load(r, dtypes[r.name], masked) for r in stage.loads]
+    lines += scopes.element_lines("rr", "cc", m and "rmask", m and "cmask")
     lines += [f"{s.name} = {pr.doprint(e)}" for s, e in stage.temps]
     counters = {"t": 0, "row": 0, "col": 0}
     for k, r in enumerate(ops):
         x = pr.doprint(r.expr)
         if r.op == "nonfinite":  # NaN and +-inf: x - x is not 0
             x = f"tl.where(({x}) - ({x}) == 0.0, 0.0, 1.0)"
-        lines.append(f"x{k} = tl.where(mask, {x} + zero, {_IDENTITY[r.op]})")
+        lines.append(f"x{k} = tl.where(mask, {x} + zero, {_IDENTITY[r.op]})" if masked
+                     else f"x{k} = {x} + zero")
         kind = "t" if r.scope in ("tensor", "group") else r.scope
         q = counters[kind]
         counters[kind] += 1
@@ -209,28 +208,44 @@ def _reduce(plan, dtypes, name, index) -> str:
         else:
             lines.append(f"tl.store(out_col + {q} * col_total + cpos + ci * cstride, "
                          f"{_reduce_all(r.op, f'x{k}', 0)}, mask=col0 + ci < n_cols)")
+    return lines
+
+
+def _reduce(plan, dtypes, name, index, interpreted) -> str:
+    stage = plan.reduce_stages[index]
+    pr = StagePrinter(plan.rule_name)
+    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
+    scopes = Scopes(plan, pr, [e for _, e in stage.temps] + [r.expr for r in ops])
+    head = _pointers(tensor_refs(plan), dtypes, {r.name for r in stage.loads}, interpreted)
+    head += scopes.program_lines()
     scalars = [s.name for s in plan.scalar_args]
+
+    def path(masked):
+        return "\n".join("        " + line
+                         for line in _reduce_body(plan, stage, pr, scopes, dtypes, masked))
     return render("triton_reduce_kernel.py", kernel=f"{name}_r{index}", index=str(index),
                   args="".join(f"{a}, " for a in scalars),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass",
-                  body="\n".join("    " + line for line in lines))
+                  pointers="\n".join("    " + line for line in head),
+                  full=path(False), tail=path(True))
 
 
-def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset) -> str:
+def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
+                  interpreted: bool = False) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
-    name = kernel_name(plan, dtypes, stochastic)
+    name = kernel_name(plan, dtypes, stochastic, interpreted)
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = ("    # a distinct Philox counter per element of every tensor in the launch\n"
-           "    rng_offs = tid.to(tl.int64) * 1099511627776 + offs\n") if stochastic else ""
-    reduces = [_reduce(plan, dtypes, name, k) for k in range(len(plan.reduce_stages))]
+    rng = rng_lines(stochastic)
+    reduces = [_reduce(plan, dtypes, name, k, interpreted)
+               for k in range(len(plan.reduce_stages))]
     stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))
     return render("triton_stages.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
                   stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=render("triton_helpers.py"), kernel=name,
+                  helpers=helpers(interpreted), kernel=name,
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass", rng=rng, reduce_kernels="\n\n".join(reduces),
-                  stages=stages, **_elementwise(plan, dtypes, stochastic, name))
+                  stages=stages, **_elementwise(plan, dtypes, stochastic, interpreted))

@@ -27,8 +27,7 @@ REDUCE = {"addr_tab": "*i64", "n_tensors": "i32", "shape_tab": "*i64", "rs_tab":
           "raddr_tab": "*i64", "tile_tab": "*i64", "out_t": "*fp32", "out_row": "*fp32",
           "out_col": "*fp32", "n_programs": "i32", "row_total": "i32", "col_total": "i32"}
 ROUND = {"x_ptr": "*fp32", "out_ptr": "*i16", "n": "i32", "seed": "i32"}
-# the fp-fusion choice every launch pins (see launcher.FP_FUSION)
-FP_FUSION = False
+from .configs import FP_FUSION  # the choice every launch pins
 
 
 @dataclass

@@ -18,6 +18,7 @@ the heuristic's: reduce tiles are never tuned (the bits must not depend on a tim
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -31,8 +32,8 @@ from ...compiler.printers.triton_reduce import (result_kind, result_layout,
                                                 stage_uses_rows_or_cols)
 from ..cache import load_module
 from . import configs
-from .available import check_interpreter_consistent
-from .configs import Config
+from .available import check_interpreter_consistent, interpreter_on
+from .configs import FP_FUSION, Config
 from .layout import Layout, addresses_of, alignment, check_bucket, numels_of
 from .reduce import StageLayout, result_tables
 
@@ -102,7 +103,7 @@ class TritonLauncher:
             name = DTYPE_NAMES[param_dtype]
             dtypes = storage_dtypes(self.plan, name)
             sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
-            source = triton_source(self.plan, name, sr)
+            source = triton_source(self.plan, name, sr, interpreted=interpreter_on())
             if sr:
                 check_interpreter_consistent()
             module = load_module(source, "triton")
@@ -135,7 +136,7 @@ class TritonLauncher:
         with guard:
             return slayout.run(kern.reduce_fns[stage], self.plan.reduce_stages[stage].reductions,
                                (table, len(layout.numels), rs, raddr),
-                               [float(s) for s in scalars], config.num_warps)
+                               [float(s) for s in scalars], config.num_warps, layout.align)
 
     def _tables(self, reduced, slayout: StageLayout, device):
         return result_tables(self.plan, reduced, slayout, *self._result_pos, self._kinds, device)
@@ -189,7 +190,8 @@ class TritonLauncher:
             kern.fn[(blocks.n_programs,)](
                 table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start, *extra,
                 *[float(s) for s in scalars], *seeds,
-                BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps)
+                BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps,
+                enable_fp_fusion=FP_FUSION)
 
     # ---- launch configuration ---------------------------------------------------------
     def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
@@ -213,7 +215,8 @@ class TritonLauncher:
             tune_key, layout.device,
             [c.as_dict() for c in space],
             self._scratch_runner(kern, layout, rows, scalars),
-            configs.heuristic(layout.device, layout.numels).as_dict(), configs.valid)
+            configs.heuristic(layout.device, layout.numels).as_dict(),
+            functools.partial(configs.valid, device=layout.device))
         found = self._configs[key] = Config.from_dict(chosen)
         return found
 

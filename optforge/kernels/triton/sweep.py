@@ -67,7 +67,9 @@ def rule_kernels(name: str, dtype: str):
             loads = _bytes_per_element(p.reduce_stages[k].loads, dtypes)
             for cols in (1, 256):
                 yield (f"r{k}-cols{cols}", fn, aot.reduce_signature(p),
-                       {"ROWS": BLOCK // cols, "COLS": cols}, (loads, 0), None, p)
+                       {"ROWS": BLOCK // cols, "COLS": cols, "ALIGN": 16, "INDEX32": True,
+                        "COLS_DIV": 8},
+                       (loads, 0), None, p)
 
 
 def per_element(source: str, plan, fp_fusion: bool) -> dict:
