@@ -139,6 +139,22 @@ def test_reductions_are_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="host syncs exist only on CUDA")
+def test_a_lamb_step_does_not_sync_the_host():
+    """Partials are combined on the device and every table goes up from pinned memory:
+    after the first steps (compiling, tuning, building layouts), a step never waits."""
+    ps = [torch.nn.Parameter(torch.randn(s, device=DEVICE)) for s in [(257, 129), (1023,)]]
+    opt = LAMB(ps, backend="triton")
+    for k in range(3):
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        torch.cuda.set_sync_debug_mode("error" if k == 2 else 0)
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+
 def test_lr_change_does_not_recompile():
     p = torch.nn.Parameter(torch.randn(300, device=DEVICE))
     q = torch.nn.Parameter(p.detach().cpu().clone())

@@ -109,8 +109,13 @@ class Scopes:
                 out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
         return out
 
-    def element_lines(self, row: str, col: str, row_mask: str, col_mask: str) -> list[str]:
-        """Row/column results gathered at indices ``row``/``col``; the values using them."""
+    def element_lines(self, row: str, col: str, row_mask: str, col_mask: str,
+                      one_row: str | None = None) -> list[str]:
+        """Row/column results gathered at indices ``row``/``col``; the values using them.
+        ``one_row``: the scalar row index of a block inside one row, whose row results
+        are loaded once and broadcast (a block of one value: the values computed from
+        them are the same SSA value per thread, computed once; types match the other
+        paths, as triton's if requires)."""
         out = []
         for s in self.order:
             if not self.vector[s]:
@@ -119,7 +124,11 @@ class Scopes:
                 kind = result_kind(self.ops[s][1])
                 index, mask = (row, row_mask) if kind == "row" else (col, col_mask)
                 masked = f", mask={mask}, other=0.0" if mask else ""
-                out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
+                if kind == "row" and one_row is not None:
+                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {one_row})"
+                               " + tl.zeros([BLOCK_SIZE], tl.float32)")
+                else:
+                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
             else:
                 out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
         return out
@@ -159,18 +168,42 @@ def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
         outputs.append(f"n_{ref.name} = {value}")
 
-    def body(masked: bool) -> str:
-        index = (["row = offs // n_cols", "col = offs - row * n_cols"]
-                 if scopes.uses_vectors else [])
+    def body(masked: bool, index: list[str], indent: str = "        ",
+             one_row: str | None = None) -> str:
         m = "mask" if masked else ""
         lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + index
-                 + scopes.element_lines("row", "col", m, m) + temps + outputs
+                 + scopes.element_lines("row", "col", m, m, one_row) + temps + outputs
                  + [_store(r, dtypes[r.name], r.name in stochastic, masked)
                     for r, _ in plan.stores])
-        return "\n".join("        " + line for line in lines)
+        return "\n".join(indent + line for line in lines)
 
+    if not scopes.uses_vectors:
+        return dict(pointers="\n".join(rows + ["    " + x for x in head]),
+                    full=body(False, []), tail=body(True, []))
+    per_element = ["row = offs // n_cols", "col = offs - row * n_cols"]
     return dict(pointers="\n".join(rows + ["    " + x for x in head]),
-                full=body(False), tail=body(True))
+                full=_row_paths(lambda index, one_row=None: body(False, index, " " * 12,
+                                                                  one_row), per_element),
+                tail=body(True, per_element))
+
+
+def _row_paths(body, per_element: list[str]) -> str:
+    """The full-block path of a kernel gathering row/column results, in three cases:
+    the block inside one row (row results the same for every element: loaded and used
+    once per thread, no division), a tensor under 2**31 elements (a 32-bit division per
+    element; a 64-bit one is a ~70-instruction subroutine), and the rest."""
+    lines = ["        row0 = start // n_cols",
+             "        col0 = start - row0 * n_cols",
+             "        if col0 + BLOCK_SIZE <= n_cols:",
+             body(["row = row0 + tl.zeros([BLOCK_SIZE], tl.int64)",
+                   "col = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)"], "row0"),
+             "        elif numel < 2147483648:",
+             body(["o32 = offs.to(tl.int32)", "n32 = n_cols.to(tl.int32)",
+                   "q32 = o32 // n32", "row = q32.to(tl.int64)",
+                   "col = (o32 - q32 * n32).to(tl.int64)"]),
+             "        else:",
+             body(per_element)]
+    return "\n".join(lines)
 
 
 _IDENTITY = {"sum": "0.0", "nonfinite": "0.0", "max": "float('-inf')"}
@@ -220,9 +253,9 @@ def _reduce(plan, dtypes, name, index, interpreted) -> str:
     head += scopes.program_lines()
     scalars = [s.name for s in plan.scalar_args]
 
-    def path(masked):
-        return "\n".join("        " + line
-                         for line in _reduce_body(plan, stage, pr, scopes, dtypes, masked))
+    def path(masked):  # (a stage of only numel/ndim reduces nothing here)
+        lines = _reduce_body(plan, stage, pr, scopes, dtypes, masked) or ["pass"]
+        return "\n".join("        " + line for line in lines)
     return render("triton_reduce_kernel.py", kernel=f"{name}_r{index}", index=str(index),
                   args="".join(f"{a}, " for a in scalars),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)

@@ -125,9 +125,22 @@ def reduce_signature(plan) -> dict:
 TAIL = "    else:\n        mask = offs < numel\n"
 
 
-def full_path_only(source: str) -> str:
+# the full path of a kernel gathering row/column results has three cases (triton_reduce)
+ONE_ROW = "        if col0 + BLOCK_SIZE <= n_cols:"
+ROWS32 = "        elif numel < 2147483648:"
+BRANCHES = {"one_row": (ONE_ROW.replace("col0 + BLOCK_SIZE <= n_cols", "True"), ROWS32),
+            "rows32": (ONE_ROW.replace("col0 + BLOCK_SIZE <= n_cols", "False"),
+                       ROWS32.replace("numel < 2147483648", "True"))}
+
+
+def full_path_only(source: str, branch: str | None = None) -> str:
     """The module with the elementwise kernel's masked tail path emptied: compiling it
-    at two block sizes measures the full-block path's instructions per element."""
+    at two block sizes measures the full-block path's instructions per element.
+    ``branch`` ("one_row" or "rows32") keeps one case of a row-gathering full path
+    (constant conditions: triton compiles only the branch taken)."""
     head, rest = source.split(TAIL)
     tail_end = rest.index("\n\n\nkernel = ")
+    if branch is not None:
+        first, second = BRANCHES[branch]
+        head = head.replace(ONE_ROW, first).replace(ROWS32, second)
     return head + "    else:\n        pass" + rest[tail_end:]

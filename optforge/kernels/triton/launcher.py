@@ -34,7 +34,7 @@ from ..cache import load_module
 from . import configs
 from .available import check_interpreter_consistent, interpreter_on
 from .configs import FP_FUSION, Config
-from .layout import Layout, addresses_of, alignment, check_bucket, numels_of
+from .layout import Layout, addresses_of, align_groups, check_bucket, numels_of, to_device
 from .reduce import StageLayout, result_tables
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -123,7 +123,7 @@ class TritonLauncher:
             stage = self._stage_layout(params, False)
             extra = (stage.real_tab,) + self._tables(reduced, stage, layout.device)
         seeds = [self._seed() for _ in kern.stochastic]
-        self._launch(kern, layout, table, layout.align, scalars, seeds, config, extra)
+        self._launch(kern, layout, table, layout.groups, scalars, seeds, config, extra)
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
@@ -179,19 +179,21 @@ class TritonLauncher:
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
-    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, align: int, scalars,
+    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, groups, scalars,
                 seeds, config: Config, extra: tuple = ()) -> None:
-        blocks = layout.block_map(config.block_size)
-        if blocks.n_programs == 0:  # every tensor is empty
-            return
+        """One launch per alignment group (layout.align_groups): usually one."""
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
                  else contextlib.nullcontext())
-        with guard:
-            kern.fn[(blocks.n_programs,)](
-                table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start, *extra,
-                *[float(s) for s in scalars], *seeds,
-                BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps,
-                enable_fp_fusion=FP_FUSION)
+        for members, align in groups:
+            blocks = layout.block_map(config.block_size, members)
+            if blocks.n_programs == 0:  # every tensor is empty
+                continue
+            with guard:
+                kern.fn[(blocks.n_programs,)](
+                    table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start,
+                    *extra, *[float(s) for s in scalars], *seeds,
+                    BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps,
+                    enable_fp_fusion=FP_FUSION)
 
     # ---- launch configuration ---------------------------------------------------------
     def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
@@ -252,8 +254,9 @@ class TritonLauncher:
                 scratch = [[t.clone() for t in row] if ref.name in written else row
                             for ref, row in zip(self.refs, rows)]
                 addresses = addresses_of(scratch)
-                run.table = torch.tensor(addresses, dtype=torch.int64).to(layout.device)
-                run.align = alignment(addresses)
-            self._launch(kern, layout, run.table, run.align, scalars,
+                run.table = to_device(torch.tensor(addresses, dtype=torch.int64),
+                                      layout.device)
+                run.groups = align_groups(addresses, len(layout.numels))
+            self._launch(kern, layout, run.table, run.groups, scalars,
                          [0] * len(kern.stochastic), Config.from_dict(config))
         return run

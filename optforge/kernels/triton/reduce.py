@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from .configs import FP_FUSION
+from .layout import to_device
 
 COLS_MAX = 256
 WIDTH = 32  # partials per row of a combine level (see _levels)
@@ -51,7 +52,7 @@ def _levels(lengths: np.ndarray, device, width: int = WIDTH) -> list[torch.Tenso
         pos = start[seg] + (np.arange(len(seg)) - first[seg]) * w
         idx = pos[:, None] + np.arange(w)[None, :]
         idx = np.where(idx < (start + lengths)[seg][:, None], idx, int(lengths.sum()))
-        levels.append(torch.from_numpy(idx).to(device))
+        levels.append(to_device(torch.from_numpy(idx), device))
         lengths = chunks
     return levels
 
@@ -83,7 +84,7 @@ class TileGroup:
                            for j in members)
         # the largest of 8, 4, 2, 1 dividing every row length (a hint for vector loads)
         self.cols_div = next(d for d in (8, 4, 2, 1) if all(view[j][1] % d == 0 for j in members))
-        self.tile_tab = torch.tensor(tiles, dtype=torch.int64).reshape(-1).to(device)
+        self.tile_tab = to_device(torch.tensor(tiles, dtype=torch.int64).reshape(-1), device)
         # a tensor's tiles, a row's column tiles, a column's row tiles: each consecutive
         self.t_idx = _levels(np.array(t_len), device)
         self.r_idx = _levels(np.concatenate(r_len), device)
@@ -219,4 +220,5 @@ def result_tables(plan, reduced, layout: StageLayout, scalar_pos, vector_pos, ki
                     f"for parameter {j} is {tuple(v.shape)} {v.dtype} on {v.device}, expected "
                     f"{want} contiguous float32 values on {device}")
             addresses[c, j] = v.data_ptr()
-    return rs.reshape(-1), torch.from_numpy(addresses.reshape(-1)).to(device)
+    # queued, not waited for: no host sync between the stages
+    return rs.reshape(-1), to_device(torch.from_numpy(addresses.reshape(-1)), device)

@@ -73,10 +73,21 @@ def rule_kernels(name: str, dtype: str):
 
 
 def per_element(source: str, plan, fp_fusion: bool) -> dict:
-    """SASS instructions and global bytes per element on the full-block path."""
+    """SASS instructions and global bytes per element on the full-block path (for
+    kernels gathering row results: on its one-row case, and ``rows32_*`` on its case of
+    blocks spanning rows)."""
+    if aot.ONE_ROW not in source:
+        return _per_element(source, plan, fp_fusion, None)
+    out = _per_element(source, plan, fp_fusion, "one_row")
+    out.update({f"rows32_{k}": v
+                for k, v in _per_element(source, plan, fp_fusion, "rows32").items()})
+    return out
+
+
+def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
     from ..cache import load_module
 
-    fn = load_module(aot.full_path_only(source), "triton").kernel
+    fn = load_module(aot.full_path_only(source, branch), "triton").kernel
     sig = aot.elementwise_signature(plan)
     runs = []
     for block in (1024, 2048):  # 4 warps: 8 and 16 elements per thread
@@ -115,10 +126,13 @@ def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
                         rec["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
                     ept = BLOCK // (32 * warps) if "BLOCK_SIZE" in consts else \
                         consts["ROWS"] * consts["COLS"] // (32 * warps)
+                    # full-block paths compiled: 3 for a kernel gathering row results
+                    # (one row / 32-bit / 64-bit row index), whose 128-bit accesses add up
+                    paths = 3 if source is not None and aot.ONE_ROW in source else 1
                     rec.update(elements_per_thread=ept, expect_load_bytes=expect[0],
-                               expect_store_bytes=expect[1])
-                    if source is not None and arch == 90 and name in per_element_rules \
-                            and "error" not in rec:
+                               expect_store_bytes=expect[1], full_paths=paths)
+                    if source is not None and arch == 90 and "error" not in rec \
+                            and (name in per_element_rules or paths > 1):
                         rec.update(per_element(source, plan, fp_fusion))
                     rec["seconds"] = round(time.perf_counter() - t0, 2)
                     emit(rec)
