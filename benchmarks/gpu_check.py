@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET_S = 480  # the whole check, as the issue asks; each step gets a share
+DRY_BUDGET_S = 1500  # the interpreter on a shared CPU: slow, and not what is measured
 TRITON_TESTS = ["tests/backends/test_triton.py", "tests/backends/test_triton_reduce.py",
                 "tests/backends/test_triton_policy.py", "tests/backends/test_triton_multistep.py",
                 "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py"]
@@ -69,8 +70,9 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
                          "--no-index", "--dry-run", "-e", "."], 0.1),
             ("triton tests", pytest + ["tests/kernels/test_triton_rounding.py",
                                        "tests/kernels/test_triton_configs.py"], 0.2),
-            ("parity", pytest + ["tests/backends/test_triton.py", "-k",
-                                 f"{PARITY} and (AdamW or Lion)"], 0.25),
+            ("parity", pytest + [f"tests/backends/test_triton.py::{PARITY}[AdamW--torch.bfloat16]",
+                                 f"tests/backends/test_triton.py::{PARITY}[Lion--torch.float32]"],
+             0.25),
             ("tune", tune, 0.15),
             ("bench", [py, "benchmarks/bench_gpu.py", "--device", "cpu", "--sizes", "4K",
                        "--reps", "1", "--no-many", "--rules", "AdamW", "Lion", "LAMB", "Muon",
@@ -114,7 +116,7 @@ def environment(out: Path) -> dict:
 def report(results: list[dict], out: Path, started: float) -> dict:
     bench = out / "bench.json"
     data = {"dry": dry(), "steps": results, "seconds": round(time.time() - started, 1),
-            "budget_s": BUDGET_S, "ok": all(s["ok"] for s in results),
+            "budget_s": DRY_BUDGET_S if dry() else BUDGET_S, "ok": all(s["ok"] for s in results),
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if bench.exists():
         b = json.loads(bench.read_text())
@@ -137,10 +139,10 @@ def main() -> int:
             print("make gpu-check needs a CUDA GPU (GPU_CHECK_DRY=1 runs it on the CPU)",
                   file=sys.stderr)
             return 2
-    results = []
+    results, budget = [], DRY_BUDGET_S if dry() else BUDGET_S
     for name, cmd, share in steps(py, work):
-        left = BUDGET_S - (time.time() - started)
-        results.append(run_step(name, cmd, min(left, share * BUDGET_S * 1.5), env))
+        left = budget - (time.time() - started)
+        results.append(run_step(name, cmd, min(left, share * budget * 1.5), env))
     data = report(results, work, started)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", data.get("device", "unknown")).strip("-").lower()
     stem = out / f"gpu_check_{slug}"
