@@ -33,6 +33,7 @@ TRITON_TESTS = ["tests/backends/test_triton.py", "tests/backends/test_triton_red
                 "tests/backends/test_triton_policy.py", "tests/backends/test_triton_multistep.py",
                 "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py"]
 PARITY = "test_matches_torch_backend"
+DRY_PARITY = ("AdamW-lr=0.01-torch.bfloat16", "Lion-lr=0.001-torch.float32")
 
 
 def dry() -> bool:
@@ -52,7 +53,9 @@ def run_step(name: str, cmd: list[str], timeout: float, env: dict) -> dict:
             exc.stdout, bytes) else (exc.stdout or "")
     step = {"name": name, "rc": rc, "ok": rc == 0, "seconds": round(time.time() - t0, 1),
             "tail": out[-3000:]}
-    summary = re.findall(r"=+ (.*(?:passed|failed|error|skipped|deselected).*) in [\d.]+s", out)
+    # pytest's last line: "3 passed, 1 skipped in 2.5s" (-q) or "=== ... in 2.5s ==="
+    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed|error|skipped|deselected)[^\n]*?) in "
+                         r"[\d.]+s", out, re.M)
     if summary:
         step["pytest"] = summary[-1]
     print(f"   {'ok' if step['ok'] else 'FAILED'} in {step['seconds']} s"
@@ -70,9 +73,8 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
                          "--no-index", "--dry-run", "-e", "."], 0.1),
             ("triton tests", pytest + ["tests/kernels/test_triton_rounding.py",
                                        "tests/kernels/test_triton_configs.py"], 0.2),
-            ("parity", pytest + [f"tests/backends/test_triton.py::{PARITY}[AdamW--torch.bfloat16]",
-                                 f"tests/backends/test_triton.py::{PARITY}[Lion--torch.float32]"],
-             0.25),
+            ("parity", pytest + [f"tests/backends/test_triton.py::{PARITY}[{case}]"
+                                 for case in DRY_PARITY], 0.25),
             ("tune", tune, 0.15),
             ("bench", [py, "benchmarks/bench_gpu.py", "--device", "cpu", "--sizes", "4K",
                        "--reps", "1", "--no-many", "--rules", "AdamW", "Lion", "LAMB", "Muon",

@@ -43,6 +43,7 @@ def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A small host-built table onto ``device`` without stalling the host: a copy from
     pageable memory waits for the stream, one from pinned memory is queued (the caching
     host allocator keeps the pinned block until the copy has run)."""
+    device = torch.device(device)
     if device.type != "cuda":
         return t.to(device)
     return t.pin_memory().to(device, non_blocking=True)
