@@ -77,6 +77,17 @@ def candidates(device: torch.device, numels: tuple[int, ...]) -> list[Config]:
     return [c for c in space if MIN_PER_THREAD <= per_thread(c) <= MAX_PER_THREAD]
 
 
+# Reduce tiles on a GPU: 1024 elements, 4 warps (8 per thread). Fixed, never tuned (the
+# bits must not depend on a timing); measured AOT: with 2048 elements over 8 warps,
+# ptxas on sm_80 saved a register to the stack around LAMB's IEEE-division slow path.
+REDUCE_GPU = Config(1024, 4)
+
+
+def reduce_config(device: torch.device, numels: tuple[int, ...]) -> Config:
+    """The tile size and warps of reduce kernels: the heuristic's under the interpreter."""
+    return heuristic(device, numels) if _interpreted(device) else REDUCE_GPU
+
+
 def heuristic(device: torch.device, numels: tuple[int, ...]) -> Config:
     """Used when tuning is off (OPTFORGE_AUTOTUNE=0) or not run on this device."""
     largest = max(numels, default=1)

@@ -13,7 +13,8 @@ Multi-stage plans: ``reduce(stage, ...)`` launches the stage's kernel over tiles
 bucket's tensors (``reduce.py``) and returns each tensor's partials, as the torch
 launcher does; ``__call__(..., reduced=...)`` passes the finished results to the
 elementwise kernel (a scalar table and row/column vector addresses). Their configs are
-the heuristic's: reduce tiles are never tuned (the bits must not depend on a timing).
+fixed (configs.reduce_config): reduce tiles are never tuned (the bits must not depend on
+a timing).
 """
 from __future__ import annotations
 
@@ -136,17 +137,19 @@ class TritonLauncher:
         with guard:
             return slayout.run(kern.reduce_fns[stage], self.plan.reduce_stages[stage].reductions,
                                (table, len(layout.numels), rs, raddr),
-                               [float(s) for s in scalars], config.num_warps, layout.align)
+                               [float(s) for s in scalars],
+                               configs.reduce_config(layout.device, layout.numels).num_warps,
+                               layout.align)
 
     def _tables(self, reduced, slayout: StageLayout, device):
         return result_tables(self.plan, reduced, slayout, *self._result_pos, self._kinds, device)
 
     def _stage_layout(self, params, flat: bool) -> StageLayout:
         """Tile groups of one bucket shape for a flat or (rows, row length) stage; the tile
-        size is the heuristic block size (never tuned: the bits must not depend on it)."""
+        size is configs.reduce_config's (never tuned: the bits must not depend on it)."""
         device = params[0].device
         shapes = tuple(tuple(p.shape) for p in params)
-        block = configs.heuristic(device, numels_of(params)).block_size
+        block = configs.reduce_config(device, numels_of(params)).block_size
         key = (device, shapes, flat, block)
         found = self._stage_layouts.get(key)
         if found is None:

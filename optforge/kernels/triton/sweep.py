@@ -20,12 +20,13 @@ import re
 import sys
 import time
 
-from . import aot
+from . import aot, configs
 
 ARCHS = (90, 80)
 DTYPES = ("float32", "bfloat16")
 PER_ELEMENT = ("AdamW", "Lion", "LAMB", "AdamP", "SGDP")
 BLOCK, WARPS = 2048, 8  # the heuristic config for large tensors: 8 elements per thread
+REDUCE = configs.REDUCE_GPU  # reduce tiles: 1024 elements over 4 warps
 _WIDTH = {"v4.b32": 16, "v4.f32": 16, "v4.u32": 16, "v2.b64": 16, "v2.b32": 8,
           "v2.f32": 8, "b64": 8, "u64": 8, "b32": 4, "f32": 4, "u32": 4, "b16": 2, "u16": 2}
 
@@ -67,9 +68,8 @@ def rule_kernels(name: str, dtype: str):
             loads = _bytes_per_element(p.reduce_stages[k].loads, dtypes)
             for cols in (1, 256):
                 yield (f"r{k}-cols{cols}", fn, aot.reduce_signature(p),
-                       {"ROWS": BLOCK // cols, "COLS": cols, "ALIGN": 16, "INDEX32": True,
-                        "COLS_DIV": 8},
-                       (loads, 0), None, p)
+                       {"ROWS": REDUCE.block_size // cols, "COLS": cols, "ALIGN": 16,
+                        "INDEX32": True, "COLS_DIV": 8}, (loads, 0), None, p)
 
 
 def per_element(source: str, plan, fp_fusion: bool) -> dict:
@@ -100,7 +100,7 @@ def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
 
 
 def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
-          fp_fusion: bool = aot.FP_FUSION, out=sys.stdout) -> list[dict]:
+          fp_fusion: bool = aot.FP_FUSION, out=sys.stdout, reduce_only=False) -> list[dict]:
     from ...catalogue import REGISTRY
     from ...compiler.printers.triton import rounding_test_source
     from ..cache import load_module
@@ -114,10 +114,12 @@ def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
     for name in rules or list(REGISTRY):
         for dtype in dtypes:
             for label, fn, sig, consts, expect, source, plan in rule_kernels(name, dtype):
+                if reduce_only and "ROWS" not in consts:
+                    continue
                 for arch in archs:
                     t0 = time.perf_counter()
                     rec = {"rule": name, "dtype": dtype, "kernel": label, "arch": arch}
-                    warps = WARPS
+                    warps = WARPS if "BLOCK_SIZE" in consts else REDUCE.num_warps
                     try:
                         stats = aot.compile_kernel(fn, sig, consts, arch, warps,
                                                    fp_fusion=fp_fusion)
@@ -157,10 +159,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dtypes", default=",".join(DTYPES))
     ap.add_argument("--archs", default=",".join(map(str, ARCHS)))
     ap.add_argument("--fp-fusion", type=int, default=int(aot.FP_FUSION))
+    ap.add_argument("--reduce-only", action="store_true", help="only the reduce kernels")
     args = ap.parse_args(argv)
     sweep([r for r in args.rules.split(",") if r] or None,
           tuple(int(a) for a in args.archs.split(",")), tuple(args.dtypes.split(",")),
-          fp_fusion=bool(args.fp_fusion))
+          fp_fusion=bool(args.fp_fusion), reduce_only=args.reduce_only)
     return 0
 
 
