@@ -129,7 +129,7 @@ class TritonLauncher:
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        kern, layout, table, config = self._prepare(params, grads, states, scalars)
+        kern, layout, table, _ = self._prepare(params, grads, states, scalars)
         slayout = self._stage_layout(params, self._flat[stage])
         rs, raddr = self._tables(reduced, slayout, layout.device)
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
