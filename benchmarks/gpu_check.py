@@ -22,6 +22,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,8 +92,6 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
 
 def dry_tune() -> None:
     """The tune step of a dry run: the tuner's search on the CPU under the interpreter."""
-    import tempfile
-
     import torch
 
     from optforge.runtime.autotune import Autotuner, tune_catalogue
@@ -131,9 +130,9 @@ def main() -> int:
     started = time.time()
     default = Path(os.environ.get("TMPDIR", "/tmp")) / "optforge-gpu-check" if dry() else RESULTS
     out = Path(os.environ.get("GPU_CHECK_OUT", default))
-    work = out / "gpu_check_work"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    out.mkdir(parents=True, exist_ok=True)
+    # the benchmark's own files and this run's kernel/tuning caches: not kept
+    work = Path(tempfile.mkdtemp(prefix="optforge-gpu-check-"))
     py, env = sys.executable, environment(work)
     if not dry():
         import torch
@@ -151,6 +150,7 @@ def main() -> int:
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
     if (work / "bench.png").exists():
         shutil.copy(work / "bench.png", stem.with_suffix(".png"))
+    shutil.rmtree(work, ignore_errors=True)
     for line in data.get("targets", []):
         print(line)
     print(f"{'all steps passed' if data['ok'] else 'SOME STEPS FAILED'} in {data['seconds']} s;"
