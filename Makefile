@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix clean
+.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix gpu-check clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,13 @@ bench-multistage: $(STAMP)
 
 bench-matrix: $(STAMP)
 	$(PY) benchmarks/bench_matrix.py
+
+# On a lent NVIDIA GPU machine with torch and triton but no package index (docs/gpu.md):
+# installs optforge without dependencies, tests, tunes and benchmarks in ~8 minutes.
+# GPU_CHECK_DRY=1 runs it on the CPU under the Triton interpreter.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu_check.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -266,3 +266,31 @@ def test_random_hyperparameters_match_torch(name, lr, beta1, beta2, wd, eps, sha
     make = lambda ps, backend: getattr(optforge, name)(ps, backend=backend, **kw)  # noqa: E731
     ours, ref, o1, o2 = run_both(make, shapes=[shape, (3,)], steps=3)
     _assert_close(ours, ref, o1, o2, F32_TOL)
+
+
+def test_one_misaligned_view_gets_its_own_launch():
+    """Alignment is decided per tensor: the aligned tensors of a bucket keep the 128-bit
+    hint (one launch), the misaligned view runs in a launch of its own without it."""
+    from optforge.kernels.triton.layout import align_groups
+    assert align_groups((0, 16, 32, 48), 2) == [(None, 16)]
+    assert align_groups((0, 4, 32, 48), 2) == [((0,), 16), ((1,), 1)]  # p of tensor 1 is off
+    assert align_groups((4, 4), 1) == [(None, 1)]
+    base = torch.randn(7001, device=DEVICE)
+    ours = [torch.nn.Parameter(torch.randn(33000, device=DEVICE)),
+            torch.nn.Parameter(base[1:]),  # 4 bytes past an aligned address
+            torch.nn.Parameter(torch.randn(5000, device=DEVICE))]
+    ref = [torch.nn.Parameter(p.detach().cpu().clone()) for p in ours]
+    o1 = optforge.AdamW(ours, lr=0.1, backend="triton")
+    o2 = optforge.AdamW(ref, lr=0.1, backend="torch")
+    for _ in range(2):
+        for a, b in zip(ours, ref):
+            g = torch.randn(b.shape)
+            a.grad, b.grad = g.to(DEVICE), g
+        o1.step()
+        o2.step()
+    for a, b in zip(ours, ref):
+        assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
+    launcher = o1._launcher(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
+                            torch.float32)
+    layout = launcher._layouts[(DEVICE, (33000, 7000, 5000))]
+    assert layout.groups == [((0, 2), 16), ((1,), 1)]

@@ -139,6 +139,22 @@ def test_reductions_are_deterministic():
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
+@pytest.mark.skipif(DEVICE.type != "cuda", reason="host syncs exist only on CUDA")
+def test_a_lamb_step_does_not_sync_the_host():
+    """Partials are combined on the device and every table goes up from pinned memory:
+    after the first steps (compiling, tuning, building layouts), a step never waits."""
+    ps = [torch.nn.Parameter(torch.randn(s, device=DEVICE)) for s in [(257, 129), (1023,)]]
+    opt = LAMB(ps, backend="triton")
+    for k in range(3):
+        for p in ps:
+            p.grad = torch.randn_like(p)
+        torch.cuda.set_sync_debug_mode("error" if k == 2 else 0)
+        try:
+            opt.step()
+        finally:
+            torch.cuda.set_sync_debug_mode(0)
+
+
 def test_lr_change_does_not_recompile():
     p = torch.nn.Parameter(torch.randn(300, device=DEVICE))
     q = torch.nn.Parameter(p.detach().cpu().clone())
@@ -203,10 +219,13 @@ out["elementwise"] = len(re.findall(r"\\.f64", ptx))
 sig = {"addr_tab": "*i64", "n_tensors": "i32", "shape_tab": "*i64", "rs_tab": "*fp32",
        "raddr_tab": "*i64", "tile_tab": "*i64", "out_t": "*fp32", "out_row": "*fp32",
        "out_col": "*fp32", "n_programs": "i32", "row_total": "i32", "col_total": "i32",
-       **scalars, "ROWS": "constexpr", "COLS": "constexpr"}
+       **scalars, "ROWS": "constexpr", "COLS": "constexpr", "ALIGN": "constexpr",
+       "INDEX32": "constexpr", "COLS_DIV": "constexpr"}
 for k, fn in enumerate(module.REDUCE_STAGES):
     for cols in (1, 256):
-        ptx = triton.compile(ASTSource(fn, sig, {"ROWS": 2048 // cols, "COLS": cols}),
+        consts = {"ROWS": 2048 // cols, "COLS": cols, "ALIGN": 16, "INDEX32": True,
+                  "COLS_DIV": 4}
+        ptx = triton.compile(ASTSource(fn, sig, consts),
                              target=target, options={"num_warps": 4}).asm["ptx"]
         out[f"r{k}-{cols}"] = len(re.findall(r"\\.f64", ptx))
 print(json.dumps(out))

@@ -53,9 +53,19 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     written = [r.name for r, _ in plan.stores]
     sr = [n for n in written if n == "p"] if param_dtype == "bfloat16" else []
     src = triton_source(plan, param_dtype, sr)
+    compile(src, "<generated>", "exec")  # valid Python (no empty block, say)
     full, tail = _branches(src)
     # the full-block path never masks (vector accesses); the tail path masks everything
     assert "mask" not in full
+    # kernels gathering row results: one full path per case (one row, 32-bit, 64-bit
+    # row index), each with the same loads and stores; the first is counted below
+    cases = full.split("        elif numel < 2147483648:\n")
+    if len(cases) > 1:
+        first, rest = cases[0], cases[1].split("        else:\n")
+        for other in rest:
+            for pattern in (r"tl\.load\(ptr_(\w+) \+ offs", r"tl\.store\(ptr_(\w+) \+ offs"):
+                assert re.findall(pattern, other) == re.findall(pattern, first)
+        full = first
     # (multi-stage plans also gather row/column results at the element's row or column)
     gathers = len(re.findall(r"\+ (?:row|col), mask=mask", tail))
     assert tail.count("mask=mask") - gathers == len(plan.loads) + len(plan.stores)
@@ -74,7 +84,12 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     # each reduce kernel reads its stage's inputs once (the traffic model's extra pass)
     reduce_src = src.split("@triton.jit\ndef optforge_")[1:-1]
     assert len(reduce_src) == len(plan.reduce_stages)
-    loaded += [n for k in reduce_src for n in re.findall(r"tl\.load\(ptr_(\w+) \+ offs", k)]
+    for k in reduce_src:  # whole tiles, then the masked tail tiles: the same loads
+        whole, part = k.split("    else:\n        rmask = ")
+        found = re.findall(r"tl\.load\(ptr_(\w+) \+ offs", whole)
+        assert re.findall(r"tl\.load\(ptr_(\w+) \+ offs, mask=mask", part) == found
+        assert "mask" not in whole.split("if (row0 + ROWS")[1].replace("mask=row0", "")
+        loaded += found
     # the torch matrix stage reads its per-element inputs and writes its buffers
     buffers = 0
     for stage in plan.matrix_stages:
@@ -97,10 +112,10 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     lowered = src.lower()
     for word in FORBIDDEN:
         assert word not in lowered, word
-    # three rounding helpers, sign and the kernel; multi-stage plans: two NaN-propagating
-    # max helpers and one kernel per reduce stage
+    # three bfloat16 conversions, the stochastic rounding's bits and noise, sign and the
+    # kernel; multi-stage plans: two NaN-propagating max helpers and one kernel per stage
     extra = 2 + len(plan.reduce_stages) if plan.reduce_stages else 0
-    assert src.count("@triton.jit") == 5 + extra
+    assert src.count("@triton.jit") == 7 + extra
 
 
 def test_hyperparameters_are_kernel_arguments_not_constants():
@@ -147,4 +162,5 @@ def test_stochastic_rounding_only_for_written_bf16_tensors():
         triton_source(plan, "bfloat16", {"g"})
     src = triton_source(plan, "bfloat16", {"p", "exp_avg"})
     assert "seed_exp_avg, seed_p, BLOCK_SIZE" in src
-    assert src.count("f32_to_bf16_bits_sr(n_") == 2 * 2  # full and tail paths
+    assert src.count("f32_to_bf16_sr(n_") == 2 * 2  # full and tail paths
+    assert src.count("= philox_noise16(seed_") == 2  # once per program and tensor

@@ -8,9 +8,10 @@ raises CompileError naming it. The kernel source obeys the interpreter's traps t
   torch), general powers are ``exp2(y * log2(x))``, integer powers products;
 * run-time scalars arrive as Python floats (float64 in the interpreter): each is cast
   to float32 once at the top, so interpreted and compiled math agree;
-* bfloat16 is moved as raw uint16 bits and rounded by hand (the interpreter's
-  ``.to(tl.bfloat16)`` truncates), nearest-even or stochastic per tensor;
-* every access is masked and offsets are int64 (tensors past 2**31 elements).
+* bfloat16 converts natively when compiled; for the interpreter (``interpreted=True``,
+  whose ``.to(tl.bfloat16)`` truncates) it moves as raw uint16 bits rounded by hand.
+  Nearest-even or stochastic per tensor (4 Philox draws per call);
+* the tail path masks every access; offsets are int64 (tensors past 2**31 elements).
 
 The tensors of one launch are reached through a table of int64 addresses (one row per
 tensor role) and a block map (program -> tensor, first element): see
@@ -30,11 +31,33 @@ from ..plan import ElemTemp, KernelPlan, ScalarTemp, TensorRef
 from ..templates import render
 from .infix import InfixArithmetic
 
-# storage dtype -> (pointer element type in the kernel, how its bits become float32)
-TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.uint16"}
+# storage dtype -> pointer element type in the kernel (compiled; see pointer_type)
+TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16"}
 _UNARY = {sp.Abs: "tl.abs", sp.exp: "tl.exp", sp.log: "tl.log"}
 _REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 MAX_INT_EXPONENT = 64
+
+
+def pointer_type(dtype: str, interpreted: bool) -> str:
+    # the interpreter reads bfloat16 wrongly: its kernels move the raw bits
+    return "tl.uint16" if interpreted and dtype == "bfloat16" else TRITON_DTYPES[dtype]
+
+
+def helpers(interpreted: bool) -> str:
+    """The device helpers, with the bfloat16 conversions for compiled or interpreted use."""
+    return render("triton_helpers.py", bf16_helpers=render(
+        "triton_bf16_bits.py" if interpreted else "triton_bf16_native.py"))
+
+
+def rng_lines(stochastic) -> str:
+    """Per stochastic tensor, the block's 16-bit noise (before the full/tail branch)."""
+    if not stochastic:
+        return ""
+    lines = ["    # Philox counters distinct for every element of every tensor of the launch",
+             "    rng_base = tid.to(tl.int64) * 274877906944 + start // 4"]
+    lines += [f"    noise_{n} = philox_noise16(seed_{n}, rng_base, BLOCK_SIZE)"
+              for n in sorted(stochastic)]
+    return "\n".join(lines) + "\n"
 
 
 def local(sym: sp.Symbol) -> str:
@@ -157,8 +180,9 @@ def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
     return out
 
 
-def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset) -> str:
-    key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}"
+def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
+                interpreted: bool = False) -> str:
+    key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}|{interpreted}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
     safe = "".join(c if c.isalnum() else "_" for c in plan.rule_name.lower())
     return f"optforge_{safe}_{digest}"
@@ -168,26 +192,27 @@ def _load(ref: TensorRef, dtype: str, masked: bool) -> str:
     raw = (f"tl.load(ptr_{ref.name} + offs, mask=mask, other=0)" if masked
            else f"tl.load(ptr_{ref.name} + offs)")
     if dtype == "bfloat16":
-        return f"v_{ref.name} = bf16_bits_to_f32({raw})"
+        return f"v_{ref.name} = bf16_to_f32({raw})"
     return f"v_{ref.name} = {raw}.to(tl.float32)"
 
 
 def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
     value = f"n_{ref.name}"
     if dtype == "bfloat16":
-        value = (f"f32_to_bf16_bits_sr({value}, seed_{ref.name}, rng_offs)" if stochastic
-                 else f"f32_to_bf16_bits_rne({value})")
+        value = (f"f32_to_bf16_sr({value}, noise_{ref.name})" if stochastic
+                 else f"f32_to_bf16_rne({value})")
     elif dtype == "float16":
         value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
     return f"tl.store(ptr_{ref.name} + offs, {value}{', mask=mask' if masked else ''})"
 
 
 def triton_source(plan: KernelPlan, param_dtype: str = "float32",
-                  stochastic: frozenset | set | tuple = ()) -> str:
+                  stochastic: frozenset | set | tuple = (), interpreted: bool = False) -> str:
     """A module defining one kernel for ``plan`` with params stored as ``param_dtype``.
 
     ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
     (each gets a ``seed_<name>`` argument); the others round to nearest even.
+    ``interpreted``: for TRITON_INTERPRET=1 (bfloat16 as raw bits, rounded by hand).
     """
     stochastic = frozenset(stochastic)
     dtypes = storage_dtypes(plan, param_dtype)
@@ -199,11 +224,11 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
                                f"(written: {sorted((n, dtypes[n]) for n in written)})")
     if plan.reduce_stages:  # reduce kernels + an elementwise kernel reading their results
         from .triton_reduce import stages_source
-        return stages_source(plan, dtypes, stochastic)
+        return stages_source(plan, dtypes, stochastic, interpreted)
     pr = TritonPrinter(plan.rule_name)
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]})), ALIGN)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs)]
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs = []
@@ -221,20 +246,19 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
 
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = ("    # a distinct Philox counter per element of every tensor in the launch\n"
-           "    rng_offs = tid.to(tl.int64) * 1099511627776 + offs\n") if stochastic else ""
-    name = kernel_name(plan, dtypes, stochastic)
+    rng = rng_lines(stochastic)
+    name = kernel_name(plan, dtypes, stochastic, interpreted)
     return render("triton_kernel.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
                   stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=render("triton_helpers.py"), kernel=name,
+                  helpers=helpers(interpreted), kernel=name,
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass",
                   pointers="\n".join(rows), rng=rng, full=body(False), tail=body(True))
 
 
-def rounding_test_source() -> str:
+def rounding_test_source(interpreted: bool = False) -> str:
     """A module with the rounding helpers and a kernel applying them to one tensor
     (for tests of the helpers and for ``kernels/triton/rounding.py``)."""
-    return render("triton_round_kernel.py", helpers=render("triton_helpers.py"))
+    return render("triton_round_kernel.py", helpers=helpers(interpreted))

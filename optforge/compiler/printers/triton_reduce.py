@@ -31,7 +31,8 @@ import sympy as sp
 
 from ..plan import KernelPlan, ReduceOp, ReduceResult, ScopeTemp
 from ..templates import render
-from .triton import TRITON_DTYPES, TritonPrinter, _load, _store, kernel_name, tensor_refs
+from .triton import (TritonPrinter, _load, _store, helpers, kernel_name, pointer_type,
+                     rng_lines, tensor_refs)
 
 
 def result_kind(r: ReduceOp) -> str:
@@ -108,8 +109,13 @@ class Scopes:
                 out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
         return out
 
-    def element_lines(self, row: str, col: str, row_mask: str, col_mask: str) -> list[str]:
-        """Row/column results gathered at indices ``row``/``col``; the values using them."""
+    def element_lines(self, row: str, col: str, row_mask: str, col_mask: str,
+                      one_row: str | None = None) -> list[str]:
+        """Row/column results gathered at indices ``row``/``col``; the values using them.
+        ``one_row``: the scalar row index of a block inside one row, whose row results
+        are loaded once and broadcast (a block of one value: the values computed from
+        them are the same SSA value per thread, computed once; types match the other
+        paths, as triton's if requires)."""
         out = []
         for s in self.order:
             if not self.vector[s]:
@@ -118,7 +124,11 @@ class Scopes:
                 kind = result_kind(self.ops[s][1])
                 index, mask = (row, row_mask) if kind == "row" else (col, col_mask)
                 masked = f", mask={mask}, other=0.0" if mask else ""
-                out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
+                if kind == "row" and one_row is not None:
+                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {one_row})"
+                               " + tl.zeros([BLOCK_SIZE], tl.float32)")
+                else:
+                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
             else:
                 out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
         return out
@@ -134,19 +144,19 @@ def stage_uses_rows_or_cols(plan: KernelPlan, index: int) -> bool:
     return Scopes(plan, StagePrinter(plan.rule_name), exprs).uses_vectors
 
 
-def _pointers(refs, dtypes, names) -> list[str]:
-    return [f"ptr_{r.name} = tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]}))"
+def _pointers(refs, dtypes, names, interpreted) -> list[str]:
+    return [f"ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs) if r.name in names]
 
 
-def _elementwise(plan, dtypes, stochastic, name) -> dict:
+def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name)
     exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
     scopes = Scopes(plan, pr, exprs)
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({TRITON_DTYPES[dtypes[r.name]]})), ALIGN)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs)]
     head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)"] if scopes.uses_vectors else []
     head += scopes.program_lines()
@@ -158,18 +168,42 @@ def _elementwise(plan, dtypes, stochastic, name) -> dict:
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
         outputs.append(f"n_{ref.name} = {value}")
 
-    def body(masked: bool) -> str:
-        index = (["row = offs // n_cols", "col = offs - row * n_cols"]
-                 if scopes.uses_vectors else [])
+    def body(masked: bool, index: list[str], indent: str = "        ",
+             one_row: str | None = None) -> str:
         m = "mask" if masked else ""
         lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + index
-                 + scopes.element_lines("row", "col", m, m) + temps + outputs
+                 + scopes.element_lines("row", "col", m, m, one_row) + temps + outputs
                  + [_store(r, dtypes[r.name], r.name in stochastic, masked)
                     for r, _ in plan.stores])
-        return "\n".join("        " + line for line in lines)
+        return "\n".join(indent + line for line in lines)
 
+    if not scopes.uses_vectors:
+        return dict(pointers="\n".join(rows + ["    " + x for x in head]),
+                    full=body(False, []), tail=body(True, []))
+    per_element = ["row = offs // n_cols", "col = offs - row * n_cols"]
     return dict(pointers="\n".join(rows + ["    " + x for x in head]),
-                full=body(False), tail=body(True))
+                full=_row_paths(lambda index, one_row=None: body(False, index, " " * 12,
+                                                                  one_row), per_element),
+                tail=body(True, per_element))
+
+
+def _row_paths(body, per_element: list[str]) -> str:
+    """The full-block path of a kernel gathering row/column results, in three cases:
+    the block inside one row (row results the same for every element: loaded and used
+    once per thread, no division), a tensor under 2**31 elements (a 32-bit division per
+    element; a 64-bit one is a ~70-instruction subroutine), and the rest."""
+    lines = ["        row0 = start // n_cols",
+             "        col0 = start - row0 * n_cols",
+             "        if col0 + BLOCK_SIZE <= n_cols:",
+             body(["row = row0 + tl.zeros([BLOCK_SIZE], tl.int64)",
+                   "col = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)"], "row0"),
+             "        elif numel < 2147483648:",
+             body(["o32 = offs.to(tl.int32)", "n32 = n_cols.to(tl.int32)",
+                   "q32 = o32 // n32", "row = q32.to(tl.int64)",
+                   "col = (o32 - q32 * n32).to(tl.int64)"]),
+             "        else:",
+             body(per_element)]
+    return "\n".join(lines)
 
 
 _IDENTITY = {"sum": "0.0", "nonfinite": "0.0", "max": "float('-inf')"}
@@ -181,22 +215,20 @@ def _reduce_all(op: str, x: str, axis: int | None) -> str:
     return f"tl.sum({x}, {axis})" if axis is not None else f"tl.sum(tl.sum({x}, 1), 0)"
 
 
-def _reduce(plan, dtypes, name, index) -> str:
-    stage = plan.reduce_stages[index]
-    pr = StagePrinter(plan.rule_name)
+def _reduce_body(plan, stage, pr, scopes, dtypes, masked: bool) -> list[str]:
+    """One path of a reduce kernel: loads, values, and each reduction's partials."""
     ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
-    scopes = Scopes(plan, pr, [e for _, e in stage.temps] + [r.expr for r in ops])
-    lines = _pointers(tensor_refs(plan), dtypes, {r.name for r in stage.loads})
-    lines += scopes.program_lines()
-    lines += [_load(r, dtypes[r.name], True) for r in stage.loads]
-    lines += scopes.element_lines("rr", "cc", "rmask", "cmask")
+    m = "mask" if masked else ""
+    lines = [_load(r, dtypes[r.name], masked) for r in stage.loads]
+    lines += scopes.element_lines("rr", "cc", m and "rmask", m and "cmask")
     lines += [f"{s.name} = {pr.doprint(e)}" for s, e in stage.temps]
     counters = {"t": 0, "row": 0, "col": 0}
     for k, r in enumerate(ops):
         x = pr.doprint(r.expr)
         if r.op == "nonfinite":  # NaN and +-inf: x - x is not 0
             x = f"tl.where(({x}) - ({x}) == 0.0, 0.0, 1.0)"
-        lines.append(f"x{k} = tl.where(mask, {x} + zero, {_IDENTITY[r.op]})")
+        lines.append(f"x{k} = tl.where(mask, {x} + zero, {_IDENTITY[r.op]})" if masked
+                     else f"x{k} = {x} + zero")
         kind = "t" if r.scope in ("tensor", "group") else r.scope
         q = counters[kind]
         counters[kind] += 1
@@ -209,28 +241,44 @@ def _reduce(plan, dtypes, name, index) -> str:
         else:
             lines.append(f"tl.store(out_col + {q} * col_total + cpos + ci * cstride, "
                          f"{_reduce_all(r.op, f'x{k}', 0)}, mask=col0 + ci < n_cols)")
+    return lines
+
+
+def _reduce(plan, dtypes, name, index, interpreted) -> str:
+    stage = plan.reduce_stages[index]
+    pr = StagePrinter(plan.rule_name)
+    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
+    scopes = Scopes(plan, pr, [e for _, e in stage.temps] + [r.expr for r in ops])
+    head = _pointers(tensor_refs(plan), dtypes, {r.name for r in stage.loads}, interpreted)
+    head += scopes.program_lines()
     scalars = [s.name for s in plan.scalar_args]
+
+    def path(masked):  # (a stage of only numel/ndim reduces nothing here)
+        lines = _reduce_body(plan, stage, pr, scopes, dtypes, masked) or ["pass"]
+        return "\n".join("        " + line for line in lines)
     return render("triton_reduce_kernel.py", kernel=f"{name}_r{index}", index=str(index),
                   args="".join(f"{a}, " for a in scalars),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass",
-                  body="\n".join("    " + line for line in lines))
+                  pointers="\n".join("    " + line for line in head),
+                  full=path(False), tail=path(True))
 
 
-def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset) -> str:
+def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
+                  interpreted: bool = False) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
-    name = kernel_name(plan, dtypes, stochastic)
+    name = kernel_name(plan, dtypes, stochastic, interpreted)
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = ("    # a distinct Philox counter per element of every tensor in the launch\n"
-           "    rng_offs = tid.to(tl.int64) * 1099511627776 + offs\n") if stochastic else ""
-    reduces = [_reduce(plan, dtypes, name, k) for k in range(len(plan.reduce_stages))]
+    rng = rng_lines(stochastic)
+    reduces = [_reduce(plan, dtypes, name, k, interpreted)
+               for k in range(len(plan.reduce_stages))]
     stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))
     return render("triton_stages.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
                   stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=render("triton_helpers.py"), kernel=name,
+                  helpers=helpers(interpreted), kernel=name,
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass", rng=rng, reduce_kernels="\n\n".join(reduces),
-                  stages=stages, **_elementwise(plan, dtypes, stochastic, name))
+                  stages=stages, **_elementwise(plan, dtypes, stochastic, interpreted))

@@ -13,11 +13,13 @@ Multi-stage plans: ``reduce(stage, ...)`` launches the stage's kernel over tiles
 bucket's tensors (``reduce.py``) and returns each tensor's partials, as the torch
 launcher does; ``__call__(..., reduced=...)`` passes the finished results to the
 elementwise kernel (a scalar table and row/column vector addresses). Their configs are
-the heuristic's: reduce tiles are never tuned (the bits must not depend on a timing).
+fixed (configs.reduce_config): reduce tiles are never tuned (the bits must not depend on
+a timing).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 from dataclasses import dataclass
 from typing import Callable
@@ -31,9 +33,9 @@ from ...compiler.printers.triton_reduce import (result_kind, result_layout,
                                                 stage_uses_rows_or_cols)
 from ..cache import load_module
 from . import configs
-from .available import check_interpreter_consistent
-from .configs import Config
-from .layout import Layout, addresses_of, alignment, check_bucket, numels_of
+from .available import check_interpreter_consistent, interpreter_on
+from .configs import FP_FUSION, Config
+from .layout import Layout, addresses_of, align_groups, check_bucket, numels_of, to_device
 from .reduce import StageLayout, result_tables
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -102,7 +104,7 @@ class TritonLauncher:
             name = DTYPE_NAMES[param_dtype]
             dtypes = storage_dtypes(self.plan, name)
             sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
-            source = triton_source(self.plan, name, sr)
+            source = triton_source(self.plan, name, sr, interpreted=interpreter_on())
             if sr:
                 check_interpreter_consistent()
             module = load_module(source, "triton")
@@ -122,12 +124,12 @@ class TritonLauncher:
             stage = self._stage_layout(params, False)
             extra = (stage.real_tab,) + self._tables(reduced, stage, layout.device)
         seeds = [self._seed() for _ in kern.stochastic]
-        self._launch(kern, layout, table, layout.align, scalars, seeds, config, extra)
+        self._launch(kern, layout, table, layout.groups, scalars, seeds, config, extra)
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        kern, layout, table, config = self._prepare(params, grads, states, scalars)
+        kern, layout, table, _ = self._prepare(params, grads, states, scalars)
         slayout = self._stage_layout(params, self._flat[stage])
         rs, raddr = self._tables(reduced, slayout, layout.device)
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
@@ -135,17 +137,19 @@ class TritonLauncher:
         with guard:
             return slayout.run(kern.reduce_fns[stage], self.plan.reduce_stages[stage].reductions,
                                (table, len(layout.numels), rs, raddr),
-                               [float(s) for s in scalars], config.num_warps)
+                               [float(s) for s in scalars],
+                               configs.reduce_config(layout.device, layout.numels).num_warps,
+                               layout.align)
 
     def _tables(self, reduced, slayout: StageLayout, device):
         return result_tables(self.plan, reduced, slayout, *self._result_pos, self._kinds, device)
 
     def _stage_layout(self, params, flat: bool) -> StageLayout:
         """Tile groups of one bucket shape for a flat or (rows, row length) stage; the tile
-        size is the heuristic block size (never tuned: the bits must not depend on it)."""
+        size is configs.reduce_config's (never tuned: the bits must not depend on it)."""
         device = params[0].device
         shapes = tuple(tuple(p.shape) for p in params)
-        block = configs.heuristic(device, numels_of(params)).block_size
+        block = configs.reduce_config(device, numels_of(params)).block_size
         key = (device, shapes, flat, block)
         found = self._stage_layouts.get(key)
         if found is None:
@@ -178,18 +182,21 @@ class TritonLauncher:
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
 
-    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, align: int, scalars,
+    def _launch(self, kern: Kernel, layout: Layout, table: torch.Tensor, groups, scalars,
                 seeds, config: Config, extra: tuple = ()) -> None:
-        blocks = layout.block_map(config.block_size)
-        if blocks.n_programs == 0:  # every tensor is empty
-            return
+        """One launch per alignment group (layout.align_groups): usually one."""
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
                  else contextlib.nullcontext())
-        with guard:
-            kern.fn[(blocks.n_programs,)](
-                table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start, *extra,
-                *[float(s) for s in scalars], *seeds,
-                BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps)
+        for members, align in groups:
+            blocks = layout.block_map(config.block_size, members)
+            if blocks.n_programs == 0:  # every tensor is empty
+                continue
+            with guard:
+                kern.fn[(blocks.n_programs,)](
+                    table, len(layout.numels), blocks.numel, blocks.tensor, blocks.start,
+                    *extra, *[float(s) for s in scalars], *seeds,
+                    BLOCK_SIZE=config.block_size, ALIGN=align, num_warps=config.num_warps,
+                    enable_fp_fusion=FP_FUSION)
 
     # ---- launch configuration ---------------------------------------------------------
     def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
@@ -213,7 +220,8 @@ class TritonLauncher:
             tune_key, layout.device,
             [c.as_dict() for c in space],
             self._scratch_runner(kern, layout, rows, scalars),
-            configs.heuristic(layout.device, layout.numels).as_dict(), configs.valid)
+            configs.heuristic(layout.device, layout.numels).as_dict(),
+            functools.partial(configs.valid, device=layout.device))
         found = self._configs[key] = Config.from_dict(chosen)
         return found
 
@@ -249,8 +257,9 @@ class TritonLauncher:
                 scratch = [[t.clone() for t in row] if ref.name in written else row
                             for ref, row in zip(self.refs, rows)]
                 addresses = addresses_of(scratch)
-                run.table = torch.tensor(addresses, dtype=torch.int64).to(layout.device)
-                run.align = alignment(addresses)
-            self._launch(kern, layout, run.table, run.align, scalars,
+                run.table = to_device(torch.tensor(addresses, dtype=torch.int64),
+                                      layout.device)
+                run.groups = align_groups(addresses, len(layout.numels))
+            self._launch(kern, layout, run.table, run.groups, scalars,
                          [0] * len(kern.stochastic), Config.from_dict(config))
         return run

@@ -39,19 +39,33 @@ def check_bucket(roles: list[tuple[str, list[torch.Tensor], torch.dtype]],
                                   "contiguous tensors (use .contiguous() or backend='torch')")
 
 
-class BlockMap:
-    """Program -> (tensor index, first element) for one tuple of sizes and BLOCK_SIZE."""
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host-built table onto ``device`` without stalling the host: a copy from
+    pageable memory waits for the stream, one from pinned memory is queued (the caching
+    host allocator keeps the pinned block until the copy has run)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
-    def __init__(self, numels: tuple[int, ...], block_size: int, device: torch.device):
+
+class BlockMap:
+    """Program -> (tensor index, first element) for one tuple of sizes and BLOCK_SIZE;
+    ``members``: only these tensors' blocks (indices into ``numels``, the whole table)."""
+
+    def __init__(self, numels: tuple[int, ...], block_size: int, device: torch.device,
+                 members: tuple[int, ...] | None = None):
         sizes = torch.tensor(numels, dtype=torch.int64)
-        blocks = (sizes + block_size - 1) // block_size
-        first = torch.cumsum(blocks, 0) - blocks  # the first block of each tensor
-        tensor = torch.repeat_interleave(torch.arange(len(numels)), blocks)
-        start = (torch.arange(int(blocks.sum())) - first[tensor]) * block_size
+        ids = torch.arange(len(numels)) if members is None else torch.tensor(members,
+                                                                           dtype=torch.int64)
+        blocks = (sizes[ids] + block_size - 1) // block_size
+        first = torch.cumsum(blocks, 0) - blocks  # the first block of each member
+        local = torch.repeat_interleave(torch.arange(len(ids)), blocks)
+        start = (torch.arange(int(blocks.sum())) - first[local]) * block_size
         self.n_programs = int(blocks.sum())
-        self.numel = sizes.to(device)
-        self.tensor = tensor.to(torch.int32).to(device)
-        self.start = start.to(device)
+        self.numel = to_device(sizes, device)
+        self.tensor = to_device(ids[local].to(torch.int32), device)
+        self.start = to_device(start, device)
 
 
 class Layout:
@@ -60,15 +74,17 @@ class Layout:
     def __init__(self, numels: tuple[int, ...], device: torch.device):
         self.numels, self.device = numels, device
         self.total = sum(numels)
-        self._maps: dict[int, BlockMap] = {}
+        self._maps: dict[tuple, BlockMap] = {}
         self._addresses: tuple[int, ...] | None = None
-        self.align = 1  # of the last address table: see alignment()
+        self.align = 1  # of the last address table, all tensors: see alignment()
+        self.groups: list[tuple[tuple[int, ...] | None, int]] = [(None, 1)]
         self._table: torch.Tensor | None = None
 
-    def block_map(self, block_size: int) -> BlockMap:
-        found = self._maps.get(block_size)
+    def block_map(self, block_size: int, members: tuple[int, ...] | None = None) -> BlockMap:
+        found = self._maps.get((block_size, members))
         if found is None:
-            found = self._maps[block_size] = BlockMap(self.numels, block_size, self.device)
+            found = self._maps[(block_size, members)] = BlockMap(
+                self.numels, block_size, self.device, members)
         return found
 
     def known(self, addresses: tuple[int, ...]) -> bool:
@@ -79,9 +95,10 @@ class Layout:
         """int64 [n_roles * n_tensors] addresses, reused while they do not change."""
         if addresses != self._addresses:
             self.align = alignment(addresses)
+            self.groups = align_groups(addresses, len(self.numels))
             # a new tensor each time (not an in-place update): a launch still queued
             # on the stream keeps reading the old table
-            self._table = torch.tensor(addresses, dtype=torch.int64).to(self.device)
+            self._table = to_device(torch.tensor(addresses, dtype=torch.int64), self.device)
             self._addresses = addresses
         return self._table
 
@@ -102,3 +119,17 @@ def alignment(addresses: tuple[int, ...]) -> int:
     so the hint is given only when it holds for the whole launch.
     """
     return 16 if all(a % 16 == 0 for a in addresses) else 1
+
+
+def align_groups(addresses: tuple[int, ...], n_tensors: int):
+    """The launches of one bucket: [(members or None for all, ALIGN)]. A tensor whose
+    addresses (every role) are 16-byte aligned runs with ALIGN=16; misaligned ones (views
+    at odd offsets) get a launch of their own with ALIGN=1, so one view does not make
+    the whole bucket's accesses scalar."""
+    if n_tensors == 0:
+        return [(None, 1)]
+    ok = [all(a % 16 == 0 for a in addresses[i::n_tensors]) for i in range(n_tensors)]
+    if all(ok) or not any(ok):
+        return [(None, 16 if all(ok) else 1)]
+    return [(tuple(i for i in range(n_tensors) if ok[i]), 16),
+            (tuple(i for i in range(n_tensors) if not ok[i]), 1)]

@@ -21,6 +21,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .configs import FP_FUSION
+from .layout import to_device
+
 COLS_MAX = 256
 WIDTH = 32  # partials per row of a combine level (see _levels)
 _IDENTITY = {"sum": 0.0, "nonfinite": 0.0, "max": float("-inf")}
@@ -49,7 +52,7 @@ def _levels(lengths: np.ndarray, device, width: int = WIDTH) -> list[torch.Tenso
         pos = start[seg] + (np.arange(len(seg)) - first[seg]) * w
         idx = pos[:, None] + np.arange(w)[None, :]
         idx = np.where(idx < (start + lengths)[seg][:, None], idx, int(lengths.sum()))
-        levels.append(torch.from_numpy(idx).to(device))
+        levels.append(to_device(torch.from_numpy(idx), device))
         lengths = chunks
     return levels
 
@@ -75,7 +78,13 @@ class TileGroup:
             row_base += n_rows * n_ct
             col_base += n_cols * n_rt
         self.n_programs, self.row_total, self.col_total = len(tiles), row_base, col_base
-        self.tile_tab = torch.tensor(tiles, dtype=torch.int64).reshape(-1).to(device)
+        # int32 offsets when no lane of any tile (a last tile's rows past the end
+        # included) can reach 2**31: most tensors, and the index math halves
+        self.index32 = all((view[j][0] + self.rows) * view[j][1] + cols < 2**31
+                           for j in members)
+        # the largest of 8, 4, 2, 1 dividing every row length (a hint for vector loads)
+        self.cols_div = next(d for d in (8, 4, 2, 1) if all(view[j][1] % d == 0 for j in members))
+        self.tile_tab = to_device(torch.tensor(tiles, dtype=torch.int64).reshape(-1), device)
         # a tensor's tiles, a row's column tiles, a column's row tiles: each consecutive
         self.t_idx = _levels(np.array(t_len), device)
         self.r_idx = _levels(np.concatenate(r_len), device)
@@ -138,8 +147,10 @@ class StageLayout:
             self._constants[key] = values
         return self._constants[key]
 
-    def run(self, fn, ops, head_args: tuple, scalars, num_warps: int) -> list[tuple]:
-        """Launch the stage's kernel per group; each tensor's partials in ``ops`` order."""
+    def run(self, fn, ops, head_args: tuple, scalars, num_warps: int,
+            align: int = 1) -> list[tuple]:
+        """Launch the stage's kernel per group; each tensor's partials in ``ops`` order.
+        ``align``: 16 when every address of the launch is 16-byte aligned (else 1)."""
         n = len(self.shapes)
         kinds = {"t": [r for r in ops if r.op not in ("numel", "ndim")
                        and r.scope in ("tensor", "group")],
@@ -155,7 +166,9 @@ class StageLayout:
             fn[(g.n_programs,)](addr_tab, n_tensors, self.view_tab, rs_tab, raddr_tab,
                                 g.tile_tab, out_t, out_row, out_col, g.n_programs,
                                 g.row_total, g.col_total, *scalars, ROWS=g.rows, COLS=g.cols,
-                                num_warps=num_warps)
+                                ALIGN=align, INDEX32=g.index32, COLS_DIV=g.cols_div,
+                                num_warps=num_warps,
+                                enable_fp_fusion=FP_FUSION)
             for kind, out, width, idx in (("t", out_t, g.n_programs, g.t_idx),
                                           ("row", out_row, g.row_total, g.r_idx),
                                           ("col", out_col, g.col_total, g.c_idx)):
@@ -207,4 +220,5 @@ def result_tables(plan, reduced, layout: StageLayout, scalar_pos, vector_pos, ki
                     f"for parameter {j} is {tuple(v.shape)} {v.dtype} on {v.device}, expected "
                     f"{want} contiguous float32 values on {device}")
             addresses[c, j] = v.data_ptr()
-    return rs.reshape(-1), torch.from_numpy(addresses.reshape(-1)).to(device)
+    # queued, not waited for: no host sync between the stages
+    return rs.reshape(-1), to_device(torch.from_numpy(addresses.reshape(-1)), device)

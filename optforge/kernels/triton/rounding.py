@@ -11,7 +11,8 @@ import torch
 
 from ...compiler.printers.triton import rounding_test_source
 from ..cache import load_module
-from .available import check_interpreter_consistent
+from .available import check_interpreter_consistent, interpreter_on
+from .configs import FP_FUSION
 
 BLOCK_SIZE = 4096
 
@@ -30,9 +31,10 @@ def round_to_bf16(x: torch.Tensor, stochastic: bool = False, seed: int = 0) -> t
     if n:
         if stochastic:
             check_interpreter_consistent()
-        kernel = load_module(rounding_test_source(), "triton").round_to_bf16
+        kernel = load_module(rounding_test_source(interpreter_on()), "triton").round_to_bf16
         kernel[(triton_cdiv(n, BLOCK_SIZE),)](x, bits, n, seed, STOCHASTIC=stochastic,
-                                              BLOCK_SIZE=BLOCK_SIZE)
+                                              BLOCK_SIZE=BLOCK_SIZE,
+                                              enable_fp_fusion=FP_FUSION)
     return bits.view(torch.bfloat16)
 
 

@@ -1,0 +1,171 @@
+"""The AOT sweep: every catalogue rule's Triton kernels compiled for sm_90 and sm_80.
+
+    TRITON_CACHE_DIR=$(mktemp -d) python -m optforge.kernels.triton.sweep [--rules AdamW,Lion]
+
+(``TRITON_INTERPRET`` unset.) For each rule (default variant) and parameter dtype it
+compiles the elementwise kernel, the pre-stage kernel and every reduce kernel, plus the
+rounding kernel, and prints one JSON record per kernel: registers, spills, stack,
+float64 instructions, 128-bit loads/stores, and what the traffic model says they should
+be. For the rules in ``PER_ELEMENT`` it also measures the full-block path's cost per
+element: the kernel with its tail path emptied, compiled at 8 and 16 elements per
+thread, differenced, gives SASS instructions and bytes of global loads/stores per
+element with the per-program overhead removed. ``tests/backends/test_triton_aot.py``
+asserts on these records; docs/gpu.md lists the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+from . import aot, configs
+
+ARCHS = (90, 80)
+DTYPES = ("float32", "bfloat16")
+PER_ELEMENT = ("AdamW", "Lion", "LAMB", "AdamP", "SGDP")
+BLOCK, WARPS = 2048, 8  # the heuristic config for large tensors: 8 elements per thread
+REDUCE = configs.REDUCE_GPU  # reduce tiles: 1024 elements over 4 warps
+_WIDTH = {"v4.b32": 16, "v4.f32": 16, "v4.u32": 16, "v2.b64": 16, "v2.b32": 8,
+          "v2.f32": 8, "b64": 8, "u64": 8, "b32": 4, "f32": 4, "u32": 4, "b16": 2, "u16": 2}
+
+
+def global_bytes(ptx: str, op: str) -> int:
+    """Bytes moved by every ``ld.global``/``st.global`` instruction of a PTX listing."""
+    total = 0
+    for kind in re.findall(rf"{op}\.global(?:\.[a-z]+)*?\.((?:v[24]\.)?[bfu](?:16|32|64))\b",
+                           ptx):
+        total += _WIDTH[kind]
+    return total
+
+
+def _bytes_per_element(refs, dtypes) -> int:
+    size = {"float32": 4, "bfloat16": 2, "float16": 2}
+    return sum(size[dtypes[r.name]] for r in refs)
+
+
+def rule_kernels(name: str, dtype: str):
+    """(label, fn, signature, constexprs, expected load/store bytes per element or None)."""
+    from ...catalogue import REGISTRY
+    from ...compiler.printers.triton import storage_dtypes, triton_source
+    from ...runtime.compiled import compile_rule
+    from ..cache import load_module
+
+    spec = REGISTRY[name].rule
+    plan = compile_rule(spec, spec.default_variant).plan
+    for label, p in (("pre", plan.pre_plan), ("elementwise", plan)):
+        if p is None:
+            continue
+        dtypes = storage_dtypes(p, dtype)
+        source = triton_source(p, dtype, ())
+        module = load_module(source, "triton")
+        expect = (_bytes_per_element(p.loads, dtypes),
+                  _bytes_per_element([r for r, _ in p.stores], dtypes))
+        yield (label, module.kernel, aot.elementwise_signature(p),
+               {"BLOCK_SIZE": BLOCK, "ALIGN": 16}, expect, source, p)
+        for k, fn in enumerate(getattr(module, "REDUCE_STAGES", ())):
+            loads = _bytes_per_element(p.reduce_stages[k].loads, dtypes)
+            for cols in (1, 256):
+                yield (f"r{k}-cols{cols}", fn, aot.reduce_signature(p),
+                       {"ROWS": REDUCE.block_size // cols, "COLS": cols, "ALIGN": 16,
+                        "INDEX32": True, "COLS_DIV": 8}, (loads, 0), None, p)
+
+
+def per_element(source: str, plan, fp_fusion: bool) -> dict:
+    """SASS instructions and global bytes per element on the full-block path (for
+    kernels gathering row results: on its one-row case, and ``rows32_*`` on its case of
+    blocks spanning rows)."""
+    if aot.ONE_ROW not in source:
+        return _per_element(source, plan, fp_fusion, None)
+    out = _per_element(source, plan, fp_fusion, "one_row")
+    out.update({f"rows32_{k}": v
+                for k, v in _per_element(source, plan, fp_fusion, "rows32").items()})
+    return out
+
+
+def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
+    from ..cache import load_module
+
+    fn = load_module(aot.full_path_only(source, branch), "triton").kernel
+    sig = aot.elementwise_signature(plan)
+    runs = []
+    for block in (1024, 2048):  # 4 warps: 8 and 16 elements per thread
+        stats, ptx = aot.compile_kernel(fn, sig, {"BLOCK_SIZE": block, "ALIGN": 16}, 90, 4,
+                                        sass=True, fp_fusion=fp_fusion, with_ptx=True)
+        runs.append((stats.sass, global_bytes(ptx, "ld"), global_bytes(ptx, "st")))
+    (s1, l1, w1), (s2, l2, w2) = runs
+    return {"sass_per_element": (s2 - s1) / 8, "load_bytes_per_element": (l2 - l1) / 8,
+            "store_bytes_per_element": (w2 - w1) / 8}
+
+
+def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
+          fp_fusion: bool = aot.FP_FUSION, out=sys.stdout, reduce_only=False) -> list[dict]:
+    from ...catalogue import REGISTRY
+    from ...compiler.printers.triton import rounding_test_source
+    from ..cache import load_module
+
+    records = []
+
+    def emit(record):
+        records.append(record)
+        print(json.dumps(record), file=out, flush=True)
+
+    for name in rules or list(REGISTRY):
+        for dtype in dtypes:
+            for label, fn, sig, consts, expect, source, plan in rule_kernels(name, dtype):
+                if reduce_only and "ROWS" not in consts:
+                    continue
+                for arch in archs:
+                    t0 = time.perf_counter()
+                    rec = {"rule": name, "dtype": dtype, "kernel": label, "arch": arch}
+                    warps = WARPS if "BLOCK_SIZE" in consts else REDUCE.num_warps
+                    try:
+                        stats = aot.compile_kernel(fn, sig, consts, arch, warps,
+                                                   fp_fusion=fp_fusion)
+                        rec.update(stats.as_dict())
+                    except Exception as exc:  # noqa: BLE001 - reported, the test fails it
+                        rec["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+                    ept = BLOCK // (32 * warps) if "BLOCK_SIZE" in consts else \
+                        consts["ROWS"] * consts["COLS"] // (32 * warps)
+                    # full-block paths compiled: 3 for a kernel gathering row results
+                    # (one row / 32-bit / 64-bit row index), whose 128-bit accesses add up
+                    paths = 3 if source is not None and aot.ONE_ROW in source else 1
+                    rec.update(elements_per_thread=ept, expect_load_bytes=expect[0],
+                               expect_store_bytes=expect[1], full_paths=paths)
+                    if source is not None and arch == 90 and "error" not in rec \
+                            and (name in per_element_rules or paths > 1):
+                        rec.update(per_element(source, plan, fp_fusion))
+                    rec["seconds"] = round(time.perf_counter() - t0, 2)
+                    emit(rec)
+    round_mod = load_module(rounding_test_source(), "triton")
+    for arch in archs:
+        for sr in (False, True):
+            rec = {"rule": "round_to_bf16", "dtype": "float32",
+                   "kernel": f"round-{'sr' if sr else 'rne'}", "arch": arch}
+            try:
+                rec.update(aot.compile_kernel(round_mod.round_to_bf16, aot.ROUND,
+                                              {"STOCHASTIC": sr, "BLOCK_SIZE": 4096}, arch,
+                                              8, fp_fusion=fp_fusion).as_dict())
+            except Exception as exc:  # noqa: BLE001
+                rec["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+            emit(rec)
+    return records
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rules", default="", help="comma-separated catalogue names (default all)")
+    ap.add_argument("--dtypes", default=",".join(DTYPES))
+    ap.add_argument("--archs", default=",".join(map(str, ARCHS)))
+    ap.add_argument("--fp-fusion", type=int, default=int(aot.FP_FUSION))
+    ap.add_argument("--reduce-only", action="store_true", help="only the reduce kernels")
+    args = ap.parse_args(argv)
+    sweep([r for r in args.rules.split(",") if r] or None,
+          tuple(int(a) for a in args.archs.split(",")), tuple(args.dtypes.split(",")),
+          fp_fusion=bool(args.fp_fusion), reduce_only=args.reduce_only)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
