@@ -19,6 +19,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .configs import FP_FUSION  # the choice every launch pins
+
 # launch argument types of the generated kernels (the launcher passes these)
 ELEMENTWISE = {"addr_tab": "*i64", "n_tensors": "i32", "numel_tab": "*i64",
                "block_tensor": "*i32", "block_start": "*i64"}
@@ -27,7 +29,6 @@ REDUCE = {"addr_tab": "*i64", "n_tensors": "i32", "shape_tab": "*i64", "rs_tab":
           "raddr_tab": "*i64", "tile_tab": "*i64", "out_t": "*fp32", "out_row": "*fp32",
           "out_col": "*fp32", "n_programs": "i32", "row_total": "i32", "col_total": "i32"}
 ROUND = {"x_ptr": "*fp32", "out_ptr": "*i16", "n": "i32", "seed": "i32"}
-from .configs import FP_FUSION  # the choice every launch pins
 
 
 @dataclass
