@@ -18,22 +18,14 @@ from pathlib import Path
 import pytest
 
 import optforge
+from tests.kernels.other_user import OTHER, can_switch_uid
 
 WORKER = Path(__file__).with_name("planted_cache_worker.py")
 # the optforge under test (a checkout on PYTHONPATH), importable by the other user too
 ROOT = Path(optforge.__file__).resolve().parents[1]
-OTHER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
-def _can_switch_uid() -> bool:
-    if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        return False
-    probe = subprocess.run([*OTHER, sys.executable, "-c", "import os; print(os.geteuid())"],
-                           capture_output=True, text=True, timeout=60)
-    return probe.returncode == 0 and probe.stdout.strip() == "65534"
-
-
-pytestmark = pytest.mark.skipif(not _can_switch_uid(),
+pytestmark = pytest.mark.skipif(not can_switch_uid(),
                                 reason="needs root and setpriv to act as another user")
 
 
