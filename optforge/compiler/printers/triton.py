@@ -160,7 +160,7 @@ def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
 def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset) -> str:
     key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() else "_" for c in plan.rule_name.lower())
+    safe = "".join(c if c.isascii() and c.isalnum() else "_" for c in plan.rule_name.lower())
     return f"optforge_{safe}_{digest}"
 
 
@@ -173,7 +173,7 @@ def _load(ref: TensorRef, dtype: str, masked: bool) -> str:
 
 
 def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
-    value = f"n_{ref.name}"
+    value = f"o_{ref.name}"  # o_: a state "tensors" must not be n_tensors
     if dtype == "bfloat16":
         value = (f"f32_to_bf16_bits_sr({value}, seed_{ref.name}, rng_offs)" if stochastic
                  else f"f32_to_bf16_bits_rne({value})")
@@ -211,7 +211,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
         value = pr.doprint(e)
         if not pr.tensor(e):  # the same value for every element: broadcast it
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"n_{ref.name} = {value}")
+        outputs.append(f"o_{ref.name} = {value}")
 
     def body(masked: bool) -> str:
         lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + temps + outputs

@@ -156,7 +156,7 @@ def _elementwise(plan, dtypes, stochastic, name) -> dict:
         value = pr.doprint(e)
         if not pr.tensor(e):  # no loaded tensor in it: make it a block (a no-op otherwise)
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"n_{ref.name} = {value}")
+        outputs.append(f"o_{ref.name} = {value}")
 
     def body(masked: bool) -> str:
         index = (["row = offs // n_cols", "col = offs - row * n_cols"]
