@@ -139,3 +139,24 @@ def _fresh_rule():
         return Rule(p - lr * g * scale)
 
     return plain_sgd
+
+
+def test_a_numba_cache_dir_others_can_write_is_not_used(tmp_path, monkeypatch):
+    """Numba's index is a pickle: a NUMBA_CACHE_DIR others can write could run their code."""
+    from numba.core import config as numba_config
+
+    from optforge.kernels.numba import jit
+
+    shared = tmp_path / "numba"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setattr(numba_config, "CACHE_DIR", str(shared))
+    monkeypatch.setattr(jit, "_warned_cache_dir", False)
+    with pytest.warns(RuntimeWarning, match="not using NUMBA_CACHE_DIR"):
+        add_one = jit.njit_cached(nogil=True)(_add_one)
+    assert add_one(1.5) == 2.5
+    assert not list(shared.rglob("*"))  # nothing written there, so nothing read either
+
+
+def _add_one(x):
+    return x + 1

@@ -52,7 +52,7 @@ def test_a_cache_planted_by_another_user_runs_no_code(shared):
     other_home.mkdir()
     os.chown(other_home, 65534, 65534)
     attacker = subprocess.run(
-        [*OTHER, sys.executable, str(WORKER), "plant"], capture_output=True, text=True,
+        [*OTHER, sys.executable, str(WORKER), "plant"], capture_output=True, text=True, check=False,
         timeout=600, cwd="/", env=_env(OPTFORGE_CACHE_DIR=str(planted), MARKER=marker,
                                        HOME=str(other_home)))
     assert attacker.returncode == 0, attacker.stderr[-3000:]
@@ -63,7 +63,7 @@ def test_a_cache_planted_by_another_user_runs_no_code(shared):
     home_file.write_text("")  # the home cache cannot be created: the fallback is taken
     victim = subprocess.run(
         [sys.executable, "-W", "always", str(WORKER), "step"], capture_output=True,
-        text=True, timeout=600, cwd="/",
+        text=True, check=False, timeout=600, cwd="/",
         env=_env(TMPDIR=str(shared), XDG_CACHE_HOME=str(home_file / "cache")))
     ran = sorted(p.name for p in shared.glob("PLANTED*"))
     assert ran == [], f"planted code ran in the victim's process: {ran}"

@@ -38,11 +38,14 @@ _launch_lock = threading.Lock()  # held around launches under the workqueue laye
 _serial: bool | None = None  # this process must avoid the OpenMP pool (decided once)
 _twins: dict[int, object] = {}
 _lock = threading.Lock()
+_warned_cache_dir = False
 
 
 def _after_fork_in_child() -> None:
-    global _forked, _serial, _twins
+    global _forked, _serial, _twins, _launch_lock, _lock
     _forked, _serial, _twins = True, None, {}
+    # a lock another thread of the parent held at the fork would stay held here forever
+    _launch_lock, _lock = threading.Lock(), threading.Lock()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -59,11 +62,14 @@ def njit_cached(**options):
     """``numba.njit(cache=True, **options)``, without the disk cache where it cannot or
     must not be used (see the module docstring)."""
     def decorate(fn):
+        global _warned_cache_dir
         reason = _numba_cache_dir_reason()
         if reason is not None:
-            warnings.warn(f"optforge: not using NUMBA_CACHE_DIR={numba_config.CACHE_DIR} for "
-                          f"{fn.__qualname__}: {reason}; compiling without a disk cache",
-                          RuntimeWarning, stacklevel=2)
+            if not _warned_cache_dir:
+                _warned_cache_dir = True
+                warnings.warn(f"optforge: not using NUMBA_CACHE_DIR={numba_config.CACHE_DIR}: "
+                              f"{reason}; optforge's kernels compile without a disk cache",
+                              RuntimeWarning, stacklevel=2)
             return numba.njit(**options)(fn)
         try:
             return numba.njit(cache=True, **options)(fn)
