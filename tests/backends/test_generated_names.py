@@ -14,7 +14,8 @@ from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 
 import optforge
 from optforge.compiler.templates import render
-from optforge.dsl import DSLError, Rule, grad, param, sqrt, state, step
+from optforge.dsl import DSLError, Rule, grad, param, random_scalar, sqrt, state, step
+from optforge.dsl.randomness import draw
 from tests.conftest import norm_rel
 
 # the generated code's own names (torch, numba, triton, host prologue), and near misses
@@ -118,3 +119,21 @@ def test_a_rule_name_reaching_a_template_stays_in_its_comment():
     exec(compile(source, "<prologue>", "exec"), namespace)  # noqa: S102 - must not exit
     assert namespace["prologue"]() == ()
     assert "\nraise" not in source
+
+
+def random_named_math(lr=0.5):
+    p, g = param(), grad()
+    return Rule(p - lr * random_scalar("math", "uniform") * random_scalar("float") * g)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_random_scalars_named_like_generated_code(backend):
+    """Random scalars reach the host prologue too (and SymPy's printer has a method for
+    its own, unrelated RandomSymbol class, which must not print ours bare)."""
+    init, grads = _grads()
+    p = init.clone()
+    for t, g in enumerate(grads, start=1):
+        scale = draw("uniform", 0, 0, t, "math") * draw("exponential", 0, 0, t, "float")
+        p = p - 0.5 * scale * g
+    got, _ = _run(random_named_math, backend)
+    assert norm_rel(got, p) < 1e-6

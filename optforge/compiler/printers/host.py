@@ -16,6 +16,10 @@ class _HostPrinter(PythonCodePrinter):
     def _print_Symbol(self, s):
         return local(s)
 
+    # SymPy's printers have a _print_RandomSymbol (for sympy.stats), which the class
+    # name of our random scalars would otherwise reach before _print_Symbol
+    _print_RandomSymbol = _print_Symbol
+
 
 def prologue_source(plan: KernelPlan) -> str:
     """A module defining ``prologue(<hyper names>, t) -> tuple`` of the kernel's scalars."""
