@@ -133,7 +133,8 @@ def cmd_tune(args) -> None:
         raise CLIError(str(exc)) from None
     for (rule, dtype, size), config in results.items():
         print(f"{rule:10s} {dtype:9s} {size:16s} {config}")
-    print(f"(saved in {default_tuner().path})")
+    path = default_tuner().path  # None: no private directory could be written
+    print(f"(saved in {path})" if path else "(kept in memory: no writable private cache)")
 
 
 def build_parser() -> argparse.ArgumentParser:

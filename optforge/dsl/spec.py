@@ -12,6 +12,7 @@ A rule is an ordinary function whose keyword defaults are its hyperparameters:
 from __future__ import annotations
 
 import inspect
+import keyword
 import numbers
 from dataclasses import dataclass
 from typing import Callable
@@ -57,6 +58,16 @@ def _element_name(key: str, i: int) -> str:
     return f"{stem}_{i + 1}"
 
 
+def _checked_rule_name(name) -> str:
+    """A rule's name reaches messages, LaTeX and the comments and kernel names of
+    generated code: one printable line (a newline would end a generated comment and
+    turn the rest of the name into code)."""
+    if not isinstance(name, str) or not name or not name.isprintable():
+        raise DSLError(f"rule name {name!r} must be a non-empty string of printable "
+                       "characters (no newlines or other control characters)")
+    return name
+
+
 class RuleSpec:
     """A rule function with its hyperparameters classified, and its variants built on demand."""
 
@@ -66,7 +77,7 @@ class RuleSpec:
         if not callable(fn):
             raise DSLError(f"a rule must be a function over DSL symbols, got {fn!r}")
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "rule")
+        self.name = _checked_rule_name(name or getattr(fn, "__name__", "rule"))
         self.defaults: dict[str, object] = {}
         self.static: list[str] = []
         self.slots: list[HyperSlot] = []
@@ -81,6 +92,9 @@ class RuleSpec:
             if arg.kind in (arg.VAR_POSITIONAL, arg.VAR_KEYWORD) or default is arg.empty:
                 raise DSLError(f"rule {self.name!r}: argument {key!r} has no default; every "
                                "argument of a rule function is a hyperparameter with a default")
+            if not key.isidentifier() or keyword.iskeyword(key):  # a forged __signature__
+                raise DSLError(f"rule {self.name!r}: hyperparameter name {key!r} is not a "
+                               "Python identifier")
             if key == "params":
                 raise DSLError(f"rule {self.name!r}: 'params' is reserved by torch param groups")
             if is_reserved(key):

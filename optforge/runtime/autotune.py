@@ -10,7 +10,10 @@ in-place optimizer kernel timed on live buffers would apply the step once per tr
 Tuning runs on CUDA devices unless ``OPTFORGE_AUTOTUNE=0``; elsewhere, and when it is
 off, the launcher's heuristic config is used. Tests drive the same machinery on the
 CPU (Triton interpreter) by passing ``devices=("cpu",)`` and an injected ``timer``.
-A cache file that cannot be parsed is ignored (one warning) and rewritten whole.
+A cache file that cannot be read or parsed (binary, truncated, nested past the parser's
+recursion limit) is ignored with one warning and rewritten whole; one that cannot be
+written (read-only, full disk) leaves the results in memory with one warning. Tuning
+is an optimisation: it never raises in the middle of training.
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from ..kernels.cache import cache_dir
+from ..kernels.cache import private_dir
 
 ENV_SWITCH = "OPTFORGE_AUTOTUNE"
 FILE_NAME = "autotune-v1.json"
@@ -104,23 +107,29 @@ class Autotuner:
 
     def __init__(self, path: str | os.PathLike | None = None, timer: Timer | None = None,
                  devices: tuple[str, ...] = ("cuda",)):
-        self.path = Path(path) if path is not None else cache_dir() / FILE_NAME
+        if path is None:  # next to the kernels: a directory that is ours and private
+            folder = private_dir()
+            path = folder / FILE_NAME if folder is not None else None
+        self.path = Path(path) if path is not None else None  # None: memory only
         self.timer = timer
         self.devices = devices
         self.searches = 0  # searches run by this tuner (tests count them)
         self._entries: dict[str, dict] | None = None
         self._lock = threading.Lock()
+        self._write_failed = False  # warned once; results stay in memory
 
     def enabled_for(self, device: torch.device) -> bool:
         return tuning_enabled() and device.type in self.devices
 
     # ---- the persistent file -----------------------------------------------------------
     def _read_file(self) -> dict[str, dict]:
+        if self.path is None:
+            return {}
         try:
             text = self.path.read_text()
         except FileNotFoundError:
             return {}
-        except OSError as exc:
+        except (OSError, UnicodeDecodeError) as exc:  # unreadable, or not text at all
             warnings.warn(f"optforge: cannot read the tuning cache {self.path} ({exc}); "
                           "tuning again", RuntimeWarning, stacklevel=3)
             return {}
@@ -130,7 +139,7 @@ class Autotuner:
                 raise ValueError(f"unexpected format version {data.get('version')!r}")
             return {k: v for k, v in data["entries"].items()
                     if isinstance(v, dict) and isinstance(v.get("config"), dict)}
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
             warnings.warn(f"optforge: ignoring the corrupted tuning cache {self.path} ({exc}); "
                           "it is rebuilt as configs are tuned", RuntimeWarning, stacklevel=3)
             return {}
@@ -170,7 +179,15 @@ class Autotuner:
                                          "trials": trials,
                                          "tuned_at": time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                                    time.gmtime())}
-            self._write_file()
+            if self._write_failed or self.path is None:
+                return
+            try:
+                self._write_file()
+            except OSError as exc:  # read-only, full disk: keep the result in memory
+                self._write_failed = True
+                warnings.warn(f"optforge: cannot write the tuning cache {self.path} ({exc}); "
+                              "tuned configs are kept for this process only",
+                              RuntimeWarning, stacklevel=4)
 
     # ---- the search -----------------------------------------------------------------
     def choose(self, key: TuneKey, device: torch.device, candidates: list[dict],

@@ -42,8 +42,11 @@ class CompiledPlan:
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:
         """The kernel's run-time scalars for one group at one step (float64 on the host)."""
+        # the prologue's arguments are the user's names prefixed ``u_`` (printers/host.py)
+        values = {"u_" + k: v for k, v in hyper_values.items()}
+        values.update({"u_" + k: v for k, v in (random_values or {}).items()})
         try:
-            return self._prologue(**hyper_values, **(random_values or {}), t=step)
+            return self._prologue(**values, u_t=step)
         except (ArithmeticError, ValueError, TypeError) as exc:
             shown = ", ".join(f"{k}={v:g}" for k, v in hyper_values.items())
             raise ValueError(f"rule {self.spec.name!r} at step {step:g}: the scalar prologue "

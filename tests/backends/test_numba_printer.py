@@ -93,7 +93,7 @@ def test_variant_names_are_unique_per_plan_and_dtype():
 
 def test_show_prints_one_parallel_kernel():
     source = BACKENDS["numba"].source(_plan(optforge.AdamW).plan)
-    assert source.count("@njit(parallel=True, cache=True, fastmath=False") == 1
+    assert source.count("@njit_cached(parallel=True, fastmath=False") == 1
     assert source.count("prange(") == 1
 
 

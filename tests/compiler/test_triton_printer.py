@@ -162,5 +162,5 @@ def test_stochastic_rounding_only_for_written_bf16_tensors():
         triton_source(plan, "bfloat16", {"g"})
     src = triton_source(plan, "bfloat16", {"p", "exp_avg"})
     assert "seed_exp_avg, seed_p, BLOCK_SIZE" in src
-    assert src.count("f32_to_bf16_sr(n_") == 2 * 2  # full and tail paths
+    assert src.count("f32_to_bf16_sr(o_") == 2 * 2  # full and tail paths
     assert src.count("= philox_noise16(seed_") == 2  # once per program and tensor

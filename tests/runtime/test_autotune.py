@@ -228,3 +228,46 @@ def test_tune_catalogue_fills_the_cache(tmp_path):
     assert len(json.loads((tmp_path / FILE_NAME).read_text())["entries"]) == 2
     with pytest.raises(ValueError, match="unknown catalogue rule"):
         tune_catalogue(["NoSuchRule"], progress=False, device=DEVICE, tuner=tuner)
+
+
+def _spoil(kind: str, tmp_path, monkeypatch) -> Path:
+    """A tuning-cache path that is binary, deeply nested, unwritable or on a full disk."""
+    path = tmp_path / FILE_NAME
+    if kind == "binary":
+        path.write_bytes(bytes(range(256)) * 4)
+    elif kind == "nested":  # json.loads recurses once per level
+        path.write_text('{"version": 1, "entries": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    elif kind == "unwritable":  # its folder cannot be made (root ignores permission bits)
+        (tmp_path / "file").write_text("")
+        path = tmp_path / "file" / FILE_NAME
+    else:  # full disk: the data never reaches it
+        real = os.fsync
+
+        def full(fd):
+            if os.fstat(fd).st_size and os.path.realpath(f"/proc/self/fd/{fd}").startswith(
+                    str(tmp_path)):
+                raise OSError(28, "No space left on device")
+            return real(fd)
+        monkeypatch.setattr(os, "fsync", full)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["binary", "nested", "unwritable", "full-disk"])
+def test_a_bad_tuning_cache_file_warns_and_the_step_works(kind, tmp_path, monkeypatch):
+    params, grads, states = _bucket()
+    ref = [torch.nn.Parameter(p.detach().cpu().clone()) for p in params]
+    path = _spoil(kind, tmp_path, monkeypatch)
+    timer = FakeTimer(LAST)
+    tuner = Autotuner(path=path, timer=timer, devices=(DEVICE.type,))
+    real_choose = tuner.choose
+    tuner.choose = lambda key, device, cands, run, *a, **k: real_choose(
+        key, device, cands, timer.wrap(run), *a, **k)
+    with pytest.warns(RuntimeWarning, match="tuning cache"):
+        _adamw_step(tuner, params, grads, states)
+    assert tuner.searches == 1
+    opt = optforge.AdamW(ref, lr=1e-2, backend="torch")
+    for r, g in zip(ref, grads):
+        r.grad = g.cpu().clone()
+    opt.step()
+    for p, r in zip(params, ref):  # applied once, and tuned
+        assert norm_rel(p.cpu(), r.detach()) < 1e-6

@@ -1,15 +1,24 @@
-"""Prints the host prologue: plain Python over floats (float64), using ``math``."""
+"""Prints the host prologue: plain Python over floats (float64), using ``math``.
+
+Its arguments are the user's scalars under their ``u_`` names (``torch.local``): a
+hyperparameter called ``math`` or ``float`` must not shadow the module or the builtin.
+"""
 from __future__ import annotations
 
 from sympy.printing.pycode import PythonCodePrinter
 
 from ..plan import KernelPlan
 from ..templates import render
+from .torch import local
 
 
 class _HostPrinter(PythonCodePrinter):
     def _print_Symbol(self, s):
-        return s.name
+        return local(s)
+
+    # SymPy's printers have a _print_RandomSymbol (for sympy.stats), which the class
+    # name of our random scalars would otherwise reach before _print_Symbol
+    _print_RandomSymbol = _print_Symbol
 
 
 def prologue_source(plan: KernelPlan) -> str:
@@ -18,5 +27,5 @@ def prologue_source(plan: KernelPlan) -> str:
     body = [f"    {s.name} = float({printer.doprint(e)})" for s, e in plan.prologue]
     results = "".join(f"{s.name}, " for s in plan.scalar_args)
     return render("prologue.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
-                  args=", ".join(s.name for s in plan.prologue_inputs),
+                  args=", ".join(local(s) for s in plan.prologue_inputs),
                   body="\n".join(body) or "    pass", results=results)

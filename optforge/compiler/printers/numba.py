@@ -144,7 +144,7 @@ def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
 
 def kernel_name(plan: KernelPlan, param_dtype: str) -> str:
     """Unique per variant: Numba's on-disk cache is keyed by the function's name."""
-    stem = re.sub(r"\W", "_", plan.rule_name).lower() or "rule"
+    stem = re.sub(r"\W", "_", plan.rule_name, flags=re.ASCII).lower() or "rule"
     return f"{stem}_{plan.fingerprint()}_{param_dtype}"
 
 

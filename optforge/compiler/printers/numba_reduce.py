@@ -59,7 +59,7 @@ class _Kernel:
     def head(self, name: str, args: str) -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
-        return ["", "", "@njit(parallel=True, cache=True, fastmath=False, nogil=True)",
+        return ["", "", "@njit_cached(parallel=True, fastmath=False, nogil=True)",
                 f"def {name}(addresses, blocks, scalars, shapes, rs, raddr{args}):", *scalars,
                 "    for b in prange(blocks.shape[0]):", "        j = blocks[b, 0]",
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
@@ -216,11 +216,11 @@ def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) ->
     views = [f"a_{r.name}" for r in stage.loads]
     acc_args = ", ".join(["n", *views, *outer])
     accs = [f"acc{q}" for q in range(len(tensor_ops))]
-    strict = "@njit(cache=True, fastmath=False, nogil=True, error_model='numpy')"
+    strict = "@njit_cached(fastmath=False, nogil=True, error_model='numpy')"
     lines = ["", "", strict, f"def {name}_x({values}):",
              *[f"    {t.name} = {k.pr.doprint(e)}" for t, e in stage.temps],
              f"    return ({''.join(_value(k, r) + ', ' for r in tensor_ops)})"]
-    lines += ["", "", "@njit(cache=True, fastmath={'reassoc'}, nogil=True, error_model='numpy')",
+    lines += ["", "", "@njit_cached(fastmath={'reassoc'}, nogil=True, error_model='numpy')",
               f"def {name}_acc({acc_args}):", *[f"    {a} = {k.f}(0.0)" for a in accs],
               "    for i in range(n):", *k.loads(stage.loads, " " * 8),
               f"        {''.join(f'x{q}, ' for q in range(len(accs)))}= {name}_x({values})",

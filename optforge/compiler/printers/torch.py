@@ -9,7 +9,7 @@ import sympy as sp
 from sympy.core.relational import Relational
 
 from ...dsl.matrix import Every, MatrixOp, Orthogonalize
-from ...dsl.symbols import TensorSymbol
+from ...dsl.symbols import ScalarSymbol, TensorSymbol
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp
 from ..templates import render
@@ -20,8 +20,26 @@ _REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
 def local(sym: sp.Symbol) -> str:
-    """The generated-code variable holding a symbol's value."""
-    return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
+    """The generated-code variable holding a symbol's value.
+
+    A name the user chose (a state, a hyperparameter, a random scalar, the step) never
+    appears bare in generated code, so none can shadow the code's own names (``scalars``,
+    ``torch``, ``math``, ``float``, ``_load``...): tensor values are ``v_<name>``, their
+    arguments ``t_<name>`` (``arg``), new values ``n_<name>``, user scalars ``u_<name>``.
+    The compiler's temporaries (``s0``, ``e1``, ``r0``...) keep their names: a user name
+    of that shape is refused (``dsl/symbols.is_reserved``), and none of them has a
+    one-letter prefix and an underscore.
+    """
+    if isinstance(sym, TensorSymbol):
+        return f"v_{sym.name}"
+    if isinstance(sym, ScalarSymbol):
+        return f"u_{sym.name}"
+    return sym.name
+
+
+def arg(name: str) -> str:
+    """The generated-code argument holding the tensor ``name`` (p, g or a state)."""
+    return f"t_{name}"
 
 
 HALF = ("bfloat16", "float16")  # buffer dtypes the matrix stage neither widens nor narrows
@@ -126,18 +144,18 @@ def torch_source(plan: KernelPlan) -> str:
     """A module defining ``step(<tensors>, scalars, compute_dtype)`` for one plan."""
     pr = TorchPrinter(plan.rule_name)
     names = _signature(plan)
-    loads = [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in plan.loads]
+    loads = [f"    v_{r.name} = _load({arg(r.name)}, compute_dtype)" for r in plan.loads]
     temps = [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs, stores = [], []
     for ref, e in plan.stores:
         if not pr.tensor(e):  # a value the same for every element
-            stores.append(f"    {ref.name}.fill_({pr.doprint(e)})")
+            stores.append(f"    {arg(ref.name)}.fill_({pr.doprint(e)})")
             continue
         value = pr.doprint(e)
         if e.is_Symbol and not isinstance(e, ElemTemp):
             value += ".clone()"  # a bare load may alias a tensor written before it
         outputs.append(f"    n_{ref.name} = {value}")
-        stores.append(f"    {ref.name}.copy_(n_{ref.name})")
+        stores.append(f"    {arg(ref.name)}.copy_(n_{ref.name})")
     return render("torch_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   tensors=", ".join(names),
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),
@@ -170,14 +188,14 @@ def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
                   f"    ({''.join(f'{s.name}, ' for s in plan.scalar_args)}) = scalars",
                   f"    ({_reduced_names(plan, k)}) = reduced"]
         lines += _scope_lines(plan, pr, exprs)
-        lines += [f"    v_{r.name} = _load({r.name}, compute_dtype)" for r in stage.loads]
+        lines += [f"    v_{r.name} = _load({arg(r.name)}, compute_dtype)" for r in stage.loads]
         lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
         parts = []
         for r in stage.reductions:
             value = pr.doprint(r.expr)
             if not pr.tensor(r.expr):  # a constant (numel's 1): give it the tensor's dtype
-                value = f"torch.tensor({value}, dtype=compute_dtype, device=p.device)"
-            parts.append(f"_reduce({value}, {r.op!r}, {r.scope!r}, p)")
+                value = f"torch.tensor({value}, dtype=compute_dtype, device=t_p.device)"
+            parts.append(f"_reduce({value}, {r.op!r}, {r.scope!r}, t_p)")
         lines.append("    return (" + "".join(f"\n        {part}," for part in parts) + ")")
     stages = ", ".join(f"reduce_{k}" for k in range(len(plan.reduce_stages)))
     lines += ["", "", f"REDUCE_STAGES = ({stages}{',' if stages else ''})", ""]
@@ -198,8 +216,8 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
         for r in stage.loads:
             shaped = plan.states.get(r.name) is not None and plan.states[r.name].shape
             # a half-precision pre-stage buffer is an orthogonalize input: it stays as is
-            load = r.name if r.role == "buffer" and r.dtype in HALF else \
-                f"_load({r.name}, compute_dtype)"
+            load = arg(r.name) if r.role == "buffer" and r.dtype in HALF else \
+                f"_load({arg(r.name)}, compute_dtype)"
             lines.append(f"    v_{r.name} = {load if shaped else f'_mx.view2d({load})'}")
         lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
         results = []
@@ -207,10 +225,10 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
             buffer = plan.states[name].dtype if name in stage.buffers else None
             pr.keep_dtype = {e} if isinstance(e, Orthogonalize) and buffer in HALF else set()
             value = pr.doprint(e) if pr.tensor(e) else \
-                f"torch.tensor({pr.doprint(e)}, dtype=compute_dtype, device=p.device)"
+                f"torch.tensor({pr.doprint(e)}, dtype=compute_dtype, device=t_p.device)"
             pr.keep_dtype = set()
             results.append(value if buffer is None else
-                           f"_mx.as_param({value}, p, torch.{buffer})")
+                           f"_mx.as_param({value}, t_p, torch.{buffer})")
         lines.append("    return (" + "".join(f"\n        {v}," for v in results) + ")")
         lines.append("")
         lines += _check_source(plan, pr, names, k, exprs)
@@ -242,5 +260,4 @@ def _check_source(plan: KernelPlan, pr: TorchPrinter, names: list[str], k: int,
 
 def _signature(plan: KernelPlan) -> list[str]:
     """Every tensor the kernel touches, in a fixed order: p, g, then states."""
-    names = ["p", "g"] + list(plan.states)
-    return names
+    return [arg(n) for n in ["p", "g", *plan.states]]

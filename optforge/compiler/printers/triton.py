@@ -184,7 +184,7 @@ def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
                 interpreted: bool = False) -> str:
     key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}|{interpreted}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    safe = "".join(c if c.isalnum() else "_" for c in plan.rule_name.lower())
+    safe = "".join(c if c.isascii() and c.isalnum() else "_" for c in plan.rule_name.lower())
     return f"optforge_{safe}_{digest}"
 
 
@@ -197,7 +197,7 @@ def _load(ref: TensorRef, dtype: str, masked: bool) -> str:
 
 
 def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
-    value = f"n_{ref.name}"
+    value = f"o_{ref.name}"  # o_: a state "tensors" must not be n_tensors
     if dtype == "bfloat16":
         value = (f"f32_to_bf16_sr({value}, noise_{ref.name})" if stochastic
                  else f"f32_to_bf16_rne({value})")
@@ -236,7 +236,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
         value = pr.doprint(e)
         if not pr.tensor(e):  # the same value for every element: broadcast it
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"n_{ref.name} = {value}")
+        outputs.append(f"o_{ref.name} = {value}")
 
     def body(masked: bool) -> str:
         lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + temps + outputs

@@ -166,7 +166,7 @@ def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
         value = pr.doprint(e)
         if not pr.tensor(e):  # no loaded tensor in it: make it a block (a no-op otherwise)
             value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"n_{ref.name} = {value}")
+        outputs.append(f"o_{ref.name} = {value}")
 
     def body(masked: bool, index: list[str], indent: str = "        ",
              one_row: str | None = None) -> str:

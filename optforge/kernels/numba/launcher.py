@@ -44,6 +44,7 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
 from ..cache import load_module
+from .jit import prepare, run_parallel
 from .reduce import Layout
 from .stage_results import StageResults
 
@@ -97,6 +98,8 @@ def _plain(tensors, dtype, numels) -> bool:
 def _purge_numba_cache(module) -> None:
     """Delete Numba's index/data files of one generated module (found corrupted)."""
     path = Path(module.__file__)
+    if not path.is_file():  # compiled in memory (kernels/cache.py): nothing on disk
+        return
     for f in (path.parent / "__pycache__").glob(path.stem + ".*.nb[ic]"):
         f.unlink(missing_ok=True)
 
@@ -222,19 +225,21 @@ class NumbaLauncher:
 
 
 def _launch(module, fn, args, total: int) -> None:
-    """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged."""
+    """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged;
+    ``jit.run_parallel`` keeps it alive across forks and threads."""
+    prepare()  # before get_num_threads, which starts Numba's threading layer
     threads = numba.get_num_threads() if total < PARALLEL_MIN else 1
     if threads > 1:
         numba.set_num_threads(1)  # per calling thread in numba; restored below
     try:
-        fn(*args)
+        run_parallel(fn, *args)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         # Numba found its on-disk cache entry unreadable (truncated or corrupted
         # index/data file): drop it and compile afresh, once.
         if fn.signatures:
             raise
         _purge_numba_cache(module)
-        fn(*args)
+        run_parallel(fn, *args)
     finally:
         if threads > 1:
             numba.set_num_threads(threads)

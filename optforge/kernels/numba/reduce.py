@@ -20,12 +20,13 @@ tensors and buckets by ``runtime/reductions.finish``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from .helpers import fmax
+from .jit import njit_cached
 
 
-@njit(cache=True, nogil=True)
+@njit_cached(nogil=True)
 def finish_tensors(out_t, first_block, is_max):
     """(ops, blocks) partials -> (tensors, ops): each tensor's blocks in order."""
     n_tensors = first_block.shape[0] - 1
@@ -39,7 +40,7 @@ def finish_tensors(out_t, first_block, is_max):
     return res
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit_cached(parallel=True, nogil=True)
 def finish_rows(out_seg, seg_base, first_block, shapes, row_off, block, is_max):
     """(ops, segments) partials -> (ops, all rows): each row's segments in order."""
     res = np.empty((out_seg.shape[0], row_off[-1]), out_seg.dtype)
@@ -59,7 +60,7 @@ def finish_rows(out_seg, seg_base, first_block, shapes, row_off, block, is_max):
     return res
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit_cached(parallel=True, nogil=True)
 def finish_cols(out_col, col_off, parts, shapes, res_off, is_max):
     """(ops, partial rows x columns) -> (ops, all columns): partial rows in order."""
     res = np.empty((out_col.shape[0], res_off[-1]), out_col.dtype)

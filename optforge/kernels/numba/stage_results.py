@@ -17,6 +17,7 @@ import torch
 
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba_scopes import result_kind, result_layout
+from .jit import run_parallel
 from .reduce import Layout, finish_cols, finish_rows, finish_tensors
 
 _IDENTITY = {"max": -np.inf, "sum": 0.0, "nonfinite": 0.0}
@@ -78,12 +79,12 @@ class StageResults:
         is_max = {k: np.array([r.op == "max" for r in v], dtype=np.bool_)
                   for k, v in groups.items()}
         per_tensor = torch.from_numpy(finish_tensors(out_t, layout.first_block, is_max["t"]))
-        rows = torch.from_numpy(finish_rows(out_seg, layout.seg_base, layout.first_block,
-                                            layout.shapes, layout.row_off, layout.block,
-                                            is_max["row"])) if groups["row"] else None
-        cols = torch.from_numpy(finish_cols(out_col, layout.col_off, layout.col_parts,
-                                            layout.shapes, layout.col_res_off, is_max["col"])) \
-            if groups["col"] else None
+        rows = torch.from_numpy(run_parallel(
+            finish_rows, out_seg, layout.seg_base, layout.first_block, layout.shapes,
+            layout.row_off, layout.block, is_max["row"])) if groups["row"] else None
+        cols = torch.from_numpy(run_parallel(
+            finish_cols, out_col, layout.col_off, layout.col_parts, layout.shapes,
+            layout.col_res_off, is_max["col"])) if groups["col"] else None
         shape_values = {}
         getters = []
         for r in ops:

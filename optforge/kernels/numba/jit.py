@@ -1,0 +1,146 @@
+"""Numba compilation that works where users run: read-only installs, no writable HOME,
+shared cache settings, and processes that fork.
+
+* ``njit_cached``: ``@njit(cache=True)`` raises "no locator available" at decoration
+  (i.e. at import) when neither the module's ``__pycache__`` nor Numba's user-wide
+  cache directory can be written: a read-only site-packages with HOME unwritable.
+  Compiling without the disk cache then costs time once per process, not the backend.
+  A ``NUMBA_CACHE_DIR`` that another user could write to is not used either: Numba's
+  index is a pickle, and loading a planted one runs its code (``kernels/trust.py``).
+* ``run_parallel``: GNU OpenMP (Numba's default threading layer on Linux when TBB is
+  not installed, the common case) cannot be used in the child of a fork once the
+  parent has used it: the child is killed ("fork() called from a process already
+  using GNU OpenMP"), and torch ops in the child that enter the same libgomp hang.
+  So unless the user chose a layer (``NUMBA_THREADING_LAYER``), and if none is running
+  yet, optforge asks Numba for a fork-safe one ("forksafe": TBB when installed, else
+  workqueue). Workqueue is not thread-safe, so optforge's own launches are then
+  serialised by a lock (a parallel kernel already uses every core: nothing is lost).
+  Where GNU OpenMP runs anyway (chosen by the user, or started before optforge), each
+  parallel kernel in the child of a fork is replaced by a serial twin: the same Python
+  function compiled with ``parallel=False`` (``prange`` is ``range``), the same blocks in
+  the same order, hence the same bits.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numba
+from numba.core import config as numba_config
+
+from ..trust import untrusted_reason
+
+_forked = False  # set in the child of every fork (see below)
+_layer_chosen = False
+_launch_lock = threading.Lock()  # held around launches under the workqueue layer
+_serial: bool | None = None  # this process must avoid the OpenMP pool (decided once)
+_twins: dict[int, object] = {}
+_lock = threading.Lock()
+_warned_cache_dir = False
+
+
+def _after_fork_in_child() -> None:
+    global _forked, _serial, _twins, _launch_lock, _lock
+    _forked, _serial, _twins = True, None, {}
+    # a lock another thread of the parent held at the fork would stay held here forever
+    _launch_lock, _lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _numba_cache_dir_reason() -> str | None:
+    configured = numba_config.CACHE_DIR
+    if not configured:
+        return None
+    return untrusted_reason(Path(configured))
+
+
+def njit_cached(**options):
+    """``numba.njit(cache=True, **options)``, without the disk cache where it cannot or
+    must not be used (see the module docstring)."""
+    def decorate(fn):
+        global _warned_cache_dir
+        reason = _numba_cache_dir_reason()
+        if reason is not None:
+            if not _warned_cache_dir:
+                _warned_cache_dir = True
+                warnings.warn(f"optforge: not using NUMBA_CACHE_DIR={numba_config.CACHE_DIR}: "
+                              f"{reason}; optforge's kernels compile without a disk cache",
+                              RuntimeWarning, stacklevel=2)
+            return numba.njit(**options)(fn)
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError as exc:
+            if "no locator available" not in str(exc):
+                raise
+            return numba.njit(**options)(fn)
+    return decorate
+
+
+def prepare() -> None:
+    """Ask for a fork-safe threading layer before Numba starts one: call before anything
+    that starts Numba's threads (a parallel launch, ``numba.get_num_threads``)."""
+    global _layer_chosen
+    if _layer_chosen:
+        return
+    _layer_chosen = True
+    from numba.np.ufunc import parallel
+    if parallel._is_initialized or "NUMBA_THREADING_LAYER" in os.environ:
+        return  # the user's choice, or a layer already running: keep it
+    if str(numba_config.THREADING_LAYER).lower() == "default":
+        numba_config.THREADING_LAYER = "forksafe"
+
+
+_layer: str | None = None
+
+
+def _active_layer() -> str | None:
+    global _layer
+    if _layer is None:
+        try:
+            _layer = numba.threading_layer()  # fixed for the process once started
+        except ValueError:  # no parallel kernel has run in this process (or its parent)
+            return None
+    return _layer
+
+
+def run_parallel(fn, *args):
+    """Call the Numba dispatcher ``fn``: with a fork-safe layer chosen first, under the
+    lock when that layer is workqueue, as its serial twin in a forked OpenMP child."""
+    prepare()
+    fn = fork_safe(fn)
+    if fn.targetoptions.get("parallel") and _active_layer() in (None, "workqueue"):
+        with _launch_lock:
+            return fn(*args)
+    return fn(*args)
+
+
+def _must_be_serial() -> bool:
+    """True in the child of a fork whose parent had started GNU OpenMP's thread pool."""
+    global _serial
+    if _serial is None:
+        # the layer the parent initialised, if any (none: this process may start one)
+        _serial = _active_layer() == "omp"
+    return _serial
+
+
+def fork_safe(fn):
+    """``fn`` (a Numba dispatcher), or its serial twin where a parallel launch would
+    kill the process (the child of a fork after OpenMP was used)."""
+    if not _forked or not fn.targetoptions.get("parallel") or not _must_be_serial():
+        return fn
+    found = _twins.get(id(fn))
+    if found is None:
+        with _lock:
+            found = _twins.get(id(fn))
+            if found is None:
+                options = {k: v for k, v in fn.targetoptions.items()
+                           if k not in ("parallel", "nopython")}
+                # not cached on disk: Numba's index keys entries by function and
+                # signature, not by ``parallel``, so the twin would replace the kernel.
+                # ``fn`` is kept with its twin so that its id is never reused.
+                found = _twins[id(fn)] = (numba.njit(**options)(fn.py_func), fn)
+    return found[0]
