@@ -196,7 +196,7 @@ def cleanup():
 
 
 def run(args) -> dict:
-    from optforge.runtime.autotune import transformer_like_sizes
+    from optforge.kernels.triton.autotune import transformer_like_sizes
     labels = ("1M", "16M") if args.quick else args.sizes.split(",")
     sets = {label: SIZES[label] for label in labels}
     many = transformer_like_sizes()
@@ -248,7 +248,7 @@ def targets(rows) -> list[str]:
     """The targets, judged on this run: AdamW fp32 single tensors of >= 64M parameters at
     >= 90% of the copy bandwidth and at least as fast as torch fused (issue 18); the
     many-tensor set at least as fast as torch fused."""
-    from optforge.runtime.autotune import transformer_like_sizes
+    from optforge.kernels.triton.autotune import transformer_like_sizes
     def get(rule, mode, label, method):
         for r in rows:
             if (r["rule"], r["mode"], r["set"], r["method"]) == (rule, mode, label, method):

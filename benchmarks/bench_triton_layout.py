@@ -25,7 +25,7 @@ import triton  # noqa: E402,F401
 from optforge.catalogue import AdamW  # noqa: E402
 from optforge.kernels.triton.launcher import TritonLauncher  # noqa: E402
 from optforge.kernels.triton.layout import BlockMap, addresses_of  # noqa: E402
-from optforge.runtime.autotune import transformer_like_sizes  # noqa: E402
+from optforge.kernels.triton.autotune import transformer_like_sizes  # noqa: E402
 from optforge.runtime.compiled import compile_rule  # noqa: E402
 from optforge.runtime.state import new_state  # noqa: E402
 

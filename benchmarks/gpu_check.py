@@ -94,7 +94,8 @@ def dry_tune() -> None:
     """The tune step of a dry run: the tuner's search on the CPU under the interpreter."""
     import torch
 
-    from optforge.runtime.autotune import Autotuner, tune_catalogue
+    from optforge.catalogue.tuning import tune_catalogue
+    from optforge.kernels.triton.autotune import Autotuner
     with tempfile.TemporaryDirectory() as tmp:
         tuner = Autotuner(Path(tmp) / "tune.json", devices=("cpu",))
         found = tune_catalogue(["AdamW"], progress=False, device="cpu",

@@ -126,7 +126,8 @@ def cmd_demo(args) -> None:
 
 
 def cmd_tune(args) -> None:
-    from .runtime.autotune import default_tuner, tune_catalogue
+    from .catalogue.tuning import tune_catalogue
+    from .kernels.triton.autotune import default_tuner
     try:
         results = tune_catalogue(args.rules or None, progress=True)
     except (RuntimeError, ValueError) as exc:

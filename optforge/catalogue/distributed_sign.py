@@ -22,6 +22,7 @@ import torch
 
 from ..distributed.sign_vote import SignVoteOptimizer, group_betas
 from ..dsl import Rule, given, grad, param, state
+from ._base import CatalogueOptimizer
 
 
 def distributed_lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
@@ -53,7 +54,7 @@ def _interpolate(m, g, beta, out):
         out.add_((1 - beta) * g)
 
 
-class DistributedLion(SignVoteOptimizer):
+class DistributedLion(SignVoteOptimizer, CatalogueOptimizer):
     """Lion whose workers send 1-bit sign vectors, aggregated by majority vote or averaging.
 
     ``aggregation="vote"`` (default) or ``"average"``; ``process_group`` (default WORLD).
@@ -67,7 +68,7 @@ class DistributedLion(SignVoteOptimizer):
         _interpolate(state.get("exp_avg"), _grad(group, p), group_betas(group)[0], out)
 
 
-class SignumMV(SignVoteOptimizer):
+class SignumMV(SignVoteOptimizer, CatalogueOptimizer):
     """Signum (signSGD with momentum) whose workers vote with 1-bit sign vectors.
 
     ``momentum=0`` is signSGD with majority vote. ``aggregation="vote"`` (the paper) or

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import torch
 
-from ..catalogue._base import CatalogueOptimizer
-from ..runtime.optimizer import SKIP_COUNTER
+from ..runtime.optimizer import SKIP_COUNTER, Optimizer
 from .sign_comm import AGGREGATIONS, NonFiniteSignsError, check_sizes, exchange_signs
 
 VOTE = "vote"  # the given(...) input the rules read
@@ -37,8 +36,10 @@ def _is_dtensor(t) -> bool:
     return isinstance(t, DTensor)
 
 
-class SignVoteOptimizer(CatalogueOptimizer):
-    """Base of DistributedLion and SignumMV: subclasses set ``rule`` and ``signal``.
+class SignVoteOptimizer(Optimizer):
+    """Base of DistributedLion and SignumMV: subclasses set ``rule`` and ``signal``; a
+    catalogue entry lists it before ``CatalogueOptimizer`` (the distributed layer sits
+    below the catalogue: ``class DistributedLion(SignVoteOptimizer, CatalogueOptimizer)``).
 
     ``aggregation``: ``"vote"`` (majority: sign of the sum of signs) or ``"average"``
     (mean of the signs). ``process_group``: the group whose ranks vote (default: WORLD,

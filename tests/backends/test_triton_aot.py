@@ -1,4 +1,4 @@
-"""The AOT sweep (optforge/kernels/triton/sweep.py): kernels compiled for sm_90/sm_80 on
+"""The AOT sweep (optforge/catalogue/aot_sweep.py): kernels compiled for sm_90/sm_80 on
 this CPU-only machine, their machine code checked against what the design promises.
 
 * every kernel compiles, spills nothing, has no stack frame and no float64;
@@ -32,7 +32,7 @@ def run_sweep(tmp_path, *args) -> list[dict]:
     # a fresh cache: a cached kernel skips ptxas and its register report
     env.update(TRITON_CACHE_DIR=str(tmp_path / "triton"), OPTFORGE_CACHE_DIR=str(tmp_path / "of"),
                PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "optforge.kernels.triton.sweep",
+    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "optforge.catalogue.aot_sweep",
                            *args], capture_output=True, text=True, timeout=3000, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]

@@ -90,7 +90,7 @@ class TritonLauncher:
     @property
     def tuner(self):
         if self._tuner is None:
-            from ...runtime.autotune import default_tuner
+            from .autotune import default_tuner
             self._tuner = default_tuner()
         return self._tuner
 
@@ -204,7 +204,7 @@ class TritonLauncher:
         found = self._configs.get(key)
         if found is not None:
             return found
-        from ...runtime.autotune import TuneKey, device_signature, size_bucket
+        from .autotune import TuneKey, device_signature, size_bucket
         import triton
 
         name, capability = device_signature(layout.device)

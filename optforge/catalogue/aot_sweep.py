@@ -1,6 +1,6 @@
 """The AOT sweep: every catalogue rule's Triton kernels compiled for sm_90 and sm_80.
 
-    TRITON_CACHE_DIR=$(mktemp -d) python -m optforge.kernels.triton.sweep [--rules AdamW,Lion]
+    TRITON_CACHE_DIR=$(mktemp -d) python -m optforge.catalogue.aot_sweep [--rules AdamW,Lion]
 
 (``TRITON_INTERPRET`` unset.) For each rule (default variant) and parameter dtype it
 compiles the elementwise kernel, the pre-stage kernel and every reduce kernel, plus the
@@ -20,7 +20,7 @@ import re
 import sys
 import time
 
-from . import aot, configs
+from ..kernels.triton import aot, configs
 
 ARCHS = (90, 80)
 DTYPES = ("float32", "bfloat16")
@@ -47,10 +47,10 @@ def _bytes_per_element(refs, dtypes) -> int:
 
 def rule_kernels(name: str, dtype: str):
     """(label, fn, signature, constexprs, expected load/store bytes per element or None)."""
-    from ...catalogue import REGISTRY
-    from ...compiler.printers.triton import storage_dtypes, triton_source
-    from ...runtime.compiled import compile_rule
-    from ..cache import load_module
+    from ._base import REGISTRY
+    from ..compiler.printers.triton import storage_dtypes, triton_source
+    from ..runtime.compiled import compile_rule
+    from ..kernels.cache import load_module
 
     spec = REGISTRY[name].rule
     plan = compile_rule(spec, spec.default_variant).plan
@@ -85,7 +85,7 @@ def per_element(source: str, plan, fp_fusion: bool) -> dict:
 
 
 def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
-    from ..cache import load_module
+    from ..kernels.cache import load_module
 
     fn = load_module(aot.full_path_only(source, branch), "triton").kernel
     sig = aot.elementwise_signature(plan)
@@ -101,9 +101,9 @@ def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
 
 def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
           fp_fusion: bool = aot.FP_FUSION, out=sys.stdout, reduce_only=False) -> list[dict]:
-    from ...catalogue import REGISTRY
-    from ...compiler.printers.triton import rounding_test_source
-    from ..cache import load_module
+    from ._base import REGISTRY
+    from ..compiler.printers.triton import rounding_test_source
+    from ..kernels.cache import load_module
 
     records = []
 

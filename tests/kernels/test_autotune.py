@@ -20,8 +20,9 @@ import optforge
 from optforge.catalogue import AdamW
 from optforge.kernels.triton import configs
 from optforge.kernels.triton.launcher import TritonLauncher
-from optforge.runtime.autotune import (FILE_NAME, Autotuner, size_bucket, transformer_like_sizes,
-                                       tune_catalogue)
+from optforge.catalogue.tuning import tune_catalogue
+from optforge.kernels.triton.autotune import (FILE_NAME, Autotuner, size_bucket,
+                                              transformer_like_sizes)
 from optforge.runtime.compiled import compile_rule
 from optforge.runtime.state import new_state
 from tests.conftest import norm_rel
@@ -129,8 +130,8 @@ def test_a_second_process_reuses_the_cache(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parents[2])!r})
         from tests.triton_env import DEVICE
         import torch
-        from optforge.runtime.autotune import Autotuner
-        from tests.runtime.test_autotune import _adamw_step, _bucket
+        from optforge.kernels.triton.autotune import Autotuner
+        from tests.kernels.test_autotune import _adamw_step, _bucket
 
         def no_timing(fn):
             raise AssertionError("re-tuned although the cache holds this key")
