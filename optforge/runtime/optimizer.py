@@ -112,6 +112,11 @@ class Optimizer(torch.optim.Optimizer):
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
+    # Under torch.compile the step is one graph break: Dynamo must not trace into the
+    # numba dispatcher (it crashes there) nor guard on the plan's objects (a recompile per
+    # step). torch.optim's step hooks/profiling wrapper, which wraps this method, stays
+    # traceable; only the body below runs eagerly.
+    @torch.compiler.disable
     def step(self, closure=None, inputs=None):
         """One update of every parameter that has a gradient; returns the closure's loss.
 
@@ -126,6 +131,19 @@ class Optimizer(torch.optim.Optimizer):
         # loads) with the garbage collector paused (see gc_pause), but not the gathering
         # of inputs, which may run the closure again (Hutchinson probes, grad_at_prev).
         first = not getattr(self, "_stepped", False)
+        # Numba's OpenMP pool, launched by the first numba kernel of the process, resets
+        # torch's intra-op thread count (torch.set_num_threads(1) became 2): put it back,
+        # or user settings are lost and torch.compile recompiles on the changed global.
+        threads = torch.get_num_threads()
+        try:
+            self._step_groups(first, closure, inputs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        self._stepped = True
+        return loss
+
+    def _step_groups(self, first: bool, closure, inputs) -> None:
         with torch.no_grad():
             if first:
                 with gc_paused():
@@ -137,8 +155,6 @@ class Optimizer(torch.optim.Optimizer):
             with gc_paused(first):
                 for index, group in enumerate(self.param_groups):
                     self._step_group(index, group, given[index])
-        self._stepped = True
-        return loss
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
