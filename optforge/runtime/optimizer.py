@@ -7,6 +7,7 @@ as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 from collections import defaultdict
@@ -20,6 +21,7 @@ from ..kernels.torch_launcher import compute_dtype
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .gc_pause import gc_paused
+from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
@@ -136,12 +138,28 @@ class Optimizer(torch.optim.Optimizer):
         # or user settings are lost and torch.compile recompiles on the changed global.
         threads = torch.get_num_threads()
         try:
-            self._step_groups(first, closure, inputs)
+            with announce_if_slow(self._compiling) if first else contextlib.nullcontext():
+                self._step_groups(first, closure, inputs)
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
         self._stepped = True
         return loss
+
+    def _compiling(self) -> str:
+        """What a first step compiles, for the slow-first-step notice (see progress)."""
+        parts = {}
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None] or group["params"]
+            if not params:
+                continue
+            try:
+                backend = select(self.backend, params[0].device, params[0].dtype).name
+            except BackendError:
+                backend = self.backend
+            where = f"{backend} kernels for {str(params[0].dtype).replace('torch.', '')}"
+            parts.setdefault(self.spec_of(group).name, set()).add(where)
+        return "; ".join(f"rule {name} ({', '.join(sorted(w))})" for name, w in parts.items())
 
     def _step_groups(self, first: bool, closure, inputs) -> None:
         with torch.no_grad():
