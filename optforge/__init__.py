@@ -14,8 +14,9 @@ from .multistep import ArmijoLineSearch, CGO, Extragradient, NewtonCG, Optimisti
 # Every catalogue optimizer is importable as optforge.<Name> (optforge.AdamW, optforge.LAMB...):
 # registering a class in optforge/catalogue/ is all it takes.
 globals().update(CATALOGUE)
+from .factory import create_optimizer, get  # noqa: E402  (needs the catalogue)
 
 __all__ = ["__version__", "Optimizer", "Rule", "RuleSpec", "chain", "cautious", "with_ema", "swap_ema", "DSLError",
            "BackendError", "CATALOGUE", "cs_binary", "cs_ternary", "cs_one_sided_binary", "cs_orthogonal", "split_matrix_params",
            "ArmijoLineSearch", "Extragradient", "CGO", "OptimisticCGO", "NewtonCG",
-           *CATALOGUE]
+           "get", "create_optimizer", *CATALOGUE]
