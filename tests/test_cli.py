@@ -112,10 +112,23 @@ def test_demo_trains_and_prints_a_table(capsys):
     rows = run_demo(steps=20)
     out = capsys.readouterr().out
     assert "def adabelief" in out and "final loss" in out
+    assert "epoch  1/2" in out and "epoch  2/2" in out  # progress, one line per epoch
+    assert "(quartiles over 2 epochs)" in out and "is noise" in out
     names = [r[0] for r in rows]
     assert names[0] == "torch.optim.AdamW" and "optforge.AdamW" in names
     torch_loss, ours = rows[0][1], dict((r[0], r[1]) for r in rows)["optforge.AdamW"]
     assert abs(torch_loss - ours) <= 1e-4 * max(1.0, torch_loss)
+
+
+def test_demo_writes_loss_plots(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from optforge.demo import demo_optimizers, load_example_rule, race, write_plots
+    runs = race(demo_optimizers(load_example_rule()), steps=4)
+    paths = write_plots(runs, tmp_path, steps=4)
+    assert [p.name for p in paths] == ["demo-loss.png", "demo-catalogue-loss.png"]
+    for p in paths:
+        assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 10_000
+    assert all(len(r.curve) == 2 for r in runs)  # (step 0, loss) and after the epoch
 
 
 def test_python_dash_m_entry_point():

@@ -8,8 +8,12 @@ Here the rule is rendered as a sequence of rows, executed top to bottom:
   reads the state's name (the paper's convention); a row that needs the *old* value
   comes before the assignment.
 - ``\\hat{m} = ...``: an intermediate the rule named with ``named(expr, "m_hat")``, or a
-  tensor subexpression that occurs more than once (SymPy's CSE), named ``u_1, u_2...``.
-- ``p <- ...`` last.
+  tensor subexpression that occurs more than once, named ``u_1, u_2...``.
+- ``p <- ...``, last unless it reads a state's old value (Lion's sign of the
+  interpolated momentum comes before the momentum's update).
+
+Where no order works (p reads the old m and m the old p), every value is a primed
+definition of old values instead: ``m' = ...``, ``p' = ...``.
 
 Naming never changes what is compiled: ``named`` returns its argument unchanged and
 only records the name in the rule being built.
@@ -41,7 +45,10 @@ def current_names() -> dict:
 
 
 def latex_label(name: str, latex_name) -> str:
-    """``m_hat`` -> ``\\hat{m}``, ``u_1`` -> ``u_{1}``; else the rule's symbol style."""
+    """``m_hat`` -> ``\\hat{m}``, ``u_1`` -> ``u_{1}``, ``m'`` -> ``m'``; else the rule's
+    symbol style."""
+    if name.endswith("'"):  # a new value in the primed fallback
+        return latex_label(name[:-1], latex_name) + "'"
     stem, sep, suffix = name.rpartition("_")
     if sep and suffix in ("hat", "bar", "tilde"):
         return f"\\{suffix}{{{latex_label(stem, latex_name)}}}"
@@ -79,7 +86,7 @@ def rows(updates: dict, param_expr, names: dict) -> list[tuple[str, str, sp.Expr
     """``[(target name, "<-" or "=", expression)]`` in execution order (see module doc)."""
     new_of = {k: sp.Symbol(f"__new_{k}") for k in updates}  # stands for the new value
     old_of = {s.name: s for e in [*updates.values(), param_expr] for s in e.free_symbols
-              if isinstance(s, TensorSymbol) and s.name in updates}
+              if isinstance(s, TensorSymbol) and (s.name in updates or s.name == "p")}
     defs = {("<-", k): v for k, v in updates.items()}
     defs[("<-", "p")] = param_expr
     symbol_of = {v: new_of[k] for k, v in updates.items()}
@@ -108,7 +115,10 @@ def rows(updates: dict, param_expr, names: dict) -> list[tuple[str, str, sp.Expr
         for k, s in new_of.items():
             if s in e.free_symbols and k in old_of and old_of[k] in e.free_symbols:
                 defs[key] = e = e.xreplace({s: defs[("<-", k)]})
-    ordered = _ordered(defs, new_of, old_of, [n for kind, n in defs if kind == "="])
+    try:
+        ordered = _ordered(defs, old_of, [n for kind, n in defs if kind == "="])
+    except _Cycle:  # e.g. p reads the old m and m the old p: primed rows, all of old values
+        return [(f"{k}'", "=", v) for k, v in updates.items()] + [("p'", "=", param_expr)]
     # number the automatic names in reading order
     renames, k = {}, 0
     for name, kind, _ in ordered:
@@ -119,27 +129,33 @@ def rows(updates: dict, param_expr, names: dict) -> list[tuple[str, str, sp.Expr
              if kind == "=" else n, kind, e.xreplace(renames)) for n, kind, e in ordered]
 
 
-def _ordered(defs: dict, new_of: dict, old_of: dict, labels: list):
-    """Rows in dependency order: a state's row after every row that reads its old value
-    and before every row that reads its new one; a name's row just before its first
-    reader; otherwise the rule's own order (states, then p)."""
+class _Cycle(Exception):
+    """No top-to-bottom order reads every value right (not seen in the catalogue)."""
+
+
+def _ordered(defs: dict, old_of: dict, labels: list):
+    """Rows in dependency order: a state's (or p's) row after every row that reads its old
+    value and before every row that reads its new one; a name's row before its readers;
+    otherwise the rule's own order (states, then p). _Cycle if no order exists."""
     by_symbol = {sp.Symbol(f"__named_{n}"): ("=", n) for n in labels}
+    writes = [k for kind, k in defs if kind == "<-"]
     needs: dict = {key: set() for key in defs}  # key -> rows that must come before it
     for key, e in defs.items():
         free = e.free_symbols
         needs[key] |= {by_symbol[s] for s in free if s in by_symbol}
-        for k in new_of:
+        for k in writes:
             if key == ("<-", k):
                 continue
-            if new_of[k] in free:
+            if sp.Symbol(f"__new_{k}") in free:
                 needs[key].add(("<-", k))
             if k in old_of and old_of[k] in free:
                 needs[("<-", k)].add(key)
-    needs[("<-", "p")] |= set(defs) - {("<-", "p")}  # the parameter is written last
     result, placed, visiting = [], set(), set()
 
     def place(key):
-        if key in placed or key in visiting:  # (a cycle cannot be ordered: skip the edge)
+        if key in visiting:
+            raise _Cycle(key)
+        if key in placed:
             return
         visiting.add(key)
         for first in sorted(needs[key], key=list(defs).index):
