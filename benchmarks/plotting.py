@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # optforge from a checkout
-from optforge.plots import legend_patches, machine_line, pyplot, speedup_bars  # noqa: E402
+from optforge.plots import (legend_patches, loss_curves_from, machine_line, pyplot,  # noqa: E402
+                            speedup_bars)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -136,8 +137,10 @@ def replot(json_path: Path) -> Path:
         return matrix_figure(data, png)
     if png.name.startswith(("elementwise-", "multistage-")):
         return elementwise_figure(data, png)
+    if png.name.startswith("demo-"):  # written by `make demo`
+        return loss_curves_from(data, png)
     raise ValueError(f"{json_path}: no figure for this kind of result (file name prefix "
-                     "elementwise-, multistage- or matrix-)")
+                     "elementwise-, multistage-, matrix- or demo-)")
 
 
 def main(argv=None) -> int:

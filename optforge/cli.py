@@ -5,7 +5,7 @@
     optforge show AdamW [--backend numba]  a rule as math, its plan and generated code
     optforge show examples/adabelief.py:adabelief --set amsgrad=true
     optforge latex Lion                    the rule as a LaTeX ``aligned`` block
-    optforge demo                          train a small model with torch and optforge
+    optforge demo [--plot DIR]             train a small model with torch and optforge
     optforge tune [AdamW Lion ...]         pre-tune the triton kernels for this GPU
 """
 from __future__ import annotations
@@ -123,7 +123,7 @@ def cmd_latex(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
-    run_demo(steps=args.steps)
+    run_demo(steps=args.steps, plot_dir=args.plot)
 
 
 def cmd_tune(args) -> None:
@@ -165,6 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(run=cmd_tune)
     demo = sub.add_parser("demo", help="train a small model with torch.optim and optforge")
     demo.add_argument("--steps", type=int, default=500)
+    demo.add_argument("--plot", metavar="DIR", help="also write loss-curve PNGs here "
+                      "(and train a few catalogue optimizers for them); needs matplotlib")
     demo.set_defaults(run=cmd_demo)
     return parser
 

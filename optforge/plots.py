@@ -8,6 +8,7 @@ the ``bench`` extra, not a dependency of optforge).
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 
@@ -65,10 +66,12 @@ def loss_curves(path: Path, curves: dict, title: str, subtitle: str = "",
     """``curves``: legend name -> (steps, losses). A log-scale loss plot saved at ``path``."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4.6))
-    styles = ["-", "--", "-.", ":"]
+    # curves that coincide (optforge.AdamW on torch's) must all stay visible: each is
+    # drawn thinner than the one before it, and dashed differently
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1)), (0, (1, 1))]
     for k, (name, (steps, losses)) in enumerate(curves.items()):
-        ax.plot(steps, losses, styles[(k // 10) % len(styles)], color=f"C{k % 10}", lw=1.6,
-                label=name)
+        ax.plot(steps, losses, linestyle=styles[k % len(styles)], color=f"C{k % 10}",
+                lw=max(1.0, 3.4 - 0.6 * k), label=name)
     finite = [v for _, ls in curves.values() for v in ls if math.isfinite(v) and v > 0]
     if finite and max(finite) / min(finite) > 20:
         ax.set_yscale("log")
@@ -77,8 +80,15 @@ def loss_curves(path: Path, curves: dict, title: str, subtitle: str = "",
     ax.legend(fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
     if subtitle:
-        ax.set_title(subtitle, fontsize=8, color="0.3")
+        ax.set_title("\n".join(textwrap.wrap(subtitle, 110)), fontsize=8, color="0.3")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def loss_curves_from(data: dict, path: Path) -> Path:
+    """``loss_curves`` from the demo's JSON (``{"title", "subtitle", "curves": {name:
+    {"steps", "loss"}}}``)."""
+    curves = {name: (c["steps"], c["loss"]) for name, c in data["curves"].items()}
+    return loss_curves(Path(path), curves, data["title"], data.get("subtitle", ""))

@@ -128,6 +128,8 @@ def test_demo_writes_loss_plots(tmp_path, capsys):
     assert [p.name for p in paths] == ["demo-loss.png", "demo-catalogue-loss.png"]
     for p in paths:
         assert p.read_bytes()[:4] == b"\x89PNG" and p.stat().st_size > 10_000
+        curves = json.loads(p.with_suffix(".json").read_text())["curves"]  # for re-plots
+        assert all(len(c["steps"]) == len(c["loss"]) == 2 for c in curves.values())
     assert all(len(r.curve) == 2 for r in runs)  # (step 0, loss) and after the epoch
 
 

@@ -43,3 +43,13 @@ def test_an_unknown_result_kind_is_a_clear_error(plotting, tmp_path):
     odd.write_text("{}")
     with pytest.raises(ValueError, match="no figure for this kind of result"):
         plotting.replot(odd)
+
+
+def test_demo_loss_curves_replot(plotting, tmp_path):
+    data = {"title": "t", "subtitle": "s", "curves": {
+        "torch.optim.AdamW": {"steps": [0, 16, 32], "loss": [1.0, 0.1, 0.01]},
+        "optforge.AdamW": {"steps": [0, 16, 32], "loss": [1.0, 0.1, 0.01]}}}
+    path = tmp_path / "demo-loss.json"
+    path.write_text(__import__("json").dumps(data))
+    png = plotting.replot(path)
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
