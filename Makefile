@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo test test-slow bench bench-multistage bench-matrix clean
+.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix clean
 
 setup: $(STAMP)
 
@@ -21,7 +21,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) -m optforge demo --plot benchmarks/results
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(PY) -m ruff check optforge tests benchmarks examples
+
+test: $(STAMP) lint
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(STAMP)

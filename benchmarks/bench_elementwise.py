@@ -140,7 +140,8 @@ def time_case(rule, numels, repeats, warmup=2, make=None, per_elem=None):
     steps = {name: opt.step for name, opt in opts.items()}
     steps["copy"] = lambda: copy_kernel(src, dst)
     times = interleaved_times(steps, repeats, warmup)
-    del opts, params, src, dst, steps
+    del opts, params, steps
+    src = dst = None  # (not del: the copy lambda above names them)
     gc.collect()
     ms = {name: statistics.median(v) * 1e3 for name, v in times.items()}
     gbs = {name: total * per_elem / (t * 1e-3) / 1e9 for name, t in ms.items()}

@@ -149,9 +149,7 @@ def traffic_bytes(rule: str, mode: str, method: str) -> int:
 def copy_seconds(total_bytes: int, reps: int) -> float:
     src = torch.empty(total_bytes // 2, dtype=torch.uint8, device="cuda")
     dst = torch.empty_like(src)
-    t = time_steps(lambda: dst.copy_(src), reps, 3)
-    del src, dst
-    return t
+    return time_steps(lambda: dst.copy_(src), reps, 3)  # the buffers die with the frame
 
 
 def fits(sizes, mode: str, method: str) -> tuple[bool, float, float]:

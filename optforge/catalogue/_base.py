@@ -5,6 +5,7 @@ from typing import ClassVar
 
 from ..compiler import lower, traffic
 from ..compiler.passes.traffic import DTYPE_BYTES
+from ..dsl import names
 from ..dsl.spec import RuleSpec
 from ..runtime.optimizer import Optimizer
 
@@ -27,6 +28,7 @@ class CatalogueOptimizer(Optimizer):
             # a plain function would become a bound method on instances: wrap it once
             cls.rule = RuleSpec(cls.__dict__["rule"], name=cls.__name__)
             REGISTRY[cls.__name__] = cls
+            names.register_catalogue(cls.__name__, cls.rule)  # "rule": "AdamW" resolves
 
     def __init__(self, params, *args, backend: str = "auto", skip_nonfinite: bool = False,
                  seed: int = 0, **hyper):

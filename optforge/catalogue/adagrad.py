@@ -17,3 +17,13 @@ class Adagrad(CatalogueOptimizer):
 
     rule = adagrad
     source = "Duchi, Hazan & Singer (2011), JMLR 12; torch.optim.Adagrad"
+    torch_flags = {"foreach": None, "differentiable": False, "fused": None}
+    # torch's sparse path updates only the gradient's entries; with weight_decay = 0 the
+    # dense step leaves the others unchanged too (g = 0 there), so they agree
+    supports_sparse_grads = True
+
+    def _check_param(self, p, group_index: int, i: int) -> None:
+        super()._check_param(p, group_index, i)
+        if p.grad.is_sparse and float(self.param_groups[group_index]["weight_decay"]) != 0:
+            raise RuntimeError(f"Adagrad: parameter {i} of group {group_index}: "
+                               "weight_decay option is not compatible with sparse gradients")

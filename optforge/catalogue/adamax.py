@@ -17,3 +17,4 @@ class Adamax(CatalogueOptimizer):
 
     rule = adamax
     source = "Kingma & Ba (2015), arXiv:1412.6980 sec. 7.1; torch.optim.Adamax"
+    torch_flags = {"foreach": None, "differentiable": False, "capturable": False}

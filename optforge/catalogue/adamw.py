@@ -2,6 +2,7 @@
 from ..dsl import Rule, grad, param, step
 from ..dsl.transforms import adam_direction
 from ._base import CatalogueOptimizer
+from .adam import check_adam_tensors
 
 
 def adamw(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
@@ -16,3 +17,19 @@ class AdamW(CatalogueOptimizer):
 
     rule = adamw
     source = "Loshchilov & Hutter (2019), arXiv:1711.05101; torch.optim.AdamW"
+    # torch's AdamW is its Adam with decoupled_weight_decay=True, kept in param_groups
+    torch_flags = {"foreach": None, "capturable": False, "differentiable": False,
+                   "fused": None, "decoupled_weight_decay": True}
+
+    def __init__(self, params, *args, **kwargs):
+        if "decoupled_weight_decay" in kwargs:  # as torch.optim.AdamW: not an argument
+            raise TypeError("AdamW.__init__() got an unexpected keyword argument "
+                            "'decoupled_weight_decay' (AdamW always decouples weight decay)")
+        super().__init__(params, *args, **kwargs)
+
+    def _check_values(self, group: dict, where: str) -> None:
+        super()._check_values(group, where)
+        check_adam_tensors(type(self).__name__, group)
+        if group.get("decoupled_weight_decay", True) is not True:  # (older checkpoints lack it)
+            raise ValueError(f"AdamW: decoupled_weight_decay={group['decoupled_weight_decay']!r}"
+                             f" in {where}: AdamW always decouples weight decay (use Adam)")

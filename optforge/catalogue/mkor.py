@@ -59,8 +59,8 @@ no MKOR.
 from __future__ import annotations
 
 from ..dsl import (Rule, batch_mean, batch_size, every, fnorm, grad, layer_input,
-                   layer_output_grad, matmul, matrix_state, maximum, param, sherman_morrison,
-                   specialize_on_zero, state, where, add_diagonal)
+                   layer_output_grad, matmul, matrix_state, maximum, sherman_morrison,
+                   specialize_on_zero, where, add_diagonal)
 from ._base import CatalogueOptimizer
 from ._column_extrema import infinity_norm
 from .kfac import sgd_on  # line 14: torch.optim.SGD (dampening 0) on the direction

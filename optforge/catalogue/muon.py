@@ -5,9 +5,15 @@ Momentum (Nesterov by default), then the Newton-Schulz quintic iteration (coeffi
 3.4445, -4.7750, 2.0315; 5 steps, in bfloat16) orthogonalizes the update of each 2-D
 weight; decoupled weight decay; the lr is scaled by sqrt(max(1, A/B)) for an A x B
 weight (torch's "original"), or by 0.2 sqrt(max(A, B)) with ``match_rms_adamw=True``
-(Liu et al. 2025, so AdamW's lr and weight decay carry over). Weights with more than
-two dimensions are viewed as (shape[0], -1); 0-D and 1-D parameters are refused: give
-them an elementwise rule such as AdamW.
+(Liu et al. 2025, so AdamW's lr and weight decay carry over). torch's
+``adjust_lr_fn`` ("original", "match_rms_adamw" or None) is accepted and kept in
+param_groups as torch keeps it; it sets ``match_rms_adamw``.
+
+Unlike torch.optim.Muon, which refuses parameters that are not 2-D, weights with more
+than two dimensions are viewed as (shape[0], -1) (a conv kernel (out, in, kh, kw) as
+(out, in*kh*kw), as Keller Jordan's reference code does for conv filters), so one
+optimizer covers a CNN's hidden weights; 0-D and 1-D parameters are refused, as in torch:
+give them an elementwise rule such as AdamW.
 """
 from ..dsl import Rule, grad, lerp, maximum, numel, orthogonalize, param, sqrt, state
 from ._base import CatalogueOptimizer
@@ -30,3 +36,26 @@ class Muon(CatalogueOptimizer):
 
     rule = muon
     source = "Jordan et al. (2024), kellerjordan.github.io/posts/muon; torch.optim.Muon"
+    torch_flags = {"adjust_lr_fn": None}
+    ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
+
+    def __init__(self, params, *args, **kwargs):
+        adjust = kwargs.get("adjust_lr_fn")
+        if adjust in self.ADJUST_LR_FNS and "match_rms_adamw" not in kwargs:
+            kwargs["match_rms_adamw"] = adjust == "match_rms_adamw"
+        super().__init__(params, *args, **kwargs)
+
+    def add_param_group(self, param_group: dict) -> None:
+        adjust = param_group.get("adjust_lr_fn")
+        if adjust in self.ADJUST_LR_FNS and "adjust_lr_fn" in param_group:
+            param_group.setdefault("match_rms_adamw", adjust == "match_rms_adamw")
+        super().add_param_group(param_group)
+
+    def _check_values(self, group: dict, where: str) -> None:
+        super()._check_values(group, where)
+        adjust = group.get("adjust_lr_fn")
+        if adjust not in self.ADJUST_LR_FNS:  # torch's message
+            raise ValueError(f"Muon: Adjust learning rate function {adjust} is not supported")
+        if adjust is not None and (adjust == "match_rms_adamw") != group["match_rms_adamw"]:
+            raise ValueError(f"Muon: adjust_lr_fn={adjust!r} and match_rms_adamw="
+                             f"{group['match_rms_adamw']} in {where} disagree")

@@ -27,3 +27,4 @@ class RMSprop(CatalogueOptimizer):
 
     rule = rmsprop
     source = "Hinton, Coursera lecture 6e (2012); Graves (2013) arXiv:1308.0850; torch.optim.RMSprop"
+    torch_flags = {"capturable": False, "foreach": None, "differentiable": False}

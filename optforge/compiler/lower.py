@@ -43,19 +43,24 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
     return ReduceStage(loads, temps, ops)
 
 
-def _matrix_stage(stage_args: dict, names: list[str], refs) -> MatrixStage:
+def _matrix_stage(stage_args: dict, names: list[str], refs,
+                  state_names: set[str]) -> MatrixStage:
     """One torch stage computing every buffer and matrix state (shared work once)."""
     temps, values = cse({n: stage_args[f"matrix:{n}"] for n in names}, prefix="q")
     loads = _used_tensors(refs, [e for _, e in temps] + list(values.values()))
-    return MatrixStage(loads, temps, [(n, values[n]) for n in names])
+    return MatrixStage(loads, temps, [(n, values[n]) for n in names],
+                       frozenset(n for n in names if n in state_names))
 
 
 def _optimized(prologue: list, outputs: dict):
     """CSE of the host prologue (its hoisted scalars stay the kernel's arguments) and of
     the per-element outputs, powers as products: (prologue, scalar args, temps, outputs)."""
     scalar_args = [s for s, _ in prologue]
-    host_temps, host_values = cse({str(s): e for s, e in prologue}, prefix="h")
-    prologue = host_temps + [(s, host_values[str(s)]) for s in scalar_args]
+    # Guarded values (a where() branch's scalars) stay whole: CSE would pull their parts
+    # out of the condition and evaluate them on every step.
+    shared = {str(s): e for s, e in prologue if not e.has(sp.Piecewise)}
+    host_temps, host_values = cse(shared, prefix="h")
+    prologue = host_temps + [(s, host_values.get(str(s), e)) for s, e in prologue]
     temps, outputs = cse(outputs)
     temps, outputs = pow_to_mul(temps, outputs)
     return prologue, scalar_args, temps, outputs
@@ -96,12 +101,12 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         check = ReduceResult(f"r{sum(len(ops) for ops in stage_ops)}", real=True)
         guard = ReduceOp(check, "nonfinite", "group", GradSymbol("g", real=True))
         stage_ops = [[guard] + (stage_ops[0] if stage_ops else [])] + stage_ops[1:]
-    matrix_outputs, outputs = split_matrix(
-        outputs, {n for n, d in rule.states.items() if d.kind == "matrix"})
+    matrix_state_names = {n for n, d in rule.states.items() if d.kind == "matrix"}
+    matrix_outputs, outputs = split_matrix(outputs, matrix_state_names)
     pre_outputs, matrix_outputs, outputs, buffer_dtypes = split_prestage(
         matrix_outputs, outputs, rule.states)
     for name, e in matrix_outputs.items():  # an orthogonalize result, stored as computed
-        if name.startswith("mat"):
+        if name not in matrix_state_names:
             buffer_dtypes[name] = e.dtype if isinstance(e, Orthogonalize) else "float32"
     stage_args = {str(r.result): r.expr for ops in stage_ops for r in ops if r.op not in SHAPE_OPS}
     stage_args.update({f"matrix:{n}": e for n, e in matrix_outputs.items()})
@@ -113,7 +118,8 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
         states[name] = StateDecl(name, sp.Integer(0), dtype, kind="buffer")
         refs[name] = TensorRef(name, "buffer", dtype)
     reduce_stages = [_reduce_stage(ops, reduce_args, refs) for ops in stage_ops]
-    matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs)] \
+    matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs,
+                                   matrix_state_names)] \
         if matrix_outputs else []
     prologue_inputs = list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms] \
         + [StepSymbol("t", positive=True)]

@@ -67,14 +67,17 @@ class MatrixStage:
     loads: list["TensorRef"]
     temps: list[tuple[ElemTemp, sp.Expr]]  # shared subexpressions q0, q1...
     outputs: list[tuple[str, sp.Expr]]
+    # which outputs are matrix states (stored in optimizer.state), as declared by the rule;
+    # the rest are ``mat<i>`` buffers. Never told apart by name: a state may be "mat_l".
+    state_names: frozenset[str] = frozenset()
 
     @property
     def buffers(self) -> list[str]:
-        return [name for name, _ in self.outputs if name.startswith("mat")]
+        return [name for name, _ in self.outputs if name not in self.state_names]
 
     @property
     def matrix_states(self) -> list[str]:
-        return [name for name, _ in self.outputs if not name.startswith("mat")]
+        return [name for name, _ in self.outputs if name in self.state_names]
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """The rule DSL: write an optimizer step as math over symbols. Imports no torch."""
 from .errors import DSLError
-from .functions import abs, clamp, exp, lerp, log, maximum, minimum, pow, rsqrt, sign, sqrt, where
+from .functions import (abs, clamp, eq, exp, lerp, log, maximum, minimum, ne, pow, rsqrt, sign,
+                        sqrt, where)
 from .reductions import amax, count, dot, mean, ndim, norm, numel, total
 from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
 from .inputs import given
@@ -20,7 +21,7 @@ from .combine import cautious, chain, with_ema
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "named", "specialize_on_zero", "param", "grad", "step", "state",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
-    "lerp", "where", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
+    "lerp", "where", "eq", "ne", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
     "cautious_mask", "random_scalar", "with_ema", "given", "matrix_state", "inv_root",

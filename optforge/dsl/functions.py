@@ -94,10 +94,26 @@ def lerp(start, end, weight):
     return s + _expr(weight, "lerp", "weight") * (e - s)
 
 
+def eq(a, b):
+    """The condition ``a == b`` for ``where`` (Python's ``==`` on DSL expressions asks
+    whether they are the same expression, a constant True/False, not a comparison)."""
+    return sp.Eq(_expr(a, "eq", "a"), _expr(b, "eq", "b"), evaluate=False)
+
+
+def ne(a, b):
+    """The condition ``a != b`` for ``where`` (see ``eq``)."""
+    return sp.Ne(_expr(a, "ne", "a"), _expr(b, "ne", "b"), evaluate=False)
+
+
 def where(cond, a, b):
     """a where cond holds, else b. cond is a comparison such as ``g > 0``."""
     if isinstance(cond, bool):
-        cond = sp.true if cond else sp.false
+        # `state("d") == d0` compares the expressions' structure: it is a Python bool, and
+        # used as a condition it silently compiled to one branch
+        raise DSLError(f"rule {_current_rule_name()!r}: where() condition is the Python bool "
+                       f"{cond}; '==' and '!=' on DSL expressions compare their structure, "
+                       "not their values: write eq(a, b) or ne(a, b) (and pick a branch by a "
+                       "Python flag with 'a if flag else b')")
     if not _is_condition(cond):
         raise DSLError(f"rule {_current_rule_name()!r}: where() condition {cond!r} is not a "
                        "comparison (write e.g. where(g > 0, a, b))")

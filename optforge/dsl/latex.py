@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .symbols import TensorSymbol, _active
+from .symbols import TensorSymbol, active_context
 
 _SIZE_MIN = 6  # ops; smaller repeats (norm(p), 1 - beta1) read better inline
 
@@ -33,15 +33,17 @@ def named(expr, name: str):
     Outside a rule being built it simply returns ``expr``.
     """
     expr = sp.sympify(expr)
-    if _active and not expr.is_Atom:
-        names = _active[-1].__dict__.setdefault("names", {})
+    ctx = active_context()
+    if ctx is not None and not expr.is_Atom:
+        names = ctx.__dict__.setdefault("names", {})
         names.setdefault(expr, name)  # the first name given to an expression wins
     return expr
 
 
 def current_names() -> dict:
     """The names recorded so far in the rule being built (expr -> name)."""
-    return dict(_active[-1].__dict__.get("names", {})) if _active else {}
+    ctx = active_context()
+    return dict(ctx.__dict__.get("names", {})) if ctx is not None else {}
 
 
 def latex_label(name: str, latex_name) -> str:

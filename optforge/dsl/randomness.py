@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 
 from .errors import DSLError
-from .symbols import ScalarSymbol, _active, _current_rule_name, is_reserved
+from .symbols import ScalarSymbol, _current_rule_name, active_context, is_reserved
 
 DISTRIBUTIONS = {
     "exponential": lambda rng: rng.expovariate(1.0),  # Exp(1): mean 1
@@ -32,8 +32,9 @@ def random_scalar(name: str, distribution: str = "exponential") -> RandomSymbol:
                        f"{distribution!r}; supported: {sorted(DISTRIBUTIONS)}")
     if not isinstance(name, str) or not name.isidentifier() or is_reserved(name):
         raise DSLError(f"rule {rule!r}: random_scalar name {name!r} is not a free identifier")
-    if _active:
-        known = _active[-1].randoms.setdefault(name, distribution)
+    ctx = active_context()
+    if ctx is not None:
+        known = ctx.randoms.setdefault(name, distribution)
         if known != distribution:
             raise DSLError(f"rule {rule!r}: random scalar {name!r} declared with two "
                            f"distributions ({known}, {distribution})")

@@ -18,7 +18,7 @@ from typing import Callable
 
 import sympy as sp
 
-from .errors import DSLError
+from .errors import DSLError, misuse_hint
 from .rule import Rule
 from .symbols import HyperSymbol, build_context, is_reserved
 from .validate import validate
@@ -144,7 +144,7 @@ class RuleSpec:
                 raise
             except TypeError as exc:
                 raise DSLError(f"rule {self.name!r} failed while building: {exc} "
-                               "(a Python operation that SymPy expressions do not support?)") from exc
+                               f"({misuse_hint(exc)})") from exc
         if not isinstance(rule, Rule):
             raise DSLError(f"rule {self.name!r} returned {type(rule).__name__}, not Rule(...)")
         rule.states = dict(ctx.states)

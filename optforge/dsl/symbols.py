@@ -9,6 +9,7 @@ active build context, which ``RuleSpec`` opens.
 from __future__ import annotations
 
 import contextlib
+import threading
 import re
 import keyword
 from dataclasses import dataclass
@@ -112,21 +113,37 @@ class _BuildContext:
         self.randoms: dict[str, str] = {}  # random scalar name -> distribution
 
 
-_active: list[_BuildContext] = []
+# The rules being built, innermost last, one stack per thread: two threads building rules
+# at once (two optimizers constructed in a thread pool) must not declare into each other.
+_local = threading.local()
+
+
+def _stack() -> list[_BuildContext]:
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    return stack
+
+
+def active_context() -> _BuildContext | None:
+    """The build context of the rule this thread is building, if any."""
+    stack = _stack()
+    return stack[-1] if stack else None
 
 
 @contextlib.contextmanager
 def build_context(rule_name: str) -> Iterator[_BuildContext]:
     ctx = _BuildContext(rule_name)
-    _active.append(ctx)
+    _stack().append(ctx)
     try:
         yield ctx
     finally:
-        _active.pop()
+        _stack().pop()
 
 
 def _current_rule_name() -> str:
-    return _active[-1].rule_name if _active else "<rule>"
+    ctx = active_context()
+    return ctx.rule_name if ctx is not None else "<rule>"
 
 
 def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
@@ -170,13 +187,14 @@ def check_name(name, what: str) -> None:
 
 def declare(decl: StateDecl) -> None:
     """Record a declaration in the active rule (the same name twice must agree)."""
-    if not _active:
+    ctx = active_context()
+    if ctx is None:
         return
-    known = _active[-1].states.get(decl.name)
+    known = ctx.states.get(decl.name)
     if known is not None and known != decl:
         raise DSLError(f"rule {_current_rule_name()!r}: {decl.name!r} declared twice "
                        f"differently: {known} vs {decl}")
-    _active[-1].states[decl.name] = decl
+    ctx.states[decl.name] = decl
 
 
 def is_tensor_expr(expr: sp.Basic) -> bool:

@@ -7,7 +7,7 @@ keyed by their values; ``STATS`` counts compilations so tests can prove it.
 from __future__ import annotations
 
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Callable
 
 from ..compiler import KernelPlan, lower
@@ -17,7 +17,14 @@ from ..dsl.spec import RuleSpec, Variant
 from ..kernels.cache import load_module
 
 STATS: Counter = Counter()  # "plans": rules lowered; "kernels:<backend>": kernels built
-_cache: dict[tuple, "CompiledRule"] = {}
+# Compiled variants, least recently used first. Keyed by the rule function itself (its
+# identity: two functions with one body are two rules), so the cache holds each function
+# alive; bounded so a process that builds rules in a loop (hyperparameter searches over
+# ad-hoc rule functions) does not grow without limit. Past the bound the least recently
+# used variant is dropped and rebuilt if asked for again (its generated code stays in the
+# disk cache, so rebuilding is a SymPy lowering, not a compile).
+MAX_COMPILED = 512
+_cache: OrderedDict[tuple, "CompiledRule"] = OrderedDict()
 _lock = threading.Lock()
 
 
@@ -66,10 +73,12 @@ class CompiledRule(CompiledPlan):
 def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False) -> CompiledRule:
     """The shared CompiledRule for a rule function and variant (and non-finite guard)."""
     key = (spec.fn, variant, guard_nonfinite)
-    found = _cache.get(key)
-    if found is None:
-        with _lock:
-            found = _cache.get(key)
-            if found is None:
-                found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite)
+    with _lock:  # an OrderedDict's reordering is not atomic: every touch under the lock
+        found = _cache.get(key)
+        if found is None:
+            found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite)
+            while len(_cache) > MAX_COMPILED:
+                _cache.popitem(last=False)
+        else:
+            _cache.move_to_end(key)
     return found

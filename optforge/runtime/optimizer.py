@@ -8,8 +8,6 @@ as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 from collections import defaultdict
 
 import torch
@@ -18,28 +16,23 @@ from ..compiler.errors import CompileError
 from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
 from ..kernels.torch_launcher import compute_dtype
+from . import checkpoint
 from .backends import BACKENDS, BackendError, check_backend_name, select
+from . import staging
 from .compiled import compile_rule
+from .copies import get_state, restore_spec
 from .gc_pause import gc_paused
 from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
 from .reductions import finish, from_shapes
-from .state import check_loaded, new_state, storage_dtype
+from .state import new_state, storage_dtype
+from .torch_args import (IMPL_FLAGS, check_differentiable, check_flags, check_ranges,
+                         check_tensor_sizes, fused_devices, is_finite_number)
 
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
-
-
-def _scalar(v) -> float | None:
-    if isinstance(v, bool):
-        return None
-    if isinstance(v, numbers.Real):
-        return float(v)
-    if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_complex():
-        return float(v)
-    return None
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -49,19 +42,33 @@ class Optimizer(torch.optim.Optimizer):
     hyperparameters, overridable here and per param group.
     """
 
+    # torch's implementation flags this class keeps in param_groups, with their defaults
+    # (torch-named classes list exactly torch's; see runtime/torch_args.py)
+    torch_flags: dict = IMPL_FLAGS
+    # gradients may be sparse (torch: SGD, Adagrad); they are stepped as their dense sum,
+    # which is what torch's sparse paths compute for these rules
+    supports_sparse_grads: bool = False
+
     def __init__(self, params, rule, *, backend: str = "auto", skip_nonfinite: bool = False,
                  seed: int = 0, **hyper):
         self.spec = rule if isinstance(rule, RuleSpec) else RuleSpec(rule)
         check_backend_name(backend)
+        self._check_keys(hyper, "the constructor")
+        defaults = {**self.spec.defaults, **self.torch_flags, **hyper}
+        self._check_values(defaults, "defaults")
+        if defaults.get("differentiable"):
+            # only the torch backend's generated code is visible to autograd
+            if backend not in ("auto", "torch"):
+                raise ValueError(f"{type(self).__name__}: differentiable=True needs "
+                                 f"backend='torch' (autograd cannot see the {backend!r} "
+                                 "kernels), got backend={backend!r}")
+            backend = "torch"
         self.backend = backend
         # Count NaN/Inf gradient elements in the first reduce stage; a group that has any
         # skips its step, leaving params, states and step counts untouched.
         self.skip_nonfinite = bool(skip_nonfinite)
         # Random scalars (random_scalar in the DSL) are drawn from (seed, group, step, name).
         self.seed = int(seed)
-        self._check_keys(hyper, "the constructor")
-        defaults = {**self.spec.defaults, **hyper}
-        self._check_values(defaults, "defaults")
         super().__init__(params, defaults)
 
     # ---- param groups -------------------------------------------------------------
@@ -73,45 +80,53 @@ class Optimizer(torch.optim.Optimizer):
 
     def _check_keys(self, group: dict, where: str) -> None:
         spec = self.spec_of(group)
-        unknown = sorted(set(group) - set(spec.defaults) - {"params", SKIP_COUNTER, RULE_KEY})
+        unknown = sorted(set(group) - set(spec.defaults) - set(self.torch_flags)
+                         - {"params", "param_names", SKIP_COUNTER, RULE_KEY})
         if unknown:
             raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
                             f"hyperparameter(s) {unknown} in {where}; known: "
                             f"{sorted(spec.defaults)}")
 
     def _check_values(self, group: dict, where: str) -> None:
+        """Types and torch's ranges and messages (subclasses add their own rules)."""
         name = type(self).__name__
-        for key, default in self.spec_of(group).defaults.items():
+        defaults = self.spec_of(group).defaults
+        check_tensor_sizes(group, defaults, name)
+        for key, default in defaults.items():
             value = group[key]
             if isinstance(default, bool):
                 ok = isinstance(value, bool)
                 expected = "a bool"
             elif isinstance(default, tuple):
                 ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
-                      and all(_scalar(x) is not None and math.isfinite(_scalar(x))
-                              for x in value))
+                      and all(is_finite_number(x) for x in value))
                 expected = f"a tuple of {len(default)} finite numbers"
             else:
-                ok = _scalar(value) is not None and math.isfinite(_scalar(value))
+                ok = is_finite_number(value)
                 expected = "a finite number"
             if not ok:
                 raise ValueError(f"{name}: hyperparameter {key!r} = {value!r} in {where}: "
                                  f"expected {expected}")
+        check_ranges(group, defaults, name)
+        check_flags(group, self.torch_flags, name)
+        check_differentiable(group, defaults, name)
 
     def add_param_group(self, param_group: dict) -> None:
-        self._check_keys(param_group, f"param group {len(self.param_groups)}")
-        if RULE_KEY in param_group:  # that rule's defaults, not the optimizer's
-            spec = self.spec_of(param_group)
-            param_group = {**spec.defaults, **param_group}
-            own = set(param_group)
-            super().add_param_group(param_group)
+        where = f"param group {len(self.param_groups)}"
+        self._check_keys(param_group, where)
+        routed = RULE_KEY in param_group
+        if routed:  # that rule's defaults, not the optimizer's
+            flags = {k: self.defaults[k] for k in self.torch_flags if k in self.defaults}
+            param_group = {**self.spec_of(param_group).defaults, **flags, **param_group}
+        # checked before torch appends it: a refused group leaves no trace
+        self._check_values({**self.defaults, **param_group}, where)
+        own = set(param_group)
+        super().add_param_group(param_group)
+        if routed:
             for key in set(self.param_groups[-1]) - own:
                 del self.param_groups[-1][key]
-        else:
-            super().add_param_group(param_group)
         if getattr(self, "skip_nonfinite", False):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
-        self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
     # Under torch.compile the step is one graph break: Dynamo must not trace into the
@@ -162,7 +177,8 @@ class Optimizer(torch.optim.Optimizer):
         return "; ".join(f"rule {name} ({', '.join(sorted(w))})" for name, w in parts.items())
 
     def _step_groups(self, first: bool, closure, inputs) -> None:
-        with torch.no_grad():
+        # torch's convention: autograd records the step only with differentiable=True
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             if first:
                 with gc_paused():
                     for group in self.param_groups:
@@ -301,8 +317,10 @@ class Optimizer(torch.optim.Optimizer):
             cache = self._launcher_cache = {}
         key = (compiled, device, dtype, self.backend)
         found = cache.get(key)
-        if found is None:
-            found = cache[key] = self._find_launcher(compiled, device, dtype)
+        if found is None:  # strided and complex parameters are staged (runtime/staging.py)
+            found = cache[key] = staging.wrap(
+                self._find_launcher(compiled, device, staging.kernel_dtype(dtype)),
+                reduces=bool(compiled.plan.reductions))
         return found
 
     def _find_launcher(self, compiled, device, dtype):
@@ -323,13 +341,20 @@ class Optimizer(torch.optim.Optimizer):
         return launcher
 
     def _check_param(self, p, group_index: int, i: int) -> None:
-        where = f"{type(self).__name__}: parameter {i} of group {group_index}"
-        if p.grad.is_sparse:
-            raise RuntimeError(f"{where} has a sparse gradient; optforge does not support "
-                               "sparse gradients (use torch.optim.SparseAdam or dense grads)")
-        if p.is_complex():
-            raise RuntimeError(f"{where} is complex ({p.dtype}); optforge supports real "
-                               "floating-point parameters (view it with torch.view_as_real)")
+        name = type(self).__name__
+        where = f"{name}: parameter {i} of group {group_index}"
+        if p.grad.is_sparse and not self.supports_sparse_grads:
+            # torch refuses them too, except in SGD and Adagrad (and SparseAdam)
+            raise NotImplementedError(f"{where} has a sparse gradient; {name} does not "
+                                      "support sparse gradients (SGD and Adagrad do)")
+        if p.is_complex() and self._compiled(self.param_groups[group_index]).plan.matrix_stages:
+            raise RuntimeError(f"{name} does not support complex parameters: {where} is "
+                               f"{p.dtype} and the rule uses matrix operations")
+        if self.param_groups[group_index].get("fused") and not (
+                p.device.type in fused_devices() and torch.is_floating_point(p)):
+            raise RuntimeError(f"{where}: `fused=True` requires all the params to be floating "
+                               f"point Tensors of supported devices: {fused_devices()} but "
+                               f"{p.dtype} and {p.device.type}")
         if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
             raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} does "
                                f"not match the parameter {tuple(p.shape)} {p.dtype}")
@@ -345,18 +370,24 @@ class Optimizer(torch.optim.Optimizer):
         return self.layer_stats
 
     # ---- checkpoints ----------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """torch's layout; a group's ``"rule"`` is saved by name (see ``checkpoint.save``)."""
+        return checkpoint.save(self, super().state_dict())
+
     def load_state_dict(self, state_dict: dict) -> None:
-        super().load_state_dict(state_dict)
-        for gi, group in enumerate(self.param_groups):
-            spec = self.spec_of(group)
-            for key, default in spec.defaults.items():  # e.g. a checkpoint of another rule
-                group.setdefault(key, default)
-            self._check_values(group, f"loaded param group {gi}")
-            decls = compile_rule(spec, spec.variant_of(group)).plan.states
-            for i, p in enumerate(group["params"]):
-                if p in self.state:
-                    check_loaded(decls, p, self.state[p],
-                                 f"{type(self).__name__}: parameter {i} of group {gi}")
+        """All or nothing: the whole dict is checked first (see ``checkpoint.load``)."""
+        checkpoint.load(self, state_dict, super().load_state_dict)
+
+    # ---- copies (deepcopy, pickle) -----------------------------------------------------
+    def __getstate__(self) -> dict:
+        return get_state(self)
+
+    def __setstate__(self, state: dict) -> None:
+        had_flag = "differentiable" in state.get("defaults", {})
+        super().__setstate__(state)  # torch: hooks, the patched step, defaults
+        if not had_flag:  # torch adds it; a class without the flag (Muon) must not grow it
+            self.defaults.pop("differentiable", None)
+        restore_spec(self)
 
     def __repr__(self) -> str:
         return super().__repr__().replace(type(self).__name__ + " (",

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import torch
 
+from ..dsl import names
 from ..dsl.spec import RuleSpec
 
 RULE_KEY = "rule"
@@ -24,11 +25,12 @@ def resolve_rule(value, where: str) -> RuleSpec:
     if isinstance(value, RuleSpec):
         return value
     if isinstance(value, str):
-        from ..catalogue._base import REGISTRY  # the catalogue builds on the runtime
-        if value not in REGISTRY:
-            raise ValueError(f"{where}: rule {value!r} is not in the catalogue (known: "
-                             f"{', '.join(sorted(REGISTRY))})")
-        return REGISTRY[value].rule
+        found = names.lookup(value)
+        if found is None:
+            raise ValueError(f"{where}: rule {value!r} is not in the catalogue or registered "
+                             f"with optforge.register_rule (known: "
+                             f"{', '.join(names.known_names())})")
+        return found
     spec = getattr(value, "rule", None)
     if isinstance(spec, RuleSpec):  # a catalogue class
         return spec
@@ -39,6 +41,23 @@ def resolve_rule(value, where: str) -> RuleSpec:
 
 
 _specs: dict = {}  # one RuleSpec per plain rule function, so compiled kernels are shared
+
+
+def register_rule(rule, name: str | None = None):
+    """Register a rule function (or RuleSpec) under ``name`` (default: its own name), so
+    that a param group's ``"rule"`` is saved as that name and a checkpoint loads with
+    ``torch.load(..., weights_only=True)``; returns ``rule``, so it works as a decorator."""
+    spec = resolve_rule(rule, "register_rule")
+    names.register(spec.name if name is None else name, spec)
+    return rule
+
+
+def rule_name(value) -> str | None:
+    """The name under which a ``"rule"`` entry resolves again: a registered name, else a
+    catalogue name, else None (an unregistered function)."""
+    if isinstance(value, str):
+        return value
+    return names.name_of(resolve_rule(value, "rule_name").fn)
 
 
 def split_matrix_params(model_or_params, other="AdamW", exclude: Iterable = (), **other_hyper):

@@ -1,4 +1,5 @@
-"""Optimizer state tensors: created from the rule's state declarations, checked on load."""
+"""Optimizer state tensors: created from the rule's state declarations (checked on load
+by ``checkpoint``)."""
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,10 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
             return float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
         return torch.full(shape, float(init), dtype=dtype, device=param.device)
     if not any(isinstance(s, ParamSymbol) for s in init.free_symbols):
-        return torch.full_like(param, float(init), dtype=dtype,
-                               memory_format=torch.preserve_format)
+        # a complex parameter is stepped as its real view (runtime/staging.py): both
+        # components start at the value, as in torch.optim (Adagrad's initial sum)
+        value = complex(float(init), float(init)) if dtype.is_complex else float(init)
+        return torch.full_like(param, value, dtype=dtype, memory_format=torch.preserve_format)
     code = TorchPrinter(decl.name).doprint(init)
     value = eval(code, {"torch": torch, "v_p": param.detach()})  # noqa: S307 - our own printer
     return value.to(dtype=dtype, memory_format=torch.preserve_format).clone()
@@ -49,23 +52,15 @@ def new_state(decls: dict[str, StateDecl], param, hyper_values) -> dict:
     return state
 
 
-def check_loaded(decls: dict[str, StateDecl], param, state: dict, where: str) -> None:
-    """After load_state_dict: shapes must match; declared storage dtypes are restored.
+def restore_dtypes(decls: dict[str, StateDecl], param, state: dict) -> None:
+    """After a checked load: declared storage dtypes are restored, ``step`` is a tensor.
 
     torch casts every floating state to the parameter's dtype on load; a state
-    declared bfloat16 is cast back here (exact: it was bfloat16 when saved).
+    declared bfloat16 is cast back here (exact: it was bfloat16 when saved). Old
+    checkpoints (and hand-made ones) may hold ``step`` as a number.
     """
     for name, decl in decls.items():
-        if name not in state or not decl.stored:
-            continue
-        value = state[name]
-        want_shape = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != want_shape:
-            shape = getattr(value, "shape", type(value).__name__)
-            raise ValueError(f"{where}: state {name!r} has shape {shape}, but "
-                             f"{want_shape} is expected (parameter {tuple(param.shape)})")
-        want = storage_dtype(decl, param)
-        if value.dtype != want:
-            state[name] = value.to(want)
-    if "step" in state and not isinstance(state["step"], torch.Tensor):
+        if decl.stored and name in state and state[name].dtype != storage_dtype(decl, param):
+            state[name] = state[name].to(storage_dtype(decl, param))
+    if not isinstance(state["step"], torch.Tensor):
         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)

@@ -61,12 +61,20 @@ def test_fallback_warning_points_at_the_callers_step(monkeypatch):
     assert fallback.filename == __file__
 
 
-def test_non_contiguous_parameter_is_named():
+def test_non_contiguous_parameter_is_named_by_the_launcher_and_staged_by_the_runtime():
     p = torch.nn.Parameter(torch.randn(8, 6, device=DEVICE).t())
     p.grad = torch.randn(8, 6, device=DEVICE).t()
     opt = optforge.SGD([p], lr=0.1, backend="triton")
+    group = opt.param_groups[0]
+    compiled = opt._compiled(group)
+    scalars = compiled.scalars(opt.spec.hyper_values(group), 1.0, {})
     with pytest.raises(LayoutError, match="'p' of parameter 0 is not contiguous"):
-        opt.step()
+        compiled.launcher(backends.BACKENDS["triton"])([p], [p.grad], [], scalars)
+    dense = torch.nn.Parameter(p.detach().contiguous())
+    dense.grad = p.grad.contiguous()
+    opt.step()  # the runtime steps a dense copy and writes it back (runtime/staging.py)
+    optforge.SGD([dense], lr=0.1, backend="triton").step()
+    assert torch.equal(p.detach(), dense.detach())
 
 
 def test_unsupported_state_dtype_is_named():

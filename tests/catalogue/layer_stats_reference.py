@@ -36,7 +36,9 @@ class Recorder:
                                      layer.stride).transpose(1, 2)
         self.a[layer.weight] = x.reshape(-1, x.shape[-1]).double()
 
-        def keep(g, w=layer.weight, conv=isinstance(layer, nn.Conv2d)):
+        is_conv = isinstance(layer, nn.Conv2d)
+
+        def keep(g, w=layer.weight, conv=is_conv):
             g = g.detach()
             if conv:
                 g = g.flatten(2).transpose(1, 2)

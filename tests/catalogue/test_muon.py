@@ -136,3 +136,22 @@ def test_plan_has_one_matrix_stage_and_every_backend_fuses_the_rest():
         results[backend] = w.detach().clone()
     for backend in others:
         assert torch.allclose(results[backend], results["torch"], rtol=0, atol=1e-6), backend
+
+
+@pytest.mark.parametrize("adjust", ["original", "match_rms_adamw", None])
+def test_adjust_lr_fn_is_torchs(adjust):
+    """torch's own keyword (not only match_rms_adamw), kept in param_groups as torch does."""
+    ours, ref, _, _ = run_side_by_side(lambda ps: Muon(ps, lr=LR, adjust_lr_fn=adjust),
+                                       lambda ps: torch.optim.Muon(ps, lr=LR, adjust_lr_fn=adjust),
+                                       SHAPES[0], steps=STEPS)
+    assert norm_rel(ours, ref) < BF16_TOL
+    assert Muon([torch.nn.Parameter(torch.ones(2, 2))], adjust_lr_fn=adjust).param_groups[0][
+        "adjust_lr_fn"] == adjust
+
+
+def test_adjust_lr_fn_refused_like_torch():
+    p = torch.nn.Parameter(torch.randn(4, 4))
+    with pytest.raises(ValueError, match="Adjust learning rate function arbitrary is not supported"):
+        Muon([p], adjust_lr_fn="arbitrary")
+    with pytest.raises(ValueError, match="disagree"):
+        Muon([p], adjust_lr_fn="original", match_rms_adamw=True)

@@ -108,3 +108,36 @@ def test_scalars_where_scalars_belong():
 
     with pytest.raises(DSLError, match="lam = x must be a scalar"):
         build(tensor_damping)
+
+
+@pytest.mark.parametrize("name", ["mat_l", "mat", "matrix_left"])
+def test_a_matrix_state_named_like_a_buffer_is_still_stored(name):
+    """Matrix states and the stage's ``mat<i>`` buffers are told apart by the plan's
+    fields, not by name: a state called "mat_l" once lowered to a buffer and silently
+    stopped being stored."""
+    import torch
+
+    from optforge import Optimizer
+
+    def make(state_name):
+        def rule(lr=0.1):
+            p, g = param(), grad()
+            acc = declare_matrix(state_name, ("rows", "rows"), init="zeros")
+            new = acc + matmul(g, transpose(g))
+            return Rule(p - lr * matmul(add_diagonal(new, 1.0), g), **{state_name: new})
+        rule.__name__ = f"acc_{state_name}"
+        return rule
+
+    torch.manual_seed(0)
+    w = torch.randn(4, 3)
+    results = {}
+    for state_name in (name, "left"):
+        p = torch.nn.Parameter(w.clone())
+        opt = Optimizer([p], make(state_name), backend="torch")
+        for _ in range(3):
+            p.grad = torch.ones_like(p) * 0.1
+            opt.step()
+        results[state_name] = (p.detach().clone(), opt.state[p][state_name].clone())
+    assert torch.equal(results[name][0], results["left"][0])
+    assert torch.equal(results[name][1], results["left"][1])
+    assert results[name][1].abs().sum() > 0  # three accumulated g g^T, not the zeros init

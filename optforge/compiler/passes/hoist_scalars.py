@@ -12,7 +12,10 @@ A value has one of three *levels*:
 all lower-level operands are grouped into one temporary (``-lr * wd * p`` -> ``s1 * p``;
 ``-lr * r0 * u`` -> ``m0 * u`` with ``m0 = s2 * r0``), so the kernel does one multiply.
 A lower-level condition with per-element branches (``where(t > 1, a, b)``) becomes a
-0/1 value ``s`` tested as ``s != 0``.
+0/1 value ``s`` tested as ``s != 0``. Scalars hoisted out of a branch whose choice is a
+group scalar are *guarded*: ``where(t > 5, sqrt(t - 3) * g, g)`` hoists
+``s1 = sqrt(t - 3) if t > 5 else 0``, so the host evaluates only the taken branch, as the
+rule reads (unguarded, step 1 failed with a math domain error).
 """
 from __future__ import annotations
 
@@ -34,10 +37,13 @@ class _Hoister:
     def __init__(self):
         self.scalars: dict[sp.Expr, ScalarTemp] = {}
         self.scoped: dict[sp.Expr, tuple[ScopeTemp, sp.Expr]] = {}
+        self.guards: list = []  # scalar conditions under which the current branch is taken
 
     def temp(self, e: sp.Expr) -> sp.Expr:
         if e.is_Number or isinstance(e, (ReduceResult, ScopeTemp)):
             return e
+        if level(e) == 0 and self.guards:  # evaluated on the host only when taken
+            e = sp.Piecewise((e, sp.And(*self.guards)), (sp.Integer(0), True))
         if level(e) == 0:
             if e not in self.scalars:
                 self.scalars[e] = ScalarTemp(f"s{len(self.scalars)}", real=True)
@@ -56,6 +62,24 @@ class _Hoister:
             return c.func(self.expr(c.lhs, at), self.expr(c.rhs, at))
         return c.func(*[self.cond(a, at) for a in c.args])
 
+    def piecewise(self, e: sp.Piecewise, at: int) -> sp.Expr:
+        """A where(): when every condition is a group scalar, each branch's hoisted scalars
+        are guarded by the conditions that select it (earlier ones false, its own true)."""
+        scalar_choice = all(level(c) == 0 for _, c in e.args)
+        branches, earlier = [], []
+        for value, c in e.args:
+            guard = sp.And(*[sp.Not(x) for x in earlier], c) if scalar_choice else sp.true
+            pushed = guard is not sp.true
+            if pushed:
+                self.guards.append(guard)
+            try:
+                branches.append((self.expr(value, at), self.cond(c, at)))
+            finally:
+                if pushed:
+                    self.guards.pop()
+            earlier.append(c)
+        return sp.Piecewise(*branches)
+
     def expr(self, e: sp.Expr, at: int = 2) -> sp.Expr:
         """``e`` as computed at level ``at``, lower-level parts replaced by temporaries."""
         if level(e) < at:
@@ -69,7 +93,7 @@ class _Hoister:
                 high.insert(0, self.temp(e.func(*low)))
             return e.func(*high)
         if isinstance(e, sp.Piecewise):
-            return sp.Piecewise(*[(self.expr(v, at), self.cond(c, at)) for v, c in e.args])
+            return self.piecewise(e, at)
         if isinstance(e, (Relational, Boolean)):
             return self.cond(e, at)
         return e.func(*[self.expr(a, at) for a in e.args])

@@ -204,7 +204,7 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
         lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
         results = []
         for name, e in stage.outputs:
-            buffer = plan.states[name].dtype if name.startswith("mat") else None
+            buffer = plan.states[name].dtype if name in stage.buffers else None
             pr.keep_dtype = {e} if isinstance(e, Orthogonalize) and buffer in HALF else set()
             value = pr.doprint(e) if pr.tensor(e) else \
                 f"torch.tensor({pr.doprint(e)}, dtype=compute_dtype, device=p.device)"
