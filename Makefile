@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m optforge demo
+	$(PY) -m optforge demo --plot benchmarks/results
 
 lint: $(STAMP)
 	$(PY) -m ruff check optforge tests benchmarks examples

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 import optforge
+from plotting import replot  # noqa: E402 - benchmarks/ is on sys.path when run
 
 RESULTS = Path(__file__).with_name("results")
 RULES = ["AdamW", "Lion", "Adagrad"]
@@ -215,32 +216,6 @@ def table(results):
     return "\n".join(lines)
 
 
-def plot(results, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    labels = [f"{r['rule']}\n{r['case']}" for r in results]
-    x = np.arange(len(results))
-    for k, name in enumerate(["torch-loop", "torch-foreach", "torch-fused"]):
-        vals = [r["ms"][name] / r["ms"]["optforge-numba"] if name in r["ms"] else 0
-                for r in results]
-        axes[0].bar(x + (k - 1) * 0.27, vals, 0.27, label=f"vs {name}")
-    axes[0].axhline(1.0, color="k", lw=0.8)
-    axes[0].set_yscale("log")
-    axes[0].set_ylabel("speedup of optforge-numba (x)")
-    axes[0].set_xticks(x, labels, fontsize=7)
-    axes[0].legend(fontsize=8)
-    axes[1].bar(x - 0.2, [r["gb_per_s"]["optforge-numba"] for r in results], 0.4, label="numba")
-    axes[1].bar(x + 0.2, [r["gb_per_s"]["copy"] for r in results], 0.4, label="copy kernel")
-    axes[1].set_ylabel("GB/s (traffic model)")
-    axes[1].set_xticks(x, labels, fontsize=7)
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
@@ -274,7 +249,7 @@ def main():
     stem.with_suffix(".json").write_text(json.dumps(
         {"machine": info, "results": results, "first_step_warm_cache": warm, "table": text},
         indent=1))
-    plot(results, stem.with_suffix(".png"), f"{info['cpus']} CPUs, {info['model']}")
+    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
     print(f"wrote {stem}.json and .png")
 
 

@@ -36,6 +36,7 @@ import torch
 if str(Path(__file__).resolve().parent) not in sys.path:  # run as a script or imported
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_elementwise import RESULTS, copy_kernel, machine  # noqa: E402
+from plotting import replot  # noqa: E402
 
 import optforge  # noqa: E402
 from optforge.compiler import lower  # noqa: E402
@@ -300,31 +301,6 @@ def table(res, names):
     return "\n".join(lines)
 
 
-def plot(res, names, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    bars = names + [k for k in res["ms"] if k.startswith("copy")]
-    axes[0].bar(range(len(bars)), [res["ms"][k] for k in bars],
-                color=["C0", "C0", "C1"] + ["C7"] * (len(bars) - 3))
-    axes[0].set_xticks(range(len(bars)), [b.replace("-", "-\n", 1) for b in bars], fontsize=8)
-    axes[0].set_ylabel("ms per step (median)")
-    keys = ["newton-schulz", "matrix stage other", "reduce stage", "pre-stage kernel",
-            "elementwise kernel", "rest"]
-    bottom = [0.0] * len(names)
-    for k in keys:
-        vals = [res["breakdown_ms"][n].get(k, 0.0) for n in names]
-        axes[1].bar(range(len(names)), vals, bottom=bottom, label=k)
-        bottom = [b + v for b, v in zip(bottom, vals)]
-    axes[1].set_xticks(range(len(names)), names, fontsize=8)
-    axes[1].set_ylabel("instrumented step, ms (median per part)")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def tag(device, info):
     if device.type == "cuda":
         return "cuda-" + re.sub(r"\W+", "-", torch.cuda.get_device_name(device)).strip("-").lower()
@@ -372,9 +348,7 @@ def main(argv=None):
     stem.with_suffix(".json").write_text(json.dumps(
         {"machine": info, "device": str(device), "shapes": SHAPES, "hyper": HYPER,
          "agreement": agree, "plan": passes, "results": res, "target_met": met, "table": text}, indent=1))
-    plot(res, names, stem.with_suffix(".png"),
-         f"Muon, {len(SHAPES)} matrices ({res['numel'] / 1e6:.1f}M params), {device}: "
-         f"{info.get('gpu', info['model'])}")
+    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
     print(f"wrote {stem}.json and .png")
     return res
 

@@ -37,6 +37,7 @@ import torch
 from pytorch_optimizer import Lamb as POLamb
 
 import optforge
+from plotting import replot  # noqa: E402 - benchmarks/ is on sys.path when run
 from optforge.compiler import traffic
 from optforge.dsl import add_decayed_weights, chain, clip_by_global_norm, scale_by_adam, scale_by_lr
 from optforge.dsl.spec import RuleSpec
@@ -124,33 +125,6 @@ def table(results):
     return "\n".join(lines)
 
 
-def plot(results, path, title):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    labels = [r["rule"].replace("+", "+\n") + "\n" + r["case"] for r in results]
-    x = np.arange(len(results))
-    for k, r in enumerate(results):
-        refs = [n for n in r["ms"] if n not in ("optforge-numba", "copy")]
-        for i, name in enumerate(refs):
-            axes[0].bar(k + (i - 0.5) * 0.35, r["ms"][name] / r["ms"]["optforge-numba"], 0.35,
-                        color=f"C{i if r['rule'] == 'LAMB' else 2}",
-                        label=name if k in (0, len(results) - 1) else None)
-    axes[0].axhline(1.0, color="k", lw=0.8)
-    axes[0].set_ylabel("reference time / optforge time (x)")
-    axes[0].set_xticks(x, labels, fontsize=7)
-    axes[0].legend(fontsize=8)
-    axes[1].bar(x - 0.2, [r["gb_per_s"]["optforge-numba"] for r in results], 0.4, label="ours")
-    axes[1].bar(x + 0.2, [r["gb_per_s"]["copy"] for r in results], 0.4, label="copy kernel")
-    axes[1].set_ylabel("GB/s (traffic model, reduce pass included)")
-    axes[1].set_xticks(x, labels, fontsize=7)
-    axes[1].legend(fontsize=8)
-    fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
@@ -178,7 +152,7 @@ def main():
     stem = RESULTS / f"multistage-cpu{info['cpus']}-{slug}"
     stem.with_suffix(".json").write_text(json.dumps(
         {"machine": info, "results": results, "table": text}, indent=1))
-    plot(results, stem.with_suffix(".png"), f"{info['cpus']} CPUs, {info['model']}")
+    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
     print(f"wrote {stem}.json and .png")
 
 

@@ -27,11 +27,13 @@ _EXPORTS = {
     "NewtonCG": ".multistep", "OptimisticCGO": ".multistep",
     "LBFGS": ".multistep", "SAM": ".multistep", "Lookahead": ".multistep",
     "ScheduleFreeAdamW": ".multistep", "ScheduleFreeSGD": ".multistep",
+    # look-ups by name for config-driven code (pytorch-optimizer's load/create_optimizer)
+    "get": ".factory", "create_optimizer": ".factory",
 }
 
 
-_SUBPACKAGES = {"dsl", "compiler", "kernels", "runtime", "catalogue", "multistep", "distributed",
-                "cli", "demo"}
+_SUBPACKAGES = {"dsl", "compiler", "kernels", "runtime", "distributed", "catalogue", "multistep",
+                "cli", "demo", "plots", "factory"}
 
 
 def _catalogue() -> dict:

@@ -1,15 +1,17 @@
 """The ``optforge`` command: inspect rules and the code they compile to, run the demo.
 
-    optforge list [--markdown]             the catalogue: hyperparameters, state, traffic
+    optforge list [NAME] [--family F]      the catalogue by family: hyperparameters, state,
+                  [--json|--markdown]  traffic (a name substring and a family filter it)
     optforge show AdamW [--backend numba]  a rule as math, its plan and generated code
     optforge show examples/adabelief.py:adabelief --set amsgrad=true
     optforge latex Lion                    the rule as a LaTeX ``aligned`` block
-    optforge demo                          train a small model with torch and optforge
+    optforge demo [--plot DIR]             train a small model with torch and optforge
     optforge tune [AdamW Lion ...]         pre-tune the triton kernels for this GPU
 """
 from __future__ import annotations
 
 import argparse
+import json
 import importlib
 import importlib.util
 import sys
@@ -29,8 +31,10 @@ def resolve_rule(text: str) -> RuleSpec:
     if text.lower() in by_lower:
         return by_lower[text.lower()].rule
     if ":" not in text:
-        raise CLIError(f"unknown rule {text!r}: not in the catalogue ({', '.join(REGISTRY)}) "
-                       "and not of the form file.py:function or module:function")
+        from .catalogue.families import did_you_mean
+        raise CLIError(f"unknown rule {text!r}{did_you_mean(text, REGISTRY)}: not in the "
+                       "catalogue (`optforge list`) and not of the form file.py:function or "
+                       "module:function")
     where, _, fn_name = text.rpartition(":")
     if where.endswith(".py"):
         path = Path(where)
@@ -75,22 +79,19 @@ def _variant(spec: RuleSpec, settings: list[str]):
 
 
 def cmd_list(args) -> None:
-    from .catalogue import REGISTRY
     if args.markdown:
         from .catalogue.reference import catalogue_markdown
         print(catalogue_markdown())
         return
-    rows = [("optimizer", "hyperparameters (defaults)", "state B/param", "traffic B/param",
-             "source")]
-    for name, cls in REGISTRY.items():
-        hypers = ", ".join(f"{k}={v}" for k, v in cls.rule.defaults.items())
-        rows.append((name, hypers, str(cls.state_bytes_per_param()),
-                     str(cls.traffic().total), cls.source))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
-    print("\n(state and traffic for float32 parameters with default flags; "
-          "`optforge show <name>` prints the rule)")
+    from .catalogue.listing import entry, render, select
+    try:
+        names = select(args.family, args.pattern)
+    except ValueError as exc:
+        raise CLIError(str(exc)) from None
+    if args.json:
+        print(json.dumps([entry(n) for n in names], indent=1))
+    else:
+        print(render(names))
 
 
 def cmd_show(args) -> None:
@@ -122,7 +123,7 @@ def cmd_latex(args) -> None:
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
-    run_demo(steps=args.steps)
+    run_demo(steps=args.steps, plot_dir=args.plot)
 
 
 def cmd_tune(args) -> None:
@@ -143,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="the catalogue")
+    listing.add_argument("pattern", nargs="?", help="only names containing this (any case)")
+    listing.add_argument("--family", help="only this family: classic, adaptive, trust-ratio, "
+                         "sign, matrix, second-order, game/online, constrained")
+    listing.add_argument("--json", action="store_true", help="records for tools: "
+                         "hyperparameters, state bytes, traffic, source")
     listing.add_argument("--markdown", action="store_true",
                          help="the full reference page with formulas (docs/catalogue.md)")
     listing.set_defaults(run=cmd_list)
@@ -161,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.set_defaults(run=cmd_tune)
     demo = sub.add_parser("demo", help="train a small model with torch.optim and optforge")
     demo.add_argument("--steps", type=int, default=500)
+    demo.add_argument("--plot", metavar="DIR", help="also write loss-curve PNGs here "
+                      "(and train a few catalogue optimizers for them); needs matplotlib")
     demo.set_defaults(run=cmd_demo)
     return parser
 

@@ -29,7 +29,9 @@ def _section(name: str, cls: type[CatalogueOptimizer]) -> list[str]:
                   f"({', '.join(names) or 'none'}); "
                   f"one step moves {t.read} B read + {t.written} B written per parameter "
                   "(default flags).", "",
-              "Update (default flags; `t` is the step, starting at 1):", "",
+              "Update (default flags; `t` is the step, starting at 1; the rows run top to "
+              "bottom, each reading the values the rows above it left, so a state on the "
+              "right of a row below its own row is its new value):", "",
               "$$", cls.latex(), "$$", ""]
     return lines
 

@@ -10,6 +10,7 @@ from .matrix import (add_diagonal, batch_mean, batch_size, diagonal, eigenvector
                      orthogonalize, power_iteration, sherman_morrison, solve, trace as matrix_trace,
                      transpose)
 from .randomness import random_scalar
+from .latex import named
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
 from .symbols import grad, param, state, step
@@ -18,7 +19,7 @@ from .transforms import (Transform, add_decayed_weights, cautious_mask, clip_by_
 from .combine import cautious, chain, with_ema
 
 __all__ = [
-    "DSLError", "Rule", "RuleSpec", "specialize_on_zero", "param", "grad", "step", "state",
+    "DSLError", "Rule", "RuleSpec", "named", "specialize_on_zero", "param", "grad", "step", "state",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
     "lerp", "where", "eq", "ne", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",

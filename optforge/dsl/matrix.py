@@ -73,6 +73,17 @@ BatchSize = _op("BatchSize", "batch_size", 1, 1, "Number of rows of (batch, n), 
 Every = _op("Every", "every", 4, 0, "(t, k, value, otherwise): value on steps 1, 1+k...")
 
 
+def _every_latex(self, printer, exp=None):
+    # all four arguments are part of the meaning (matrix ops print only their matrices)
+    t, k, value, otherwise = (printer._print(a) for a in self.args)
+    text = (rf"\begin{{cases}} {value} & \text{{if }} {t} \equiv 1 \pmod{{{k}}} \\ "
+            rf"{otherwise} & \text{{otherwise}} \end{{cases}}")
+    return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
+
+
+Every._latex = _every_latex
+
+
 class Orthogonalize(MatrixOp):
     """Newton-Schulz orthogonalization: args (x, steps, a, b, c, eps, dtype index)."""
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import sympy as sp
 
 from .errors import DSLError
+from .latex import current_names, latex_label
+from .latex import rows as latex_rows
 from .symbols import StateDecl, _current_rule_name
 
 
@@ -50,6 +52,7 @@ class Rule:
                         for k, v in new_states.items()}
         self.states: dict[str, StateDecl] = {}
         self.randoms: dict[str, str] = {}  # random scalars: name -> distribution
+        self.names = current_names()  # named(expr, "m_hat") intermediates, for latex()
 
     def outputs(self) -> dict[str, sp.Expr]:
         """Every value this rule writes: states first, then the parameter ``p``."""
@@ -67,14 +70,23 @@ class Rule:
         return "\n\n".join(blocks)
 
     def latex(self) -> str:
-        """An ``aligned`` LaTeX block, one line per written value."""
-        names = {}
-        for e in self.outputs().values():
-            names.update({s: _latex_name(s.name) for s in e.free_symbols})
-        def show(e):
-            return sp.latex(e, symbol_names=names)
-        rows = [f"{_latex_name(k)} &\\leftarrow {show(v)}" for k, v in self.updates.items()]
-        rows.append(f"p &\\leftarrow {show(self.param)}")
+        """An ``aligned`` LaTeX block, one row per written value or named intermediate
+        (``named(...)`` and repeated subexpressions), in execution order: see dsl/latex."""
+        steps = latex_rows(self.updates, self.param, getattr(self, "names", {}))
+        labels = {}
+        for target, kind, e in steps:
+            labels[target] = latex_label(target, _latex_name)
+            for s in e.free_symbols:
+                if s.name.startswith("__new_"):
+                    labels[s.name] = _latex_name(s.name[len("__new_"):])
+                elif s.name.startswith("__named_"):
+                    labels[s.name] = latex_label(s.name[len("__named_"):], _latex_name)
+                else:
+                    labels[s.name] = _latex_name(s.name)
+        by_symbol = {s: labels[s.name] for _, _, e in steps for s in e.free_symbols}
+        arrow = {"<-": "\\leftarrow", "=": "="}
+        rows = [f"{labels[target]} &{arrow[kind]} {sp.latex(e, symbol_names=by_symbol)}"
+                for target, kind, e in steps]
         return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
 """
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 
 import torch
@@ -21,6 +22,7 @@ from . import staging
 from .compiled import compile_rule
 from .copies import get_state, restore_spec
 from .gc_pause import gc_paused
+from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
@@ -127,6 +129,11 @@ class Optimizer(torch.optim.Optimizer):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
 
     # ---- the step -----------------------------------------------------------------
+    # Under torch.compile the step is one graph break: Dynamo must not trace into the
+    # numba dispatcher (it crashes there) nor guard on the plan's objects (a recompile per
+    # step). torch.optim's step hooks/profiling wrapper, which wraps this method, stays
+    # traceable; only the body below runs eagerly.
+    @torch.compiler.disable
     def step(self, closure=None, inputs=None):
         """One update of every parameter that has a gradient; returns the closure's loss.
 
@@ -141,6 +148,35 @@ class Optimizer(torch.optim.Optimizer):
         # loads) with the garbage collector paused (see gc_pause), but not the gathering
         # of inputs, which may run the closure again (Hutchinson probes, grad_at_prev).
         first = not getattr(self, "_stepped", False)
+        # Numba's OpenMP pool, launched by the first numba kernel of the process, resets
+        # torch's intra-op thread count (torch.set_num_threads(1) became 2): put it back,
+        # or user settings are lost and torch.compile recompiles on the changed global.
+        threads = torch.get_num_threads()
+        try:
+            with announce_if_slow(self._compiling) if first else contextlib.nullcontext():
+                self._step_groups(first, closure, inputs)
+        finally:
+            if torch.get_num_threads() != threads:
+                torch.set_num_threads(threads)
+        self._stepped = True
+        return loss
+
+    def _compiling(self) -> str:
+        """What a first step compiles, for the slow-first-step notice (see progress)."""
+        parts = {}
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None] or group["params"]
+            if not params:
+                continue
+            try:
+                backend = select(self.backend, params[0].device, params[0].dtype).name
+            except BackendError:
+                backend = self.backend
+            where = f"{backend} kernels for {str(params[0].dtype).replace('torch.', '')}"
+            parts.setdefault(self.spec_of(group).name, set()).add(where)
+        return "; ".join(f"rule {name} ({', '.join(sorted(w))})" for name, w in parts.items())
+
+    def _step_groups(self, first: bool, closure, inputs) -> None:
         # torch's convention: autograd records the step only with differentiable=True
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             if first:
@@ -153,8 +189,6 @@ class Optimizer(torch.optim.Optimizer):
             with gc_paused(first):
                 for index, group in enumerate(self.param_groups):
                     self._step_group(index, group, given[index])
-        self._stepped = True
-        return loss
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""

@@ -1,0 +1,55 @@
+"""benchmarks/plotting.py redraws every stored result from its JSON, without timing."""
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def plotting():
+    saved = list(sys.path)
+    sys.path.insert(0, str(BENCH))
+    try:
+        import plotting
+    finally:
+        sys.path[:] = saved
+    return plotting
+
+
+@pytest.mark.parametrize("json_path", sorted((BENCH / "results").glob("*.json")),
+                         ids=lambda p: p.stem)
+def test_every_stored_result_replots(plotting, json_path, tmp_path):
+    copy = tmp_path / json_path.name
+    shutil.copy(json_path, copy)
+    png = plotting.replot(copy)
+    assert png == copy.with_suffix(".png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+
+
+def test_speedups_are_against_the_fastest_reference(plotting):
+    name, ms = plotting._best_reference({"optforge-numba": 1.0, "torch-loop": 3.0,
+                                         "torch-foreach": 2.0, "copy": 0.5})
+    assert (name, ms) == ("torch-foreach", 2.0)
+
+
+def test_an_unknown_result_kind_is_a_clear_error(plotting, tmp_path):
+    odd = tmp_path / "other-thing.json"
+    odd.write_text("{}")
+    with pytest.raises(ValueError, match="no figure for this kind of result"):
+        plotting.replot(odd)
+
+
+def test_demo_loss_curves_replot(plotting, tmp_path):
+    data = {"title": "t", "subtitle": "s", "curves": {
+        "torch.optim.AdamW": {"steps": [0, 16, 32], "loss": [1.0, 0.1, 0.01]},
+        "optforge.AdamW": {"steps": [0, 16, 32], "loss": [1.0, 0.1, 0.01]}}}
+    path = tmp_path / "demo-loss.json"
+    path.write_text(__import__("json").dumps(data))
+    png = plotting.replot(path)
+    assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000
