@@ -93,7 +93,13 @@ class TorchPrinter(InfixArithmetic):
         other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
             else self.doprint(rest[0][0])
         if not self.tensor(cond):
-            return f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
+            picked = f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
+            if not self.tensor(e):
+                return picked
+            # A scalar condition picks one branch: a fresh tensor in the compute dtype, so
+            # it never aliases a loaded state that a later store overwrites (the new value
+            # would leak in), and a scalar branch is still a tensor for torch.abs/maximum.
+            return f"torch.as_tensor({picked}, dtype=compute_dtype).clone()"
         return f"torch.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
 
     def _matrix_op(self, e) -> str:
