@@ -24,6 +24,11 @@ class TorchLauncher:
         self._matrix_stages = module.MATRIX_STAGES
         self._matrix_checks = module.MATRIX_CHECKS
 
+    def check(self, params, grads, states, labels=None) -> None:
+        """The check phase: nothing launcher-specific. Torch operations take any layout
+        and dispatch through tensor subclasses (DTensor), and the optimizer has checked
+        shapes, dtypes and devices."""
+
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""

@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections import defaultdict
 
 import torch
 
 from ..compiler.errors import CompileError
-from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
-from ..kernels.torch_launcher import compute_dtype
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from .compiled import compile_rule
 from .gc_pause import gc_paused
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
-from .reductions import finish, from_shapes
-from .state import check_loaded, new_state, storage_dtype
+from . import stepping
+from .state import check_loaded
+from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 
 
-SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
 
 
 def _scalar(v) -> float | None:
@@ -135,8 +132,15 @@ class Optimizer(torch.optim.Optimizer):
             given = [self._inputs_of(index, group, closure, inputs)
                      for index, group in enumerate(self.param_groups)]
             with gc_paused(first):
-                for index, group in enumerate(self.param_groups):
-                    self._step_group(index, group, given[index])
+                # collect and check every group, then reduce every group (no writes),
+                # then apply: an error before the first write leaves everything as it was
+                work = [self._step_group(index, group, given[index])
+                        for index, group in enumerate(self.param_groups)]
+                work = [w for w in work if w is not None]
+                for w in work:
+                    stepping.reduce(self, w)
+                for w in work:
+                    stepping.apply(self, w)
         self._stepped = True
         return loss
 
@@ -157,90 +161,15 @@ class Optimizer(torch.optim.Optimizer):
         found = gather(self, group, index, params, decls, closure, inputs)
         return {name: dict(zip(params, values)) for name, values in found.items()}
 
-    def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
-        given = given or {}
-        spec = self.spec_of(group)
-        compiled = self._compiled(group)
-        decls = compiled.plan.states
-        hyper_values = spec.hyper_values(group)
-        buckets = defaultdict(list)
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            self._check_param(p, index, i)
-            if compiled.plan.matrix_stages and p.dim() < 2:
-                raise ValueError(f"{type(self).__name__} ({spec.name}): parameter {i} of "
-                                 f"group {index} has shape {tuple(p.shape)}; the rule uses "
-                                 "matrix operations, which need parameters with at least 2 "
-                                 "dimensions (give biases and norms an elementwise rule: a "
-                                 "param group with \"rule\": optforge.AdamW, see "
-                                 "optforge.split_matrix_params)")
-            state = self.state[p]
-            if not state:
-                state.update(new_state(decls, p, hyper_values))
-            for name in compiled.stored_names:
-                if name not in state:  # a flag turned on later (amsgrad)
-                    state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
-            step = float(state["step"]) + 1.0
-            buckets[(p.device, p.dtype, step)].append(p)
-        plan = compiled.plan
-        runs = []  # (launcher, params, grads, states, scalars) per bucket
-        pre_runs = []  # (pre-stage launcher, its scalars) per bucket, or None
-        # only the pre-stage writes into a buffer; the matrix stage hands over its own
-        # result tensors, so its buffers need no placeholder (None until then)
-        written_early = {r.name for r, _ in compiled.pre.plan.stores} if compiled.pre else set()
-        for (device, dtype, step), params in buckets.items():
-            randoms = {name: draw(dist, self.seed, index, step, name)
-                       for name, dist in plan.randoms.items()}
-            runs.append((self._launcher(compiled, device, dtype), params,
-                         [p.grad for p in params],
-                         [[given[name][p] for p in params] if name in given else
-                          ([torch.empty_like(p, dtype=storage_dtype(decls[name], p))
-                            for p in params] if name in written_early else [None] * len(params))
-                          if decls[name].kind == "buffer" else
-                          [self.state[p][name] for p in params] for name in decls],
-                         compiled.scalars(hyper_values, step, randoms)))
-            pre_runs.append((self._launcher(compiled.pre, device, dtype),
-                             compiled.pre.scalars(hyper_values, step, randoms))
-                            if compiled.pre else None)
-        reduced = {p: () for _, params, *_ in runs for p in params} if (
-            plan.reductions or plan.matrix_stages) else None
-        for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
-            partials = []
-            for launcher, params, grads, states, scalars in runs:
-                parts = from_shapes(stage.reductions, params, compute_dtype)
-                if parts is None:
-                    parts = launcher.reduce(k, params, grads, states, scalars,
-                                            [reduced[p] for p in params])
-                partials += zip(params, parts)
-            for p, values in finish(stage.reductions, partials).items():
-                reduced[p] += values
-            if k == 0 and plan.nonfinite_check is not None and runs:
-                at = [r.result for r in stage.reductions].index(plan.nonfinite_check)
-                if float(reduced[runs[0][1][0]][at]) > 0:
-                    group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
-                    return
-        if plan.matrix_stages:  # out-of-range run-time scalars raise before any write
-            checker = compiled.launcher(BACKENDS["torch"])
-            for _, params, grads, states, scalars in runs:
-                checker.matrix_check(0, params, grads, states, scalars,
-                                     [reduced[p] for p in params])
-        for (launcher, params, grads, states, scalars), pre, step in zip(
-                runs, pre_runs, [k[2] for k in buckets]):
-            kwargs = {}
-            if plan.reductions:
-                kwargs["reduced"] = [reduced[p] for p in params]
-            if pre is not None:  # fills the pre<i> buffers (and steps states nothing else reads)
-                pre[0](params, grads, states, pre[1])
-            new_matrices = self._matrix_stage(
-                compiled, params, grads, states, scalars, [reduced[p] for p in params]
-            ) if plan.matrix_stages else {}
-            launcher(params, grads, states, scalars, **kwargs)
-            for p in params:  # only after the kernel succeeded
-                self.state[p]["step"].fill_(step)
-            for name, values in new_matrices.items():
-                for p, value in zip(params, values):
-                    self.state[p][name].copy_(value)
+    def _step_group(self, index: int, group: dict, given: dict | None = None):
+        """Collect and check one group's step (see runtime/stepping.py): its buckets and
+        new states, every tensor checked; writes nothing. ``step()`` applies the returned
+        work once every group has passed (None: no parameter has a gradient). Subclasses
+        that adjust a group's step (OASIS) override this and add ``on_commit`` hooks."""
+        work = stepping.collect(self, index, group, given or {})
+        if work is not None:
+            stepping.check(self, work)
+        return work
 
     def _matrix_stage(self, compiled, params, grads, states, scalars, reduced) -> dict:
         """Run the plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: fill the
@@ -288,17 +217,26 @@ class Optimizer(torch.optim.Optimizer):
             launcher = compiled.launcher(BACKENDS["torch"])
         return launcher
 
-    def _check_param(self, p, group_index: int, i: int) -> None:
-        where = f"{type(self).__name__}: parameter {i} of group {group_index}"
+    def _check_param(self, p, label: str, compiled) -> None:
+        """A parameter and its gradient as the kernels need them; ``label`` names it
+        ("parameter 1 of group 0")."""
+        where = f"{type(self).__name__}: {label}"
         if p.grad.is_sparse:
             raise RuntimeError(f"{where} has a sparse gradient; optforge does not support "
                                "sparse gradients (use torch.optim.SparseAdam or dense grads)")
         if p.is_complex():
             raise RuntimeError(f"{where} is complex ({p.dtype}); optforge supports real "
                                "floating-point parameters (view it with torch.view_as_real)")
-        if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
-            raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} does "
-                               f"not match the parameter {tuple(p.shape)} {p.dtype}")
+        if p.grad.shape != p.shape or p.grad.dtype != p.dtype or p.grad.device != p.device:
+            raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} on "
+                               f"{p.grad.device} does not match the parameter "
+                               f"{tuple(p.shape)} {p.dtype} on {p.device}")
+        if compiled.plan.matrix_stages and p.dim() < 2:
+            raise ValueError(f"{where} has shape {tuple(p.shape)}; rule "
+                             f"{compiled.spec.name!r} uses matrix operations, which need "
+                             "parameters with at least 2 dimensions (give biases and norms "
+                             "an elementwise rule: a param group with \"rule\": "
+                             "optforge.AdamW, see optforge.split_matrix_params)")
 
     # ---- layer statistics -------------------------------------------------------------
     def attach(self, model: torch.nn.Module) -> LayerStats:

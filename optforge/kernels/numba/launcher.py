@@ -44,6 +44,7 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
 from ..cache import load_module
+from ..raw_memory import CheckedAddresses, is_raw, refuse_wrapped
 from .reduce import Layout
 from .stage_results import StageResults
 
@@ -89,7 +90,8 @@ def _plain(tensors, dtype, numels) -> bool:
     which at 200 tensors x 4 slots was half of a small step): CPU, right dtype and size,
     contiguous. The grad's shape is checked by the optimizer, states are made like p."""
     for t, n in zip(tensors, numels):
-        if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous():
+        if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous() \
+                or not is_raw(t):
             return False
     return True
 
@@ -113,6 +115,7 @@ class NumbaLauncher:
         self._layouts: dict[tuple, Layout] = {}
         self._storage: dict[str, dict[str, str]] = {}  # parameter dtype -> slot storage
         self._results = StageResults(plan)
+        self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
         self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
                             for r in plan.reductions)
@@ -126,7 +129,14 @@ class NumbaLauncher:
             found = self._kernels[param_dtype] = load_module(source, "numba")
         return found
 
-    def _tables(self, params, grads, states):
+    def check(self, params, grads, states, labels=None) -> None:
+        """The optimizer's check phase, before any kernel of the step: raise naming the
+        tensor (by ``labels[j]``, e.g. "parameter 3 of group 1") if this bucket cannot
+        run. Buffers a matrix stage has not made yet (None) are checked at launch."""
+        if params:
+            self._tables(params, grads, states, labels)
+
+    def _tables(self, params, grads, states, labels=None):
         """(dtype name, address table, blocks) of a bucket, every tensor checked."""
         dtype = _DTYPE_NAMES.get(params[0].dtype)
         if dtype is None:
@@ -141,17 +151,25 @@ class NumbaLauncher:
         # a non-contiguous (e.g. channels_last) parameter: every tensor must share its
         # layout, which only the detailed check looks at
         params_plain = all(p.is_contiguous() for p in params)
-        table = []
+        labels = labels or [f"parameter {j}" for j in range(len(params))]
+        table, named = [], []
         for name in self.slots:
             tensors = columns[name]
+            if any(t is None for t in tensors):  # check phase: a matrix buffer not made yet
+                continue
             if not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
-                self._check(name, tensors, params, storage[name])  # explains, or allows
+                self._check(name, tensors, params, storage[name], labels)  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
+            named.append((name, tensors))
+        # the kernel trusts each address with its parameter's numel: assert they agree
+        self._checked.check((numels, table), (
+            (_what(name, labels[j]), t) for name, ts in named for j, t in enumerate(ts)),
+            "numba")
         if self._by_rows:
             for j, p in enumerate(params):
                 if not p.is_contiguous():
                     raise ValueError(
-                        f"numba backend: parameter {j} (shape {tuple(p.shape)}, stride "
+                        f"numba backend: {labels[j]} (shape {tuple(p.shape)}, stride "
                         f"{p.stride()}) is not contiguous, and rule {self.plan.rule_name!r} "
                         "reduces over rows or columns; make it contiguous or use "
                         "backend='torch'")
@@ -194,13 +212,13 @@ class NumbaLauncher:
             found = self._layouts[key] = Layout(key, blocks, BLOCK)
         return found
 
-    def _check(self, name, tensors, params, dtype):
+    def _check(self, name, tensors, params, dtype, labels):
         """The slow path: raise naming the tensor, or accept a dense permuted layout."""
         want = getattr(torch, dtype)
         for j, t in enumerate(tensors):
             p = params[j]
-            what = {"p": "parameter", "g": "gradient of parameter"}.get(
-                name, f"state {name!r} of parameter") + f" {j}"
+            what = _what(name, labels[j])
+            refuse_wrapped(t, what, "numba")
             if t.device.type != "cpu":
                 raise RuntimeError(f"numba backend: {what} is on {t.device}; "
                                    "the numba backend runs CPU tensors only")
@@ -219,6 +237,12 @@ class NumbaLauncher:
                     f"numba backend: {what} (shape {tuple(t.shape)}, stride "
                     f"{t.stride()}) is not laid out like its parameter (stride {p.stride()}) "
                     "or not dense; make it contiguous or use backend='torch'")
+
+
+def _what(name: str, label: str) -> str:
+    """"parameter 3 of group 1", "gradient of parameter 3...", "state 'm' of parameter 3..."."""
+    return label if name == "p" else (
+        "gradient of " if name == "g" else f"state {name!r} of ") + label
 
 
 def _launch(module, fn, args, total: int) -> None:

@@ -154,6 +154,18 @@ class TritonLauncher:
             found = self._stage_layouts[key] = StageLayout(shapes, flat, block, device)
         return found
 
+    def check(self, params, grads, states, labels=None) -> None:
+        """The optimizer's check phase, before any kernel of the step: raise naming the
+        tensor (``labels[j]``: "parameter 3 of group 1") if this bucket cannot run.
+        Buffers a matrix stage has not made yet (None) are checked at launch."""
+        if not params:
+            return
+        kern = self.kernel(params[0].dtype)
+        by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
+        check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
+                      for r in self.refs if not any(t is None for t in by_role[r.name])],
+                     params[0].device, labels)
+
     def _prepare(self, params, grads, states, scalars):
         """(kernel, layout, address table, config) of a bucket, its tensors checked."""
         device, dtype = params[0].device, params[0].dtype
