@@ -109,6 +109,12 @@ class Optimizer(torch.optim.Optimizer):
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
 
     # ---- the step -----------------------------------------------------------------
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:  # a subclass's own step (MKOR, AdaHessian) is serialised
+            cls.step = stepping.serialised(cls.step)  # too (the lock is re-entrant)
+
+    @stepping.serialised  # concurrent calls from several threads: one after another
     def step(self, closure=None, inputs=None):
         """One update of every parameter that has a gradient; returns the closure's loss.
 
