@@ -46,6 +46,7 @@ def serialised(step: Callable) -> Callable:
     def locked(opt, *args, **kwargs):
         with step_lock(opt):
             return step(opt, *args, **kwargs)
+    locked.serialised = True
     return locked
 
 

@@ -49,11 +49,7 @@ def test_two_threads_count_every_step(backend):
 
 
 def test_a_subclass_step_is_serialised_and_the_lock_is_reentrant():
-    fn, chain = AdaHessian.step, []  # torch's profiling hook may wrap it again
-    while fn is not None:
-        chain.append(fn.__qualname__)
-        fn = getattr(fn, "__wrapped__", None)
-    assert "serialised.<locked>" in chain, chain
+    assert getattr(AdaHessian.step, "serialised", False)
     p = torch.nn.Parameter(torch.zeros(4))
     p.grad = torch.ones(4)
     opt = optforge.SGD([p], lr=1.0, backend="torch")
