@@ -240,9 +240,9 @@ class Optimizer(torch.optim.Optimizer):
                                f"{p.grad.device} does not match the parameter "
                                f"{tuple(p.shape)} {p.dtype} on {p.device}")
         if compiled.plan.matrix_stages and p.dim() < 2:
-            raise ValueError(f"{where} has shape {tuple(p.shape)}; rule "
-                             f"{compiled.spec.name!r} uses matrix operations, which need "
-                             "parameters with at least 2 dimensions (give biases and norms "
+            raise ValueError(f"{type(self).__name__} ({compiled.spec.name}): {label} has "
+                             f"shape {tuple(p.shape)}; the rule uses matrix operations, which "
+                             "need parameters with at least 2 dimensions (give biases and norms "
                              "an elementwise rule: a param group with \"rule\": "
                              "optforge.AdamW, see optforge.split_matrix_params)")
 
