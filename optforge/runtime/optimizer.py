@@ -225,26 +225,30 @@ class Optimizer(torch.optim.Optimizer):
             launcher = compiled.launcher(BACKENDS["torch"])
         return launcher
 
-    def _check_param(self, p, label: str, compiled) -> None:
-        """A parameter and its gradient as the kernels need them; ``label`` names it
-        ("parameter 1 of group 0")."""
+    def _check_param(self, p, labels, j: int, compiled) -> None:
+        """A bucket's parameter ``j`` and its gradient as the kernels need them;
+        ``labels[j]`` names it ("parameter 1 of group 0")."""
+        g = p.grad
+        if not (g.is_sparse or p.is_complex() or g.shape != p.shape or g.dtype != p.dtype
+                or g.device != p.device or (compiled.plan.matrix_stages and p.dim() < 2)):
+            return  # the common case, checked in ~1 us
+        label = labels[j]
         where = f"{type(self).__name__}: {label}"
-        if p.grad.is_sparse:
+        if g.is_sparse:
             raise RuntimeError(f"{where} has a sparse gradient; optforge does not support "
                                "sparse gradients (use torch.optim.SparseAdam or dense grads)")
         if p.is_complex():
             raise RuntimeError(f"{where} is complex ({p.dtype}); optforge supports real "
                                "floating-point parameters (view it with torch.view_as_real)")
-        if p.grad.shape != p.shape or p.grad.dtype != p.dtype or p.grad.device != p.device:
-            raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} on "
-                               f"{p.grad.device} does not match the parameter "
+        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+            raise RuntimeError(f"{where}: gradient {tuple(g.shape)} {g.dtype} on "
+                               f"{g.device} does not match the parameter "
                                f"{tuple(p.shape)} {p.dtype} on {p.device}")
-        if compiled.plan.matrix_stages and p.dim() < 2:
-            raise ValueError(f"{type(self).__name__} ({compiled.spec.name}): {label} has "
-                             f"shape {tuple(p.shape)}; the rule uses matrix operations, which "
-                             "need parameters with at least 2 dimensions (give biases and norms "
-                             "an elementwise rule: a param group with \"rule\": "
-                             "optforge.AdamW, see optforge.split_matrix_params)")
+        raise ValueError(f"{type(self).__name__} ({compiled.spec.name}): {label} has "
+                         f"shape {tuple(p.shape)}; the rule uses matrix operations, which "
+                         "need parameters with at least 2 dimensions (give biases and norms "
+                         "an elementwise rule: a param group with \"rule\": "
+                         "optforge.AdamW, see optforge.split_matrix_params)")
 
     # ---- layer statistics -------------------------------------------------------------
     def attach(self, model: torch.nn.Module) -> LayerStats:

@@ -23,7 +23,7 @@ from ..dsl.randomness import draw
 from ..kernels.torch_launcher import compute_dtype
 from .backends import BACKENDS
 from .reductions import finish, from_shapes
-from .state import matrix_shape, new_state, storage_dtype
+from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
 
@@ -62,6 +62,7 @@ class Bucket:
     scalars: tuple
     step: float
     pre: tuple | None  # (pre-stage launcher, its scalars)
+    prepared: object = None  # what the launcher's check derived, reused by its launch
 
 
 @dataclass
@@ -78,23 +79,37 @@ class GroupStep:
     on_commit: list[Callable] = field(default_factory=list)  # fn(work), after apply
 
 
+class Labels:
+    """``labels[j]``: "parameter i of group k" for a bucket's j-th parameter, made only
+    when an error needs it (hundreds of f-strings per step would be a visible cost)."""
+
+    def __init__(self, indices: list[int], group: int):
+        self.indices, self.group = indices, group
+
+    def __getitem__(self, j: int) -> str:
+        return f"parameter {self.indices[j]} of group {self.group}"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
     """The group's buckets and the states its new parameters get (not installed)."""
     compiled = opt._compiled(group)
     decls = compiled.plan.states
+    stored = frozenset(compiled.stored_names)
     hyper_values = opt.spec_of(group).hyper_values(group)
-    found, fresh = defaultdict(list), {}
+    found, fresh, states = defaultdict(list), {}, opt.state
     for i, p in enumerate(group["params"]):
         if p.grad is None:
             continue
-        current = opt.state.get(p, {})  # .get: opt.state is a defaultdict
+        current = states.get(p)  # .get: opt.state is a defaultdict
         if not current:
-            fresh[p] = new_state(decls, p, hyper_values)
-        else:  # a flag turned on later (amsgrad) adds a state
+            fresh[p] = current = new_state(decls, p, hyper_values)
+        elif not current.keys() >= stored:  # a flag turned on later (amsgrad) adds a state
             fresh[p] = {name: new_state({name: decls[name]}, p, hyper_values)[name]
-                        for name in compiled.stored_names if name not in current}
-        step = float({**current, **fresh[p]}["step"]) + 1.0
-        found[(p.device, p.dtype, step)].append((i, p))
+                        for name in stored - current.keys()}
+        found[(p.device, p.dtype, float(current["step"]) + 1.0)].append((i, p))
     if not found:
         return None
     buckets = [_bucket(opt, index, compiled, hyper_values, given, fresh, key, members)
@@ -118,44 +133,54 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members) -> B
         if decls[name].kind == "buffer":
             return ([torch.empty_like(p, dtype=storage_dtype(decls[name], p)) for p in params]
                     if name in early else [None] * len(params))
-        return [fresh[p][name] if name in fresh[p] else opt.state[p][name] for p in params]
+        if not fresh:  # the steady state: every state exists
+            return [opt.state[p][name] for p in params]
+        return [fresh[p][name] if p in fresh and name in fresh[p] else opt.state[p][name]
+                for p in params]
 
     pre = ((opt._launcher(compiled.pre, device, dtype),
             compiled.pre.scalars(hyper_values, step, randoms)) if compiled.pre else None)
     return Bucket(opt._launcher(compiled, device, dtype), params,
-                  [f"parameter {i} of group {index}" for i, _ in members],
+                  Labels([i for i, _ in members], index),
                   [p.grad for p in params], [column(name) for name in decls],
                   compiled.scalars(hyper_values, step, randoms), step, pre)
 
 
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
-    decls = work.compiled.plan.states
+    stored = [(k, name, decl) for k, (name, decl) in
+              enumerate(work.compiled.plan.states.items()) if decl.stored]
     for b in work.buckets:
-        for p, label in zip(b.params, b.labels):
-            opt._check_param(p, label, work.compiled)
-            check_states(decls, p, {**opt.state.get(p, {}), **work.fresh[p]},
-                         f"{type(opt).__name__}: {label}")
-        b.launcher.check(b.params, b.grads, b.states, b.labels)
+        for j, p in enumerate(b.params):
+            opt._check_param(p, b.labels, j, work.compiled)
+        # numba and triton check every tensor their kernels touch (dtype, device, size)
+        # in check() below; matrix states are the torch matrix stage's, checked here
+        own = [s for s in stored if not b.launcher.checks_tensors or s[2].kind == "matrix"]
+        for k, name, decl in own:
+            for j, (p, value) in enumerate(zip(b.params, b.states[k])):
+                if not (isinstance(value, torch.Tensor) and decl.kind == "state"
+                        and value.shape == p.shape and value.device == p.device
+                        and value.dtype == (p.dtype if decl.dtype is None
+                                            else STORAGE_DTYPES[decl.dtype])):
+                    _check_state(name, decl, p, value, opt, b.labels[j])  # explains
+        # what the launcher derived (its address tables) is reused by the launch
+        b.prepared = b.launcher.check(b.params, b.grads, b.states, b.labels)
         if b.pre is not None:
             b.pre[0].check(b.params, b.grads, b.states, b.labels)
 
 
-def check_states(decls, p, state: dict, where: str) -> None:
-    """Every stored state present, a tensor of the right shape, dtype and device."""
-    for name, decl in decls.items():
-        if not decl.stored:
-            continue
-        value = state.get(name)
-        want = matrix_shape(decl, p) if decl.kind == "matrix" else tuple(p.shape)
-        if not isinstance(value, torch.Tensor):
-            raise RuntimeError(f"{where}: state {name!r} is {type(value).__name__}, not a "
-                               "tensor")
-        if tuple(value.shape) != want or value.dtype != storage_dtype(decl, p) \
-                or value.device != p.device:
-            raise RuntimeError(f"{where}: state {name!r} is {tuple(value.shape)} "
-                               f"{value.dtype} on {value.device}; the step needs {want} "
-                               f"{storage_dtype(decl, p)} on {p.device}")
+def _check_state(name, decl, p, value, opt, label) -> None:
+    """A stored state: a tensor of the right shape, storage dtype and device."""
+    ok = isinstance(value, torch.Tensor)
+    want = p.shape if decl.kind != "matrix" else matrix_shape(decl, p)
+    if ok:
+        dtype = p.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
+        ok = value.shape == want and value.dtype == dtype and value.device == p.device
+    if not ok:
+        shown = (f"{tuple(value.shape)} {value.dtype} on {value.device}"
+                 if isinstance(value, torch.Tensor) else f"a {type(value).__name__}")
+        raise RuntimeError(f"{type(opt).__name__}: {label}: state {name!r} is {shown}; the "
+                           f"step needs {tuple(want)} {storage_dtype(decl, p)} on {p.device}")
 
 
 def reduce(opt, work: GroupStep) -> None:
@@ -208,6 +233,8 @@ def _apply_bucket(opt, work: GroupStep, b: Bucket) -> None:
     new_matrices = opt._matrix_stage(work.compiled, b.params, b.grads, b.states, b.scalars,
                                      reduced) if plan.matrix_stages else {}
     kwargs = {"reduced": reduced} if plan.reductions else {}
+    if b.prepared is not None:
+        kwargs["prepared"] = b.prepared
     b.launcher(b.params, b.grads, b.states, b.scalars, **kwargs)
     for p in b.params:  # only after the kernel succeeded
         opt.state[p]["step"].fill_(b.step)

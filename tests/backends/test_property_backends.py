@@ -15,6 +15,7 @@ costs a numba compile (~3 s on the 2-core CI machine), which dominates the time.
 """
 import itertools
 import os
+import time
 
 import pytest
 import torch
@@ -53,6 +54,10 @@ def _run(rule, backend: str, device) -> list[list[torch.Tensor]]:
 
 def _check(example) -> None:
     m_tree, v_tree, u_tree, a, b, lr = example
+    log = os.environ.get("OPTFORGE_PROPERTY_LOG")  # progress of a long run: one line a rule
+    if log:
+        with open(log, "a") as f:
+            f.write(f"{time.time():.1f} {example!r}\n")
     rule = make_rule(m_tree, v_tree, u_tree, a, b, lr, f"random_rule_{next(_names)}")
     want = _run(rule, "torch", torch.device("cpu"))
     names = [f"{what}[{i}]" for what in ("p", "m", "v") for i in range(len(SHAPES))]

@@ -65,7 +65,7 @@ def test_non_contiguous_parameter_is_named():
     p = torch.nn.Parameter(torch.randn(8, 6, device=DEVICE).t())
     p.grad = torch.randn(8, 6, device=DEVICE).t()
     opt = optforge.SGD([p], lr=0.1, backend="triton")
-    with pytest.raises(LayoutError, match="'p' of parameter 0 is not contiguous"):
+    with pytest.raises(LayoutError, match="'p' of parameter 0 of group 0 is not contiguous"):
         opt.step()
 
 

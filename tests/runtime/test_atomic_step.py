@@ -78,7 +78,10 @@ def test_a_bad_state_in_the_second_dtype_bucket_names_its_parameter(backend):
     opt.state[d]["m"] = torch.zeros(7, dtype=torch.float64)  # a corrupted state
     snap = _snapshot(opt, (a, d))
     _grads(a, d)
-    with pytest.raises(RuntimeError, match=r"parameter 1 of group 0: state 'm'"):
+    # the optimizer (torch backend) or the launcher (numba) names it
+    with pytest.raises((RuntimeError, ValueError),
+                       match=r"parameter 1 of group 0: state 'm'|state 'm' of parameter 1 of "
+                             r"group 0"):
         opt.step()
     _assert_unchanged(opt, (a, d), snap)
 

@@ -106,6 +106,9 @@ def _purge_numba_cache(module) -> None:
 class NumbaLauncher:
     """Loads one kernel per parameter dtype (lazily) and calls it once per bucket."""
 
+    # check() validates dtype, device and size of every tensor the kernels touch
+    checks_tensors = True
+
     def __init__(self, plan: KernelPlan):
         self.plan = plan
         self.slots = kernel_slots(plan)
@@ -129,12 +132,16 @@ class NumbaLauncher:
             found = self._kernels[param_dtype] = load_module(source, "numba")
         return found
 
-    def check(self, params, grads, states, labels=None) -> None:
+    def check(self, params, grads, states, labels=None):
         """The optimizer's check phase, before any kernel of the step: raise naming the
         tensor (by ``labels[j]``, e.g. "parameter 3 of group 1") if this bucket cannot
-        run. Buffers a matrix stage has not made yet (None) are checked at launch."""
-        if params:
-            self._tables(params, grads, states, labels)
+        run. Returns the checked tables for the launch (``prepared``), or None where a
+        buffer a matrix stage has not made yet (None) leaves them to the launch."""
+        if not params or any(t is None for ts in states for t in ts):
+            if params:
+                self._tables(params, grads, states, labels)
+            return None
+        return self._tables(params, grads, states, labels)
 
     def _tables(self, params, grads, states, labels=None):
         """(dtype name, address table, blocks) of a bucket, every tensor checked."""
@@ -180,12 +187,13 @@ class NumbaLauncher:
             blocks = self._blocks[numels] = blocks_for(numels)
         return dtype, np.array(table, dtype=np.int64), blocks
 
-    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+    def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;
-        ``reduced``: each parameter's finished reductions (multi-stage plans)."""
+        ``reduced``: each parameter's finished reductions (multi-stage plans);
+        ``prepared``: what ``check`` returned for these very tensors this step."""
         if not params:
             return
-        dtype, table, blocks = self._tables(params, grads, states)
+        dtype, table, blocks = prepared or self._tables(params, grads, states)
         module = self.kernel(dtype)
         args = (table, blocks, np.array(scalars, dtype=np.float64))
         if self.plan.reduce_stages:

@@ -25,11 +25,10 @@ class LayoutError(ValueError):
 
 
 def check_bucket(roles: list[tuple[str, list[torch.Tensor], torch.dtype]],
-                 device: torch.device, labels: list[str] | None = None) -> None:
-    """Every tensor a plain (not wrapper) tensor of its parameter's numel, contiguous,
-    inside its own storage, on ``device``, with its role's storage dtype; else name it.
-    ``labels[i]`` names parameter i in messages."""
-    numels = [t.numel() for role, tensors, _ in roles if role == "p" for t in tensors]
+                 device: torch.device, numels: tuple[int, ...], labels=None) -> None:
+    """Every tensor a plain (not wrapper) tensor of its parameter's numel (``numels``),
+    contiguous, inside its own storage, on ``device``, with its role's storage dtype;
+    else name it. ``labels[i]`` names parameter i in messages."""
     for role, tensors, dtype in roles:
         for i, t in enumerate(tensors):
             label = labels[i] if labels else f"parameter {i}"
