@@ -108,7 +108,8 @@ class Optimizer(torch.optim.Optimizer):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
         self._check_values(self.param_groups[-1], f"param group {len(self.param_groups) - 1}")
         spec = self.spec_of(self.param_groups[-1])  # DSL errors surface here, not at step 1
-        spec.build(spec.variant_of(self.param_groups[-1]))
+        with gc_paused():  # a SymPy build: many objects (see gc_pause)
+            spec.build(spec.variant_of(self.param_groups[-1]))
 
     # ---- the step -----------------------------------------------------------------
     def __init_subclass__(cls, **kwargs):

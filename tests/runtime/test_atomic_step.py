@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from tests.triton_env import DEVICE  # noqa: F401,I001 - sets TRITON_INTERPRET first
+from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 
 import optforge
 from optforge.dsl import Rule, grad, param, state
@@ -119,13 +119,14 @@ def test_a_matrix_check_in_a_later_group_moves_nothing():
     _assert_unchanged(opt, (b, c), snap)
 
 
-def test_pointer_and_length_that_disagree_are_refused():
+@pytest.mark.parametrize("backend", ["numba", "triton"])
+def test_pointer_and_length_that_disagree_are_refused(backend):
     """A view whose storage was shrunk under it: the kernel would write past the end."""
-    buf = torch.zeros(16)
+    buf = torch.zeros(16, device=DEVICE if backend == "triton" else "cpu")
     p = torch.nn.Parameter(buf[8:])
     p.untyped_storage().resize_(40)  # 10 floats: the view's elements 2..7 are outside
-    p.grad = torch.ones(8)
-    opt = optforge.SGD([p], lr=0.1, backend="numba")
+    p.grad = torch.ones_like(p)
+    opt = optforge.SGD([p], lr=0.1, backend=backend)
     with pytest.raises(AssertionError, match="parameter 0 of group 0.*disagree"):
         opt.step()
     assert not opt.state.get(p)

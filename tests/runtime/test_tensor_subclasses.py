@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.triton_env import DEVICE  # noqa: F401,I001 - sets TRITON_INTERPRET first
+
 import optforge
 from optforge.kernels.raw_memory import UnsupportedTensorError, is_raw
 
@@ -47,7 +49,8 @@ def test_fsdp2_dtensor_is_refused_by_numba_before_any_write(tmp_path):
     assert torch_row["error"] is None and torch_row["max_diff"] < 1e-6
 
 
-def test_a_wrapper_subclass_never_reaches_a_numba_kernel():
+@pytest.mark.parametrize("backend", ["numba", "triton"])
+def test_a_wrapper_subclass_never_reaches_a_kernel(backend):
     """The same refusal without torch.distributed: a minimal __torch_dispatch__ subclass."""
     class Wrapper(torch.Tensor):
         @staticmethod
@@ -66,7 +69,7 @@ def test_a_wrapper_subclass_never_reaches_a_numba_kernel():
 
     p = Wrapper(torch.ones(5))
     p.grad = torch.ones(5)
-    opt = optforge.SGD([p], lr=0.1, backend="numba")
+    opt = optforge.SGD([p], lr=0.1, backend=backend)
     with pytest.raises(UnsupportedTensorError, match="parameter 0 of group 0 is a .*Wrapper"):
         opt.step()
     assert torch.equal(p.inner, torch.ones(5)) and not opt.state.get(p)

@@ -167,9 +167,12 @@ class TritonLauncher:
         kern = self.kernel(params[0].dtype)
         by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
         roles = [r for r in self.refs if not any(t is None for t in by_role[r.name])]
-        key = (kern.digest, addresses_of([by_role[r.name] for r in roles]),
-               numels_of(params))
-        if key == self._checked:  # as at launch: checked again when a tensor changes
+        try:
+            key = (kern.digest, addresses_of([by_role[r.name] for r in roles]),
+                   numels_of(params))
+        except RuntimeError:  # no data pointer (a wrapper subclass): check_bucket names it
+            key = None
+        if key is not None and key == self._checked:  # checked again when a tensor changes
             return
         check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
                       for r in roles], params[0].device, numels_of(params), labels)
