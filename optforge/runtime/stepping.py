@@ -56,7 +56,7 @@ class Bucket:
 
     launcher: object
     params: list
-    labels: list[str]  # "parameter i of group k", aligned with params
+    labels: "Labels"  # labels[j]: "parameter i of group k" for params[j]
     grads: list
     states: list[list]  # one list per name of plan.states, aligned with params
     scalars: tuple
