@@ -66,3 +66,21 @@ def test_scalar_condition_inside_functions_at_every_step(outer):
     w, _ = _run(rule, "torch", 3)
     w_n, _ = _run(rule, "numba", 3)
     assert torch.allclose(w, w_n, rtol=1e-6, atol=1e-7)
+
+
+def shared_condition(lr=0.5, a=0.8):
+    """CSE names the shared scalar condition ``t > 2`` as an element temporary holding a
+    Python bool; the torch backend then called torch.where(bool, ...): TypeError (found
+    by the cross-backend property test)."""
+    p, g, t = param(), grad(), step()
+    m, v = state("m"), state("v", init=param())
+    m1 = where(t > 2, m, 3.0)
+    v1 = clamp(where(t > 2, m, a), -3.0, 3.0) + g
+    return Rule(p - lr * v1, m=m1, v=v1)
+
+
+def test_a_shared_scalar_condition_named_by_cse():
+    w, state_t = _run(shared_condition, "torch", 4)
+    w_n, state_n = _run(shared_condition, "numba", 4)
+    assert torch.allclose(w, w_n, rtol=1e-6, atol=1e-7)
+    assert torch.allclose(state_t["v"], state_n["v"], rtol=1e-6, atol=1e-7)
