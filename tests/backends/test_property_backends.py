@@ -25,6 +25,7 @@ from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 from hypothesis import HealthCheck, given, settings
 
 import optforge
+from optforge.dsl import Rule, abs, grad, log, minimum, param, state, step, where
 from tests.backends.random_rules import make_rule, rules
 from tests.conftest import norm_rel
 
@@ -87,3 +88,21 @@ def test_random_rules_agree_across_backends(example):
 @given(rules())
 def test_many_random_rules_agree_across_backends(example):
     _check(example)
+
+
+def _combined(lr=0.5, b=0.3):
+    p, g, t = param(), grad(), step()
+    m, v = state("m"), state("v", init=param())
+    x = log(abs(g) + 1)
+    m1 = minimum(4.0, where((g <= -1.5) & (b > 0), 1.5, x))
+    v1 = minimum(4.0, where((g <= -1.5) | (t > 2), 1.5, x))
+    return Rule(p - lr * m1 + 0.1 * v1, m=m1, v=v1)
+
+
+def test_tensor_and_scalar_conditions_combined():
+    """Found by the slow run: where()s fold into ``(g <= -1.5) & (b > 0)``, which the
+    triton printer wrote as ``tensor & scalar``: a TypeError in the interpreter."""
+    want = _run(_combined, "torch", torch.device("cpu"))
+    for backend, device in (("numba", torch.device("cpu")), ("triton", DEVICE)):
+        for row, ref in zip(_run(_combined, backend, device), want):
+            assert all(norm_rel(x, y) <= TOL for x, y in zip(row, ref)), backend
