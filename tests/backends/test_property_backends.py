@@ -92,7 +92,7 @@ def test_many_random_rules_agree_across_backends(example):
 
 def _combined(lr=0.5, b=0.3):
     p, g, t = param(), grad(), step()
-    m, v = state("m"), state("v", init=param())
+    state("m"), state("v", init=param())  # declared: the states _run reads back
     x = log(abs(g) + 1)
     m1 = minimum(4.0, where((g <= -1.5) & (b > 0), 1.5, x))
     v1 = minimum(4.0, where((g <= -1.5) | (t > 2), 1.5, x))

@@ -73,7 +73,8 @@ def shared_condition(lr=0.5, a=0.8):
     Python bool; the torch backend then called torch.where(bool, ...): TypeError (found
     by the cross-backend property test)."""
     p, g, t = param(), grad(), step()
-    m, v = state("m"), state("v", init=param())
+    m = state("m")
+    state("v", init=param())  # declared: written below
     m1 = where(t > 2, m, 3.0)
     v1 = clamp(where(t > 2, m, a), -3.0, 3.0) + g
     return Rule(p - lr * v1, m=m1, v=v1)
