@@ -89,7 +89,7 @@ class OASIS(CatalogueOptimizer):
     rule = oasis
     source = "Jahani et al. (2021), arXiv:2109.05198, Algorithm 1"
 
-    def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
+    def _step_group(self, index: int, group: dict, given: dict | None = None):
         params = [p for p in group["params"] if p.grad is not None]
         if not group["adaptive_lr"] or not params:
             for key in (ETA, THETA, BASE):  # turned off: a later re-enable starts afresh
@@ -99,11 +99,15 @@ class OASIS(CatalogueOptimizer):
                                                (given or {})["hutchinson"])
         # the kernel's lr is η_t, scaled by a scheduler's change of lr since the start
         view = dict(group, lr=eta * float(group["lr"]) / base)
-        super()._step_group(index, view, given)
-        if view.get(SKIP_COUNTER) != group.get(SKIP_COUNTER):  # skipped: nothing moved
-            group[SKIP_COUNTER] = view[SKIP_COUNTER]
-            return
-        group[ETA], group[THETA], group[BASE] = eta, theta, base
+        work = super()._step_group(index, view, given)
+
+        def commit(work) -> None:  # after the step is applied (or skipped): nothing earlier
+            if work.skipped:  # nothing moved
+                group[SKIP_COUNTER] = view[SKIP_COUNTER]
+                return
+            group[ETA], group[THETA], group[BASE] = eta, theta, base
+        work.on_commit.append(commit)
+        return work
 
     def _adaptive_step(self, index: int, group: dict, params, hutchinson: dict):
         """(η_t, θ_t, η_1) for the group's next step; the norms are one host pass over it."""

@@ -227,11 +227,12 @@ def matrix_state(name: str, shape=("rows", "rows"), init="identity", scale=1.0,
         value = _scalar(scale, "matrix_state", "scale")
     elif init == "zeros":
         value = sp.Integer(0)
-    elif isinstance(init, (int, float)) and not isinstance(init, bool):
+    elif isinstance(init, (int, float)) and not isinstance(init, bool) \
+            and sp.Float(init).is_finite:
         value = sp.Float(init)
     else:
         raise DSLError(f"rule {rule!r}: matrix state {name!r} has init {init!r}; use "
-                       "'identity', 'zeros' or a number")
+                       "'identity', 'zeros' or a finite number")
     declare(StateDecl(name, value, dtype, kind="matrix", shape=shape, eye=init == "identity"))
     return MatrixStateSymbol(name, real=True)
 

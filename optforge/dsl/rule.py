@@ -13,8 +13,11 @@ def _as_expr(value, what: str) -> sp.Expr:
     if value is None or isinstance(value, (str, bytes)):
         raise DSLError(f"rule {_current_rule_name()!r}: {what} is {value!r}, "
                        "not a DSL expression")
+    if isinstance(value, (list, tuple, dict, set, sp.Tuple)):  # sympify would map over it
+        raise DSLError(f"rule {_current_rule_name()!r}: {what} is a {type(value).__name__} "
+                       f"({value!r}), not one DSL expression")
     try:
-        return sp.sympify(value)
+        return sp.sympify(value, strict=True)
     except (sp.SympifyError, TypeError) as exc:
         raise DSLError(f"rule {_current_rule_name()!r}: {what} ({value!r}) is not a "
                        "DSL expression") from exc

@@ -20,6 +20,7 @@ from typing import Callable
 import sympy as sp
 
 from .errors import DSLError, misuse_hint
+from .determinism import check_deterministic
 from .rule import Rule
 from .symbols import HyperSymbol, build_context, is_reserved
 from .validate import validate
@@ -151,6 +152,15 @@ class RuleSpec:
         for key, is_zero in zip(self.zero_specialized, zeros):
             if is_zero:
                 kwargs[key] = sp.Integer(0)
+        rule = self._call(kwargs)
+        # a second build must give the same rule: a random draw while building (Python's
+        # random, numpy, torch) would otherwise be frozen into a constant of the kernel
+        check_deterministic(rule, self._call(kwargs))
+        validate(rule, set(self.hyper_symbols))
+        return rule
+
+    def _call(self, kwargs: dict) -> Rule:
+        """Run the rule function once, collecting the states it declares."""
         with build_context(self.name) as ctx:
             try:
                 rule = self.fn(**kwargs)
@@ -163,7 +173,6 @@ class RuleSpec:
             raise DSLError(f"rule {self.name!r} returned {type(rule).__name__}, not Rule(...)")
         rule.states = dict(ctx.states)
         rule.randoms = dict(ctx.randoms)
-        validate(rule, set(self.hyper_symbols))
         return rule
 
     def hyper_values(self, group: dict) -> dict[str, float]:

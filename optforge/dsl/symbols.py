@@ -158,21 +158,40 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     if dtype is not None and dtype not in STATE_DTYPES:
         raise DSLError(f"rule {rule!r}: state {name!r} has dtype {dtype!r}; "
                        f"supported storage dtypes are {STATE_DTYPES} or None (the parameter's)")
-    try:
-        init_expr = sp.sympify(init)
-    except (sp.SympifyError, TypeError) as exc:
-        raise DSLError(f"rule {rule!r}: state {name!r} has init {init!r}, "
-                       "which is not a number or an expression") from exc
+    init_expr = _init_expr(rule, name, init)
     if any(getattr(node, "is_reduction", False) for node in sp.preorder_traversal(init_expr)):
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses a reduction; an "
                        "initial value is computed per element when the state is created")
-    bad = [s for s in init_expr.free_symbols
-           if isinstance(s, (GradSymbol, StateSymbol, StepSymbol))]
+    bad = sorted((s for s in init_expr.free_symbols
+                  if not isinstance(s, (HyperSymbol, ParamSymbol))), key=str)
     if bad:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
                        "an initial value may use only numbers, hyperparameters and param()")
     declare(StateDecl(name, init_expr, dtype))
     return StateSymbol(name, real=True)
+
+
+def _init_expr(rule: str, name: str, init) -> sp.Expr:
+    """A state's initial value as an expression: a finite number, or an expression of
+    hyperparameters and param(); anything else (a string, a list, a bool, NaN or an
+    infinity, which would poison every step) is refused, naming it."""
+    problem = None
+    if isinstance(init, (str, bytes, bool, list, tuple, dict, set)) or init is None:
+        problem = f"a {type(init).__name__}, not a number or an expression"
+    else:
+        try:
+            expr = sp.sympify(init, strict=True)
+        except (sp.SympifyError, TypeError):
+            expr, problem = None, f"a {type(init).__name__}, not a number or an expression"
+        if expr is not None and not isinstance(expr, sp.Expr):
+            problem = f"a {type(expr).__name__}, not a number or an expression"
+        elif expr is not None and expr.has(sp.nan, sp.oo, -sp.oo, sp.zoo):
+            problem = "not finite"
+    if problem is not None:
+        raise DSLError(f"rule {rule!r}: state {name!r} has initial value {init!r}, which is "
+                       f"{problem} (use a finite number, a hyperparameter or an expression "
+                       "of param())")
+    return expr
 
 
 def check_name(name, what: str) -> None:

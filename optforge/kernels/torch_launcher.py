@@ -16,6 +16,9 @@ def compute_dtype(param_dtype: torch.dtype) -> torch.dtype:
 class TorchLauncher:
     """One generated ``step`` call per tensor: the reference, not the fast path."""
 
+    # torch ops check nothing before writing: the optimizer checks states for it
+    checks_tensors = False
+
     def __init__(self, plan: KernelPlan):
         self.source = torch_source(plan)
         module = load_module(self.source, "torch")
@@ -23,6 +26,11 @@ class TorchLauncher:
         self._reduce_stages = module.REDUCE_STAGES
         self._matrix_stages = module.MATRIX_STAGES
         self._matrix_checks = module.MATRIX_CHECKS
+
+    def check(self, params, grads, states, labels=None) -> None:
+        """The check phase: nothing launcher-specific. Torch operations take any layout
+        and dispatch through tensor subclasses (DTensor), and the optimizer has checked
+        shapes, dtypes and devices."""
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
@@ -50,7 +58,7 @@ class TorchLauncher:
             fn(p, grads[i], *[s[i] for s in states], scalars=scalars, compute_dtype=cdt,
                reduced=reduced[i])
 
-    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+    def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``states`` is one list per name of ``plan.states`` (states, inputs, buffers),
         aligned with ``params``; ``reduced`` one tuple of finished reductions per parameter
         (multi-stage rules)."""

@@ -8,14 +8,11 @@ as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
 
 import torch
 
 from ..compiler.errors import CompileError
-from ..dsl.randomness import draw
 from ..dsl.spec import RuleSpec
-from ..kernels.torch_launcher import compute_dtype
 from . import checkpoint
 from .backends import BACKENDS, BackendError, check_backend_name, select
 from . import staging
@@ -26,13 +23,12 @@ from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
-from .reductions import finish, from_shapes
-from .state import new_state, storage_dtype
+from . import stepping
+from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 from .torch_args import (IMPL_FLAGS, check_differentiable, check_flags, check_ranges,
                          check_tensor_sizes, fused_devices, is_finite_number)
 
 
-SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -127,13 +123,24 @@ class Optimizer(torch.optim.Optimizer):
                 del self.param_groups[-1][key]
         if getattr(self, "skip_nonfinite", False):
             self.param_groups[-1].setdefault(SKIP_COUNTER, 0)
+        spec = self.spec_of(self.param_groups[-1])  # DSL errors surface here, not at step 1
+        with gc_paused():  # a SymPy build: many objects (see gc_pause)
+            spec.build(spec.variant_of(self.param_groups[-1]))
 
     # ---- the step -----------------------------------------------------------------
     # Under torch.compile the step is one graph break: Dynamo must not trace into the
     # numba dispatcher (it crashes there) nor guard on the plan's objects (a recompile per
     # step). torch.optim's step hooks/profiling wrapper, which wraps this method, stays
-    # traceable; only the body below runs eagerly.
+    # traceable; only the body below runs eagerly. Concurrent calls from several threads
+    # run one after another (stepping.serialised), a subclass's own step (MKOR,
+    # AdaHessian) too: the lock is re-entrant.
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "step" in cls.__dict__:
+            cls.step = torch.compiler.disable(stepping.serialised(cls.step))
+
     @torch.compiler.disable
+    @stepping.serialised
     def step(self, closure=None, inputs=None):
         """One update of every parameter that has a gradient; returns the closure's loss.
 
@@ -187,8 +194,15 @@ class Optimizer(torch.optim.Optimizer):
             given = [self._inputs_of(index, group, closure, inputs)
                      for index, group in enumerate(self.param_groups)]
             with gc_paused(first):
-                for index, group in enumerate(self.param_groups):
-                    self._step_group(index, group, given[index])
+                # collect and check every group, then reduce every group (no writes),
+                # then apply: an error before the first write leaves everything as it was
+                work = [self._step_group(index, group, given[index])
+                        for index, group in enumerate(self.param_groups)]
+                work = [w for w in work if w is not None]
+                for w in work:
+                    stepping.reduce(self, w)
+                for w in work:
+                    stepping.apply(self, w)
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
@@ -207,90 +221,15 @@ class Optimizer(torch.optim.Optimizer):
         found = gather(self, group, index, params, decls, closure, inputs)
         return {name: dict(zip(params, values)) for name, values in found.items()}
 
-    def _step_group(self, index: int, group: dict, given: dict | None = None) -> None:
-        given = given or {}
-        spec = self.spec_of(group)
-        compiled = self._compiled(group)
-        decls = compiled.plan.states
-        hyper_values = spec.hyper_values(group)
-        buckets = defaultdict(list)
-        for i, p in enumerate(group["params"]):
-            if p.grad is None:
-                continue
-            self._check_param(p, index, i)
-            if compiled.plan.matrix_stages and p.dim() < 2:
-                raise ValueError(f"{type(self).__name__} ({spec.name}): parameter {i} of "
-                                 f"group {index} has shape {tuple(p.shape)}; the rule uses "
-                                 "matrix operations, which need parameters with at least 2 "
-                                 "dimensions (give biases and norms an elementwise rule: a "
-                                 "param group with \"rule\": optforge.AdamW, see "
-                                 "optforge.split_matrix_params)")
-            state = self.state[p]
-            if not state:
-                state.update(new_state(decls, p, hyper_values))
-            for name in compiled.stored_names:
-                if name not in state:  # a flag turned on later (amsgrad)
-                    state.update({name: new_state({name: decls[name]}, p, hyper_values)[name]})
-            step = float(state["step"]) + 1.0
-            buckets[(p.device, p.dtype, step)].append(p)
-        plan = compiled.plan
-        runs = []  # (launcher, params, grads, states, scalars) per bucket
-        pre_runs = []  # (pre-stage launcher, its scalars) per bucket, or None
-        # only the pre-stage writes into a buffer; the matrix stage hands over its own
-        # result tensors, so its buffers need no placeholder (None until then)
-        written_early = {r.name for r, _ in compiled.pre.plan.stores} if compiled.pre else set()
-        for (device, dtype, step), params in buckets.items():
-            randoms = {name: draw(dist, self.seed, index, step, name)
-                       for name, dist in plan.randoms.items()}
-            runs.append((self._launcher(compiled, device, dtype), params,
-                         [p.grad for p in params],
-                         [[given[name][p] for p in params] if name in given else
-                          ([torch.empty_like(p, dtype=storage_dtype(decls[name], p))
-                            for p in params] if name in written_early else [None] * len(params))
-                          if decls[name].kind == "buffer" else
-                          [self.state[p][name] for p in params] for name in decls],
-                         compiled.scalars(hyper_values, step, randoms)))
-            pre_runs.append((self._launcher(compiled.pre, device, dtype),
-                             compiled.pre.scalars(hyper_values, step, randoms))
-                            if compiled.pre else None)
-        reduced = {p: () for _, params, *_ in runs for p in params} if (
-            plan.reductions or plan.matrix_stages) else None
-        for k, stage in enumerate(plan.reduce_stages):  # all buckets: group scopes span them
-            partials = []
-            for launcher, params, grads, states, scalars in runs:
-                parts = from_shapes(stage.reductions, params, compute_dtype)
-                if parts is None:
-                    parts = launcher.reduce(k, params, grads, states, scalars,
-                                            [reduced[p] for p in params])
-                partials += zip(params, parts)
-            for p, values in finish(stage.reductions, partials).items():
-                reduced[p] += values
-            if k == 0 and plan.nonfinite_check is not None and runs:
-                at = [r.result for r in stage.reductions].index(plan.nonfinite_check)
-                if float(reduced[runs[0][1][0]][at]) > 0:
-                    group[SKIP_COUNTER] = group.get(SKIP_COUNTER, 0) + 1
-                    return
-        if plan.matrix_stages:  # out-of-range run-time scalars raise before any write
-            checker = compiled.launcher(BACKENDS["torch"])
-            for _, params, grads, states, scalars in runs:
-                checker.matrix_check(0, params, grads, states, scalars,
-                                     [reduced[p] for p in params])
-        for (launcher, params, grads, states, scalars), pre, step in zip(
-                runs, pre_runs, [k[2] for k in buckets]):
-            kwargs = {}
-            if plan.reductions:
-                kwargs["reduced"] = [reduced[p] for p in params]
-            if pre is not None:  # fills the pre<i> buffers (and steps states nothing else reads)
-                pre[0](params, grads, states, pre[1])
-            new_matrices = self._matrix_stage(
-                compiled, params, grads, states, scalars, [reduced[p] for p in params]
-            ) if plan.matrix_stages else {}
-            launcher(params, grads, states, scalars, **kwargs)
-            for p in params:  # only after the kernel succeeded
-                self.state[p]["step"].fill_(step)
-            for name, values in new_matrices.items():
-                for p, value in zip(params, values):
-                    self.state[p][name].copy_(value)
+    def _step_group(self, index: int, group: dict, given: dict | None = None):
+        """Collect and check one group's step (see runtime/stepping.py): its buckets and
+        new states, every tensor checked; writes nothing. ``step()`` applies the returned
+        work once every group has passed (None: no parameter has a gradient). Subclasses
+        that adjust a group's step (OASIS) override this and add ``on_commit`` hooks."""
+        work = stepping.collect(self, index, group, given or {})
+        if work is not None:
+            stepping.check(self, work)
+        return work
 
     def _matrix_stage(self, compiled, params, grads, states, scalars, reduced) -> dict:
         """Run the plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: fill the
@@ -340,24 +279,39 @@ class Optimizer(torch.optim.Optimizer):
             launcher = compiled.launcher(BACKENDS["torch"])
         return launcher
 
-    def _check_param(self, p, group_index: int, i: int) -> None:
+    def _check_param(self, p, labels, j: int, compiled) -> None:
+        """A bucket's parameter ``j`` and its gradient as the kernels need them;
+        ``labels[j]`` names it ("parameter 1 of group 0"). Sparse gradients (where the rule
+        takes them) and complex parameters are staged for the kernels (runtime/staging)."""
+        g = p.grad
+        fused = self.param_groups[labels.group].get("fused")
+        if not (g.is_sparse or p.is_complex() or fused or g.shape != p.shape
+                or g.dtype != p.dtype or g.device != p.device
+                or (compiled.plan.matrix_stages and p.dim() < 2)):
+            return  # the common case, checked in ~1 us
         name = type(self).__name__
-        where = f"{name}: parameter {i} of group {group_index}"
-        if p.grad.is_sparse and not self.supports_sparse_grads:
+        where = f"{name}: {labels[j]}"
+        if g.is_sparse and not self.supports_sparse_grads:
             # torch refuses them too, except in SGD and Adagrad (and SparseAdam)
             raise NotImplementedError(f"{where} has a sparse gradient; {name} does not "
                                       "support sparse gradients (SGD and Adagrad do)")
-        if p.is_complex() and self._compiled(self.param_groups[group_index]).plan.matrix_stages:
+        if p.is_complex() and compiled.plan.matrix_stages:
             raise RuntimeError(f"{name} does not support complex parameters: {where} is "
                                f"{p.dtype} and the rule uses matrix operations")
-        if self.param_groups[group_index].get("fused") and not (
-                p.device.type in fused_devices() and torch.is_floating_point(p)):
+        if fused and not (p.device.type in fused_devices() and torch.is_floating_point(p)):
             raise RuntimeError(f"{where}: `fused=True` requires all the params to be floating "
                                f"point Tensors of supported devices: {fused_devices()} but "
                                f"{p.dtype} and {p.device.type}")
-        if p.grad.shape != p.shape or p.grad.dtype != p.dtype:
-            raise RuntimeError(f"{where}: gradient {tuple(p.grad.shape)} {p.grad.dtype} does "
-                               f"not match the parameter {tuple(p.shape)} {p.dtype}")
+        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
+            raise RuntimeError(f"{where}: gradient {tuple(g.shape)} {g.dtype} on "
+                               f"{g.device} does not match the parameter "
+                               f"{tuple(p.shape)} {p.dtype} on {p.device}")
+        if compiled.plan.matrix_stages and p.dim() < 2:
+            raise ValueError(f"{name} ({compiled.spec.name}): {labels[j]} has shape "
+                             f"{tuple(p.shape)}; the rule uses matrix operations, which "
+                             "need parameters with at least 2 dimensions (give biases and "
+                             "norms an elementwise rule: a param group with \"rule\": "
+                             "optforge.AdamW, see optforge.split_matrix_params)")
 
     # ---- layer statistics -------------------------------------------------------------
     def attach(self, model: torch.nn.Module) -> LayerStats:

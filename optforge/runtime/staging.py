@@ -97,10 +97,22 @@ class Staged:
                     back.append((original, column[j]))
         return params, grads, states, back
 
+    def check(self, params, grads, states, labels):
+        """The launcher's check of what its kernels will get (the step's check stage).
+        What it derives (address tables) is reused by the launch only when nothing is
+        staged: staged copies are made anew at the launch, at other addresses."""
+        staged = self._staged_indices(params, grads, states)
+        if not staged:
+            return self.inner.check(params, grads, states, labels)
+        params, grads, states, _ = self._stage(params, grads, states, staged)
+        self.inner.check(params, grads, states, labels)
+        return None
+
     def __call__(self, params, grads, states, scalars, **kwargs):
         staged = self._staged_indices(params, grads, states)
         if not staged:
             return self.inner(params, grads, states, scalars, **kwargs)
+        kwargs.pop("prepared", None)  # derived from the check's copies, not these
         params, grads, states, back = self._stage(params, grads, states, staged)
         result = self.inner(params, grads, states, scalars, **kwargs)
         for original, copy in back:  # only after the kernel succeeded

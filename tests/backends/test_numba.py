@@ -221,6 +221,6 @@ def test_state_of_the_wrong_dtype_is_named():
     p.grad = torch.randn(10)
     opt.step()
     opt.state[p]["exp_avg_sq"] = opt.state[p]["exp_avg_sq"].double()
-    with pytest.raises(TypeError, match="state 'exp_avg_sq' of parameter 0 has dtype "
+    with pytest.raises(TypeError, match="state 'exp_avg_sq' of parameter 0 of group 0 has dtype "
                                         "torch.float64, expected torch.float32"):
         opt.step()

@@ -49,11 +49,25 @@ class TorchPrinter(InfixArithmetic):
     def __init__(self, rule_name: str):
         self.rule_name = rule_name
         self.keep_dtype = set()  # orthogonalize nodes whose result a half buffer takes as is
+        # temporaries whose value is a Python scalar or bool (CSE can name a condition on
+        # the step or a hyperparameter, ``e0 = (s0 != 0.0)``): not tensors
+        self.scalar_temps = set()
 
     def tensor(self, e) -> bool:
         # reduction results are 0-dim (or per-row/column) tensors: printed as tensors too
-        return any(isinstance(s, (TensorSymbol, ElemTemp, ReduceResult, ScopeTemp))
+        return any(isinstance(s, (TensorSymbol, ReduceResult, ScopeTemp))
+                   or (isinstance(s, ElemTemp) and s not in self.scalar_temps)
                    for s in e.free_symbols)
+
+    def temps(self, temps) -> list[str]:
+        """``name = value`` lines for one generated function's temporaries, noting which
+        hold scalars (afresh: another function may reuse a name for a tensor)."""
+        self.scalar_temps, lines = set(), []
+        for sym, e in temps:
+            if not self.tensor(e):
+                self.scalar_temps.add(sym)
+            lines.append(f"    {sym.name} = {self.doprint(e)}")
+        return lines
 
     def doprint(self, e) -> str:
         method = getattr(self, "_print_" + type(e).__name__, None)
@@ -111,7 +125,13 @@ class TorchPrinter(InfixArithmetic):
         other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
             else self.doprint(rest[0][0])
         if not self.tensor(cond):
-            return f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
+            picked = f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
+            if not self.tensor(e):
+                return picked
+            # A scalar condition picks one branch: a fresh tensor in the compute dtype, so
+            # it never aliases a loaded state that a later store overwrites (the new value
+            # would leak in), and a scalar branch is still a tensor for torch.abs/maximum.
+            return f"torch.as_tensor({picked}, dtype=compute_dtype).clone()"
         return f"torch.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
 
     def _matrix_op(self, e) -> str:
@@ -145,7 +165,7 @@ def torch_source(plan: KernelPlan) -> str:
     pr = TorchPrinter(plan.rule_name)
     names = _signature(plan)
     loads = [f"    v_{r.name} = _load({arg(r.name)}, compute_dtype)" for r in plan.loads]
-    temps = [f"    {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    temps = pr.temps(plan.temps)
     outputs, stores = [], []
     for ref, e in plan.stores:
         if not pr.tensor(e):  # a value the same for every element
@@ -189,7 +209,7 @@ def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:
                   f"    ({_reduced_names(plan, k)}) = reduced"]
         lines += _scope_lines(plan, pr, exprs)
         lines += [f"    v_{r.name} = _load({arg(r.name)}, compute_dtype)" for r in stage.loads]
-        lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
+        lines += pr.temps(stage.temps)
         parts = []
         for r in stage.reductions:
             value = pr.doprint(r.expr)
@@ -219,7 +239,7 @@ def _matrix_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> list
             load = arg(r.name) if r.role == "buffer" and r.dtype in HALF else \
                 f"_load({arg(r.name)}, compute_dtype)"
             lines.append(f"    v_{r.name} = {load if shaped else f'_mx.view2d({load})'}")
-        lines += [f"    {s.name} = {pr.doprint(e)}" for s, e in stage.temps]
+        lines += pr.temps(stage.temps)
         results = []
         for name, e in stage.outputs:
             buffer = plan.states[name].dtype if name in stage.buffers else None

@@ -148,11 +148,23 @@ class TritonPrinter(InfixArithmetic):
             else self.doprint(rest[0][0])
         return f"tl.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
 
+    def _logic(self, e, op: str, scalar_true: str, scalar_false: str) -> str:
+        """A tensor condition combined with scalar ones (``g > 0 & step() > 1``): each
+        scalar one selects with tl.where, since `tensor & scalar` does not type-check in
+        the interpreter (found by the cross-backend property test)."""
+        per_element = [a for a in e.args if any(
+            isinstance(s, (TensorSymbol, ElemTemp)) for s in a.free_symbols)]
+        scalars = [a for a in e.args if a not in per_element]
+        out = "(" + f" {op} ".join(self.doprint(a) for a in per_element or scalars) + ")"
+        for a in scalars if per_element else ():
+            out = f"tl.where({self.doprint(a)}, {scalar_true or out}, {scalar_false or out})"
+        return out
+
     def _print_And(self, e):
-        return "(" + " & ".join(self.doprint(a) for a in e.args) + ")"
+        return self._logic(e, "&", "", "False")
 
     def _print_Or(self, e):
-        return "(" + " | ".join(self.doprint(a) for a in e.args) + ")"
+        return self._logic(e, "|", "True", "")
 
     def _print_Not(self, e):
         return f"(~{self.doprint(e.args[0])})"

@@ -44,6 +44,7 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
 from ..cache import load_module
+from ..raw_memory import CheckedAddresses, is_raw, refuse_wrapped
 from .jit import prepare, run_parallel
 from .reduce import Layout
 from .stage_results import StageResults
@@ -90,7 +91,8 @@ def _plain(tensors, dtype, numels) -> bool:
     which at 200 tensors x 4 slots was half of a small step): CPU, right dtype and size,
     contiguous. The grad's shape is checked by the optimizer, states are made like p."""
     for t, n in zip(tensors, numels):
-        if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous():
+        if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous() \
+                or not is_raw(t):
             return False
     return True
 
@@ -107,6 +109,9 @@ def _purge_numba_cache(module) -> None:
 class NumbaLauncher:
     """Loads one kernel per parameter dtype (lazily) and calls it once per bucket."""
 
+    # check() validates dtype, device and size of every tensor the kernels touch
+    checks_tensors = True
+
     def __init__(self, plan: KernelPlan):
         self.plan = plan
         self.slots = kernel_slots(plan)
@@ -116,6 +121,7 @@ class NumbaLauncher:
         self._layouts: dict[tuple, Layout] = {}
         self._storage: dict[str, dict[str, str]] = {}  # parameter dtype -> slot storage
         self._results = StageResults(plan)
+        self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
         self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
                             for r in plan.reductions)
@@ -129,7 +135,18 @@ class NumbaLauncher:
             found = self._kernels[param_dtype] = load_module(source, "numba")
         return found
 
-    def _tables(self, params, grads, states):
+    def check(self, params, grads, states, labels=None):
+        """The optimizer's check phase, before any kernel of the step: raise naming the
+        tensor (by ``labels[j]``, e.g. "parameter 3 of group 1") if this bucket cannot
+        run. Returns the checked tables for the launch (``prepared``), or None where a
+        buffer a matrix stage has not made yet (None) leaves them to the launch."""
+        if not params or any(t is None for ts in states for t in ts):
+            if params:
+                self._tables(params, grads, states, labels)
+            return None
+        return self._tables(params, grads, states, labels)
+
+    def _tables(self, params, grads, states, labels=None):
         """(dtype name, address table, blocks) of a bucket, every tensor checked."""
         dtype = _DTYPE_NAMES.get(params[0].dtype)
         if dtype is None:
@@ -144,17 +161,25 @@ class NumbaLauncher:
         # a non-contiguous (e.g. channels_last) parameter: every tensor must share its
         # layout, which only the detailed check looks at
         params_plain = all(p.is_contiguous() for p in params)
-        table = []
+        labels = labels or [f"parameter {j}" for j in range(len(params))]
+        table, named = [], []
         for name in self.slots:
             tensors = columns[name]
+            if any(t is None for t in tensors):  # check phase: a matrix buffer not made yet
+                continue
             if not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
-                self._check(name, tensors, params, storage[name])  # explains, or allows
+                self._check(name, tensors, params, storage[name], labels)  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
+            named.append((name, tensors))
+        # the kernel trusts each address with its parameter's numel: assert they agree
+        self._checked.check((numels, table), (
+            (_what(name, labels[j]), t) for name, ts in named for j, t in enumerate(ts)),
+            "numba")
         if self._by_rows:
             for j, p in enumerate(params):
                 if not p.is_contiguous():
                     raise ValueError(
-                        f"numba backend: parameter {j} (shape {tuple(p.shape)}, stride "
+                        f"numba backend: {labels[j]} (shape {tuple(p.shape)}, stride "
                         f"{p.stride()}) is not contiguous, and rule {self.plan.rule_name!r} "
                         "reduces over rows or columns; make it contiguous or use "
                         "backend='torch'")
@@ -165,12 +190,13 @@ class NumbaLauncher:
             blocks = self._blocks[numels] = blocks_for(numels)
         return dtype, np.array(table, dtype=np.int64), blocks
 
-    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+    def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;
-        ``reduced``: each parameter's finished reductions (multi-stage plans)."""
+        ``reduced``: each parameter's finished reductions (multi-stage plans);
+        ``prepared``: what ``check`` returned for these very tensors this step."""
         if not params:
             return
-        dtype, table, blocks = self._tables(params, grads, states)
+        dtype, table, blocks = prepared or self._tables(params, grads, states)
         module = self.kernel(dtype)
         args = (table, blocks, np.array(scalars, dtype=np.float64))
         if self.plan.reduce_stages:
@@ -197,13 +223,13 @@ class NumbaLauncher:
             found = self._layouts[key] = Layout(key, blocks, BLOCK)
         return found
 
-    def _check(self, name, tensors, params, dtype):
+    def _check(self, name, tensors, params, dtype, labels):
         """The slow path: raise naming the tensor, or accept a dense permuted layout."""
         want = getattr(torch, dtype)
         for j, t in enumerate(tensors):
             p = params[j]
-            what = {"p": "parameter", "g": "gradient of parameter"}.get(
-                name, f"state {name!r} of parameter") + f" {j}"
+            what = _what(name, labels[j])
+            refuse_wrapped(t, what, "numba")
             if t.device.type != "cpu":
                 raise RuntimeError(f"numba backend: {what} is on {t.device}; "
                                    "the numba backend runs CPU tensors only")
@@ -222,6 +248,12 @@ class NumbaLauncher:
                     f"numba backend: {what} (shape {tuple(t.shape)}, stride "
                     f"{t.stride()}) is not laid out like its parameter (stride {p.stride()}) "
                     "or not dense; make it contiguous or use backend='torch'")
+
+
+def _what(name: str, label: str) -> str:
+    """"parameter 3 of group 1", "gradient of parameter 3...", "state 'm' of parameter 3..."."""
+    return label if name == "p" else (
+        "gradient of " if name == "g" else f"state {name!r} of ") + label
 
 
 def _launch(module, fn, args, total: int) -> None:

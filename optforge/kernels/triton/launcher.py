@@ -65,6 +65,9 @@ class TritonLauncher:
     makes runs reproducible). ``tuner`` defaults to the process-wide autotuner.
     """
 
+    # check() validates dtype, device and size of every tensor the kernels touch
+    checks_tensors = True
+
     def __init__(self, plan: KernelPlan, stochastic=(), tuner=None,
                  generator: torch.Generator | None = None):
         self.plan = plan
@@ -82,6 +85,7 @@ class TritonLauncher:
         self._layouts: dict[tuple, Layout] = {}
         self._configs: dict[tuple, Config] = {}
         self._stage_layouts: dict[tuple, StageLayout] = {}
+        self._checked = None  # (kernel, addresses, sizes) the last check passed
         self._flat = [not stage_uses_rows_or_cols(plan, k) for k in range(len(plan.reduce_stages))]
         self._result_pos = result_layout(plan)
         self._kinds = [result_kind(r) for r in plan.reductions]
@@ -114,7 +118,7 @@ class TritonLauncher:
         return found
 
     # ---- one step ---------------------------------------------------------------------
-    def __call__(self, params, grads, states, scalars, reduced=None) -> None:
+    def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``reduced``: each parameter's finished reductions (multi-stage plans)."""
         if not params:
             return
@@ -158,6 +162,26 @@ class TritonLauncher:
             found = self._stage_layouts[key] = StageLayout(shapes, flat, block, device)
         return found
 
+    def check(self, params, grads, states, labels=None) -> None:
+        """The optimizer's check phase, before any kernel of the step: raise naming the
+        tensor (``labels[j]``: "parameter 3 of group 1") if this bucket cannot run.
+        Buffers a matrix stage has not made yet (None) are checked at launch."""
+        if not params:
+            return
+        kern = self.kernel(params[0].dtype)
+        by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
+        roles = [r for r in self.refs if not any(t is None for t in by_role[r.name])]
+        try:
+            key = (kern.digest, addresses_of([by_role[r.name] for r in roles]),
+                   numels_of(params))
+        except RuntimeError:  # no data pointer (a wrapper subclass): check_bucket names it
+            key = None
+        if key is not None and key == self._checked:  # checked again when a tensor changes
+            return
+        check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
+                      for r in roles], params[0].device, numels_of(params), labels)
+        self._checked = key
+
     def _prepare(self, params, grads, states, scalars):
         """(kernel, layout, address table, config) of a bucket, its tensors checked."""
         device, dtype = params[0].device, params[0].dtype
@@ -175,7 +199,7 @@ class TritonLauncher:
             # checked whenever a tensor changes (not every step: ~1 us per tensor adds
             # up to a noticeable share of a 300-tensor step)
             check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
-                          for r in self.refs], device)
+                          for r in self.refs], device, numels)
         config = self._config(kern, layout, rows, scalars)
         return kern, layout, layout.address_table(addresses), config
 

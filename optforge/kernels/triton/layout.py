@@ -17,26 +17,37 @@ from __future__ import annotations
 
 import torch
 
+from ..raw_memory import check_extent, refuse_wrapped
+
 
 class LayoutError(ValueError):
     """A bucket the triton backend cannot run as given (strides, devices, dtypes)."""
 
 
 def check_bucket(roles: list[tuple[str, list[torch.Tensor], torch.dtype]],
-                 device: torch.device) -> None:
-    """Every tensor contiguous, on ``device``, with its role's storage dtype; else name it."""
+                 device: torch.device, numels: tuple[int, ...], labels=None) -> None:
+    """Every tensor a plain (not wrapper) tensor of its parameter's numel (``numels``),
+    contiguous, inside its own storage, on ``device``, with its role's storage dtype;
+    else name it. ``labels[i]`` names parameter i in messages."""
     for role, tensors, dtype in roles:
         for i, t in enumerate(tensors):
-            where = f"triton backend: tensor {role!r} of parameter {i}"
+            label = labels[i] if labels else f"parameter {i}"
+            where = f"triton backend: tensor {role!r} of {label}"
+            refuse_wrapped(t, where, "triton")  # a DTensor's numel is not its shard's
             if t.device != device:
                 raise LayoutError(f"{where} is on {t.device}, the bucket on {device}")
             if t.dtype != dtype:
                 raise LayoutError(f"{where} is {t.dtype}; the kernel was built for {dtype}")
+            if t.numel() != numels[i]:
+                # the kernel reads numels[i] elements from every role's address
+                raise LayoutError(f"{where} has {t.numel()} elements (shape "
+                                  f"{tuple(t.shape)}), its parameter {numels[i]}")
             if not t.is_contiguous():
                 # a strided view would be read as if dense: wrong values, so refuse it
                 raise LayoutError(f"{where} is not contiguous (shape {tuple(t.shape)}, "
                                   f"strides {t.stride()}); the triton backend needs "
                                   "contiguous tensors (use .contiguous() or backend='torch')")
+            check_extent(t, where, "triton")
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
