@@ -152,8 +152,10 @@ class TritonPrinter(InfixArithmetic):
         """A tensor condition combined with scalar ones (``g > 0 & step() > 1``): each
         scalar one selects with tl.where, since `tensor & scalar` does not type-check in
         the interpreter (found by the cross-backend property test)."""
+        scalar_temps = getattr(self, "scalar_temps", ())
         per_element = [a for a in e.args if any(
-            isinstance(s, (TensorSymbol, ElemTemp)) for s in a.free_symbols)]
+            isinstance(s, TensorSymbol) or (isinstance(s, ElemTemp) and s not in scalar_temps)
+            for s in a.free_symbols)]
         scalars = [a for a in e.args if a not in per_element]
         out = "(" + f" {op} ".join(self.doprint(a) for a in per_element or scalars) + ")"
         for a in scalars if per_element else ():
@@ -242,6 +244,12 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
             f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
             for i, r in enumerate(refs)]
+    # temporaries CSE made of scalar conditions (e0 = s0 != 0.0) are scalars for _logic
+    pr.scalar_temps = set()
+    for s, e in plan.temps:
+        if not any(isinstance(x, TensorSymbol) or (isinstance(x, ElemTemp)
+                   and x not in pr.scalar_temps) for x in e.free_symbols):
+            pr.scalar_temps.add(s)
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs = []
     for ref, e in plan.stores:
