@@ -4,7 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from optforge.runtime.backends import BACKENDS
+# Triton reads TRITON_INTERPRET when it is first imported, and test modules anywhere
+# (torch.compile's, the runtime's) may import it: decide the mode before any of them.
+import tests.triton_env  # noqa: F401,E402 - imported for its side effect, first
+from optforge.runtime.backends import BACKENDS  # noqa: E402
 
 SHAPES = [(1,), (1023,), (7, 13), (257, 129)]
 

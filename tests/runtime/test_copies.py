@@ -60,6 +60,8 @@ def _step(model, opt, name: str, k: int) -> None:
     inputs = None
     if name == "DOT":  # the distillation gradient DOT reads: a fixed stand-in
         inputs = {"distill_grad": {p: 0.5 * p.grad for p in model.parameters()}}
+    if name in {"DistributedLion", "SignumMV"}:  # one worker's vote: no process group
+        inputs = {"vote": {p: torch.sign(p.grad) for p in model.parameters()}}
     opt.step(closure, inputs=inputs)
 
 
