@@ -7,7 +7,7 @@ p <- p - lr * (||p|| / ||r||) * r,  norms per tensor; the ratio is 1 where ||p||
 ``bias_correction=False`` drops both corrections (NVIDIA apex FusedLAMB's flag). The trust
 ratio is not clamped (phi = identity; pytorch-optimizer clamps ||p|| at 10).
 """
-from ..dsl import Rule, grad, norm, param, sqrt, state, step, where
+from ..dsl import Rule, grad, named, norm, param, sqrt, state, step, where
 from ._base import CatalogueOptimizer
 
 
@@ -18,12 +18,13 @@ def lamb(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0, bias_correctio
     b1, b2 = betas
     m = b1 * state("exp_avg") + (1 - b1) * g
     v = b2 * state("exp_avg_sq") + (1 - b2) * g * g
-    if bias_correction:
-        r = (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps) + weight_decay * p
+    if bias_correction:  # named: optforge latex shows these as rows of their own
+        m_hat, v_hat = named(m / (1 - b1**t), "m_hat"), named(v / (1 - b2**t), "v_hat")
+        r = named(m_hat / (sqrt(v_hat) + eps) + weight_decay * p, "r")
     else:
-        r = m / (sqrt(v) + eps) + weight_decay * p
+        r = named(m / (sqrt(v) + eps) + weight_decay * p, "r")
     w_norm, r_norm = norm(p), norm(r)
-    ratio = where((w_norm > 0) & (r_norm > 0), w_norm / r_norm, 1)
+    ratio = named(where((w_norm > 0) & (r_norm > 0), w_norm / r_norm, 1), "trust_ratio")
     return Rule(p - lr * ratio * r, exp_avg=m, exp_avg_sq=v)
 
 
