@@ -4,9 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-# Triton reads TRITON_INTERPRET when it is first imported, and test modules anywhere
-# (torch.compile's, the runtime's) may import it: decide the mode before any of them.
-import tests.triton_env  # noqa: F401,E402 - imported for its side effect, first
+# Triton reads TRITON_INTERPRET when it is first imported, and importing optforge's
+# runtime imports it (torch.compiler.disable loads torch._dynamo, which loads triton):
+# decide the mode before anything else.
+import tests.triton_env  # noqa: F401,I001 - first, for its side effect
+
 from optforge.runtime.backends import BACKENDS  # noqa: E402
 
 SHAPES = [(1,), (1023,), (7, 13), (257, 129)]
@@ -23,7 +25,13 @@ def available_backends() -> list[str]:
             if b.supports(torch.device("cpu"), torch.float32)]
 
 
-@pytest.fixture(params=available_backends())
+# The `backend` fixture: the backends that run CPU tensors natively. The Triton
+# interpreter (~1 ms a program) is for the tests that ask for it (tests/backends/
+# test_triton*.py and the files that add "triton" themselves, on DEVICE).
+NATIVE_BACKENDS = [b for b in available_backends() if b != "triton"]
+
+
+@pytest.fixture(params=NATIVE_BACKENDS)
 def backend(request):
     return request.param
 

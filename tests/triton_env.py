@@ -8,13 +8,20 @@ never picks triton for CPU tensors and the shared `backend` fixture was parametr
 when tests/conftest.py was imported, before this module.
 """
 import os
+import sys
 
 import torch
 
-if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+_UNSET = os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
+# A script that compiled Triton ahead of time and imports test helpers (the sm_90 AOT
+# check runs one in a subprocess) imported triton first, on purpose, without the
+# interpreter: its mode stays; the tests themselves always come here first (conftest).
+_COMPILING_SCRIPT = _UNSET and "triton" in sys.modules and "pytest" not in sys.modules
+if torch.cuda.is_available() and _UNSET:
     DEVICE = torch.device("cuda")
 else:
-    os.environ["TRITON_INTERPRET"] = "1"
+    if not _COMPILING_SCRIPT:
+        os.environ["TRITON_INTERPRET"] = "1"
     DEVICE = torch.device("cpu")
 
 INTERPRETED = DEVICE.type == "cpu"
@@ -26,4 +33,5 @@ import triton  # noqa: E402,F401
 
 from optforge.kernels.triton.available import check_interpreter_consistent  # noqa: E402
 
-check_interpreter_consistent()  # fails clearly if something imported triton before us
+if not _COMPILING_SCRIPT:
+    check_interpreter_consistent()  # fails clearly if something imported triton before us

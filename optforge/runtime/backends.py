@@ -104,16 +104,20 @@ def check_backend_name(name: str) -> None:
 
 _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_OPTIM = os.path.dirname(os.path.abspath(torch.optim.__file__))
+# torch.compiler.disable's wrapper around Optimizer.step sits between the user and us
+_TORCH_DYNAMO = os.path.join(os.path.dirname(os.path.abspath(torch.__file__)), "_dynamo")
 
 
 def _caller_level() -> int:
     """The ``stacklevel`` that points a warning raised in ``select`` at the first frame
-    outside optforge and torch.optim (the user's ``opt.step()``), however deep the call."""
+    outside optforge, torch.optim and torch._dynamo (the user's ``opt.step()``), however
+    deep the call."""
     frame, level = sys._getframe(2), 1  # frame 2: select's caller (level 2 for warn)
     while frame is not None:
         level += 1
         path = os.path.abspath(frame.f_code.co_filename)
-        if not path.startswith((_PACKAGE + os.sep, _TORCH_OPTIM + os.sep)):
+        if not path.startswith((_PACKAGE + os.sep, _TORCH_OPTIM + os.sep,
+                                _TORCH_DYNAMO + os.sep)):
             return level
         frame = frame.f_back
     return level

@@ -11,6 +11,8 @@ states are clamped so values stay O(1) over the steps. Trees are nested tuples
 """
 from __future__ import annotations
 
+import sympy as sp
+
 from hypothesis import strategies as st
 
 from optforge.dsl import (Rule, abs, clamp, exp, grad, lerp, log, maximum, minimum, param,
@@ -78,7 +80,9 @@ def _eval(tree, env):
         name, bound = cond[1].split(">")
         c = env[name] > float(bound)
     else:
-        x, y = _eval(cond[2], env), _eval(cond[3], env)
+        # sympified: two constants compare to SymPy's true/false, a constant condition
+        # where() takes (a Python bool is refused: it is what `expr == expr` gives)
+        x, y = sp.sympify(_eval(cond[2], env)), sp.sympify(_eval(cond[3], env))
         c = x > y if cond[1] == ">" else x <= y
     return where(c, _eval(tree[2], env), _eval(tree[3], env))
 

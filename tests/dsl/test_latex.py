@@ -111,10 +111,30 @@ def test_naming_does_not_change_what_is_compiled():
     assert named(sp.Symbol("x") + 1, "y") == sp.Symbol("x") + 1  # outside a rule: a no-op
 
 
+def _lamb_unnamed(lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.0):
+    """LAMB as catalogue/lamb.py wrote it before it named its rows."""
+    from optforge.dsl import Rule, grad, norm, param, sqrt, state, step, where
+    p, g, t = param(), grad(), step()
+    b1, b2 = betas
+    m = b1 * state("exp_avg") + (1 - b1) * g
+    v = b2 * state("exp_avg_sq") + (1 - b2) * g * g
+    r = (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps) + weight_decay * p
+    w_norm, r_norm = norm(p), norm(r)
+    ratio = where((w_norm > 0) & (r_norm > 0), w_norm / r_norm, 1)
+    return Rule(p - lr * ratio * r, exp_avg=m, exp_avg_sq=v)
+
+
 def test_repeats_are_named_automatically():
-    tex = REGISTRY["LAMB"].latex()  # the catalogue file names nothing
+    from optforge.dsl import RuleSpec
+    tex = RuleSpec(_lamb_unnamed).build().latex()  # names nothing
     assert "u_{1} &= " in tex and tex.count("1 - \\beta_{2}^{t}") == 1
     assert len(tex) < 800  # it was one 1,331-character line with r spelled out three times
+
+
+def test_lamb_shows_its_named_rows():
+    tex = REGISTRY["LAMB"].latex()
+    for row in ("\\hat{m} &= ", "\\hat{v} &= ", "\nr &= ", "\\mathrm{trust\\_ratio} &= "):
+        assert row in tex, row
 
 
 def test_catalogue_page_uses_the_same_rows():
