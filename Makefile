@@ -24,8 +24,9 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(PY) -m ruff check optforge tests benchmarks examples
 
+# both cores: pytest-xdist runs the suite in two worker processes
 test: $(STAMP) lint
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -n 2 -m "not slow"
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
