@@ -16,7 +16,7 @@ _UNSET = os.environ.get("TRITON_INTERPRET", "0") in ("", "0")
 # A script that compiled Triton ahead of time and imports test helpers (the sm_90 AOT
 # check runs one in a subprocess) imported triton first, on purpose, without the
 # interpreter: its mode stays; the tests themselves always come here first (conftest).
-_COMPILING_SCRIPT = _UNSET and "triton" in sys.modules and "pytest" not in sys.modules
+_COMPILING_SCRIPT = _UNSET and "triton" in sys.modules
 if torch.cuda.is_available() and _UNSET:
     DEVICE = torch.device("cuda")
 else:

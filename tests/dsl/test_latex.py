@@ -50,7 +50,8 @@ def _run_rows(rule, seed=0):
     current value (as a reader of the LaTeX does); return (by rows, direct) values."""
     gen = random.Random(seed)
     leaves = set().union(*(e.free_symbols for e in rule.outputs().values()))
-    values = {s: gen.uniform(0.1, 0.9) for s in leaves}  # betas < 1: real roots
+    # sorted: a set of symbols iterates in a per-process (hash-seeded) order
+    values = {s: gen.uniform(0.1, 0.9) for s in sorted(leaves, key=str)}  # betas < 1: real roots
     current = {s.name: values[s] for s in leaves if isinstance(s, TensorSymbol)}
     named_values = {}
 
