@@ -80,3 +80,14 @@ class CheckedAddresses:
         for what, t in named_tensors:
             check_raw(t, what, backend)
         self._last = key
+
+
+def dense_layout(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill ``numel`` slots of memory exactly
+    (contiguous, or one permutation of it such as channels_last)."""
+    expected = 1
+    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from ..kernels.raw_memory import dense_layout
+
 _IS_CONTIGUOUS, _IS_COMPLEX = torch.Tensor.is_contiguous, torch.Tensor.is_complex
 _REAL = {torch.complex64: torch.float32, torch.complex128: torch.float64,
          torch.complex32: torch.float16}
@@ -31,16 +33,6 @@ def kernel_dtype(dtype: torch.dtype) -> torch.dtype:
     return _REAL.get(dtype, dtype)
 
 
-def _dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill ``numel`` slots of memory exactly."""
-    expected = 1
-    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
 def _native(tensors: list, p: torch.Tensor, permuted_ok: bool) -> bool:
     """Can the kernel read parameter ``p`` and its other tensors as they are?"""
     present = [t for t in tensors if t is not None]
@@ -48,7 +40,7 @@ def _native(tensors: list, p: torch.Tensor, permuted_ok: bool) -> bool:
         return False
     if all(t.is_contiguous() for t in present):
         return True
-    return permuted_ok and _dense(p) and all(t.stride() == p.stride() for t in present)
+    return permuted_ok and dense_layout(p) and all(t.stride() == p.stride() for t in present)
 
 
 def _as_kernel_tensor(t):

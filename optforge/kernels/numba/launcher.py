@@ -44,7 +44,7 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
 from ..cache import load_module
-from ..raw_memory import CheckedAddresses, is_raw, refuse_wrapped
+from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
 from .jit import prepare, run_parallel
 from .reduce import Layout
 from .stage_results import StageResults
@@ -74,16 +74,6 @@ def blocks_for(numels: tuple[int, ...], block: int = BLOCK) -> np.ndarray:
     rows = [(j, lo, min(n, lo + block)) for j, n in enumerate(numels)
             for lo in range(0, n, block)]
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
-
-
-def _dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill ``numel`` slots of memory exactly."""
-    expected = 1
-    for stride, size in sorted((st, s) for s, st in zip(t.shape, t.stride()) if s != 1):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def _plain(tensors, dtype, numels) -> bool:
@@ -243,7 +233,7 @@ class NumbaLauncher:
             # lays its elements out the same way: contiguous, or one dense permuted layout
             # (e.g. a transposed or channels_last parameter with like-strided grad/states).
             if not (t.is_contiguous() and p.is_contiguous()) and not (
-                    _dense(t) and t.stride() == p.stride()):
+                    dense_layout(t) and t.stride() == p.stride()):
                 raise ValueError(
                     f"numba backend: {what} (shape {tuple(t.shape)}, stride "
                     f"{t.stride()}) is not laid out like its parameter (stride {p.stride()}) "
