@@ -74,33 +74,6 @@ def test_ill_conditioned_low_rank_recovery():
         assert recover(lambda ps: torch.optim.SGD(ps, lr=lr)) > 5e-3
 
 
-def test_state_dict_round_trip():
-    """No state beyond the step count: a fresh optimizer loaded at step 4 continues alike."""
-    torch.manual_seed(1)
-    gen = [torch.randn(8, 3, 3, 3) for _ in range(9)]
-    a = torch.nn.Parameter(torch.randn(8, 3, 3, 3))
-    b = torch.nn.Parameter(a.detach().clone())
-    oa, ob = ScaledGD([a], lr=0.05, damping=0.1), ScaledGD([b], lr=0.05, damping=0.1)
-    for g in gen[:4]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    saved = ob.state_dict()
-    ob = ScaledGD([b], lr=0.05, damping=0.1)
-    ob.load_state_dict(saved)
-    for g in gen[4:]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    assert torch.equal(a.detach(), b.detach())
-
-
-def test_vectors_are_refused():
-    b = torch.nn.Parameter(torch.zeros(8))
-    b.grad = torch.ones(8)
-    with pytest.raises(ValueError, match=r"parameter 0 of group 0 has shape \(8,\); the rule "
-                                         "uses matrix operations"):
-        ScaledGD([b]).step()
 
 
 def test_scaled_gd_plus_adamw_trains_an_mlp():

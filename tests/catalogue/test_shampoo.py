@@ -120,35 +120,6 @@ def test_grafting_takes_the_adagrad_step_length():
     assert norm_rel(step / step.norm(), adagrad / adagrad.norm()) > 0.1
 
 
-def test_state_dict_round_trip():
-    torch.manual_seed(1)
-    gen = [torch.randn(8, 3, 3, 3) for _ in range(9)]
-    kw = dict(lr=0.05, momentum=0.9, precondition_frequency=3)
-    a = torch.nn.Parameter(torch.randn(8, 3, 3, 3))
-    b = torch.nn.Parameter(a.detach().clone())
-    oa = Shampoo([a], **kw)
-    ob = Shampoo([b], **kw)
-    for g in gen[:4]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    saved = ob.state_dict()
-    assert saved["state"][0]["L"].shape == (8, 8) and saved["state"][0]["PR"].shape == (27, 27)
-    ob = Shampoo([b], **kw)
-    ob.load_state_dict(saved)
-    for g in gen[4:]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    assert torch.equal(a.detach(), b.detach())
-
-
-def test_vectors_are_refused():
-    b = torch.nn.Parameter(torch.zeros(8))
-    b.grad = torch.ones(8)
-    with pytest.raises(ValueError, match=r"parameter 0 of group 0 has shape \(8,\); the rule "
-                                         "uses matrix operations"):
-        Shampoo([b]).step()
 
 
 def test_shampoo_plus_adamw_trains_an_mlp():

@@ -169,34 +169,6 @@ def test_first_step_only_initialises():
     assert torch.all(d[:-1] >= d[1:] - 1e-6)  # descending eigenvalues
 
 
-def test_state_dict_round_trip():
-    torch.manual_seed(1)
-    gen = [torch.randn(8, 3, 3, 3) for _ in range(9)]
-    kw = dict(lr=1e-2, precondition_frequency=3)
-    a = torch.nn.Parameter(torch.randn(8, 3, 3, 3))
-    b = torch.nn.Parameter(a.detach().clone())
-    oa, ob = SOAP([a], **kw), SOAP([b], **kw)
-    for g in gen[:4]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    saved = ob.state_dict()
-    assert saved["state"][0]["QL"].shape == (8, 8) and saved["state"][0]["QR"].shape == (27, 27)
-    ob = SOAP([b], **kw)
-    ob.load_state_dict(saved)
-    for g in gen[4:]:
-        a.grad, b.grad = g.clone(), g.clone()
-        oa.step()
-        ob.step()
-    assert torch.equal(a.detach(), b.detach())
-
-
-def test_vectors_are_refused():
-    b = torch.nn.Parameter(torch.zeros(8))
-    b.grad = torch.ones(8)
-    with pytest.raises(ValueError, match=r"parameter 0 of group 0 has shape \(8,\); the rule "
-                                         "uses matrix operations"):
-        SOAP([b]).step()
 
 
 def test_soap_plus_adamw_trains_an_mlp():
