@@ -27,7 +27,6 @@ import argparse
 import gc
 import json
 import re
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -102,27 +101,11 @@ class ForeachLion(torch.optim.Optimizer):
 
 # ---- measurement ------------------------------------------------------------------------
 def time_steps(fn, reps: int, warmup: int) -> float:
-    if DEVICE == "cpu":  # a dry run: wall clock
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times)
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
+    """Median seconds a call: CUDA events on the GPU, wall clock in a dry run on the CPU
+    (the autotuner's own timers, so a benchmark and a tuning decision measure alike)."""
+    from optforge.kernels.triton.autotune import cuda_timer, wall_timer
+    timer = wall_timer if DEVICE == "cpu" else cuda_timer
+    return timer(fn, reps, warmup)
 
 
 def make_params(sizes, dtype, seed=0, matrix=False):

@@ -12,9 +12,7 @@ launches. GPU timings of the same comparison are in bench_gpu.py (optforge-per-t
 from __future__ import annotations
 
 import os
-import statistics
 import sys
-import time
 
 import torch
 
@@ -25,18 +23,13 @@ import triton  # noqa: E402,F401
 from optforge.catalogue import AdamW  # noqa: E402
 from optforge.kernels.triton.launcher import TritonLauncher  # noqa: E402
 from optforge.kernels.triton.layout import BlockMap, addresses_of  # noqa: E402
-from optforge.kernels.triton.autotune import transformer_like_sizes  # noqa: E402
+from optforge.kernels.triton.autotune import transformer_like_sizes, wall_timer  # noqa: E402
 from optforge.runtime.compiled import compile_rule  # noqa: E402
 from optforge.runtime.state import new_state  # noqa: E402
 
 
 def median_seconds(fn, reps=20):
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return wall_timer(fn, reps, warmup=0)
 
 
 def bucket(sizes, device):

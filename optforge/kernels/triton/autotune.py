@@ -74,10 +74,11 @@ def device_signature(device: torch.device) -> tuple[str, str]:
     return (f"{device.type}-interpreter" if interpreted else device.type), "none"
 
 
-def cuda_timer(fn: Callable[[], None], reps: int = 10) -> float:
-    """Median seconds of ``reps`` runs timed with CUDA events, after one warm-up run
-    (which also pays the compilation)."""
-    fn()
+def cuda_timer(fn: Callable[[], None], reps: int = 10, warmup: int = 1) -> float:
+    """Median seconds of ``reps`` runs timed with CUDA events, after ``warmup`` runs
+    (the first also pays the compilation)."""
+    for _ in range(warmup):
+        fn()
     torch.cuda.synchronize()
     times = []
     for _ in range(reps):
@@ -91,9 +92,10 @@ def cuda_timer(fn: Callable[[], None], reps: int = 10) -> float:
     return statistics.median(times)
 
 
-def wall_timer(fn: Callable[[], None], reps: int = 3) -> float:
+def wall_timer(fn: Callable[[], None], reps: int = 3, warmup: int = 1) -> float:
     """Median wall-clock seconds (CPU devices, e.g. the Triton interpreter)."""
-    fn()
+    for _ in range(warmup):
+        fn()
     times = []
     for _ in range(reps):
         t0 = time.perf_counter()
