@@ -216,26 +216,54 @@ def table(results):
     return "\n".join(lines)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
-    ap.add_argument("--repeats", type=int, default=None)
-    args = ap.parse_args()
-    info = machine()
+def run_cases(rules, time_case, args, label="numba") -> list[dict]:
+    """Every rule on every case of ``cases``; ``time_case(rule, numels, repeats)``."""
     results = []
-    for rule in RULES:
+    for rule in rules:
         for case, numels in cases(args.quick):
             repeats = args.repeats or (5 if args.quick else (7 if sum(numels) > 20e6 else 15))
             r = time_case(rule, numels, repeats)
             r.update(rule=rule, case=case, repeats=repeats)
             results.append(r)
-            print(f"  {rule} {case}: numba {r['ms']['optforge-numba']:.2f} ms", flush=True)
+            print(f"  {rule} {case}: {label} {r['ms']['optforge-numba']:.2f} ms", flush=True)
+    return results
+
+
+def describe(info: dict) -> str:
+    return (f"machine: {info['cpus']} CPUs, {info['model']}; numba {info['numba']} "
+            f"({info['numba_threads']} threads), torch {info['torch']} "
+            f"({info['torch_threads']} threads); load average at start "
+            f"{info['load_avg_at_start']}, at end {info.get('load_avg_at_end')}")
+
+
+def write_results(prefix: str, record: dict) -> Path:
+    """``record`` as benchmarks/results/<prefix>-<machine>.json, and its plot."""
+    info = record["machine"]
+    RESULTS.mkdir(exist_ok=True)
+    slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
+    stem = RESULTS / f"{prefix}-cpu{info['cpus']}-{slug}"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
+    print(f"wrote {stem}.json and .png")
+    return stem
+
+
+def arguments():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
+    ap.add_argument("--repeats", type=int, default=None)
+    return ap.parse_args()
+
+
+def main():
+    args = arguments()
+    info = machine()
+    results = run_cases(RULES, time_case, args)
+    info["load_avg_at_end"] = os.getloadavg()
     text = table(results)
     warm = first_step()
     print()
-    print(f"machine: {info['cpus']} CPUs, {info['model']}; numba {info['numba']} "
-          f"({info['numba_threads']} threads), torch {info['torch']} "
-          f"({info['torch_threads']} threads); load average at start {info['load_avg_at_start']}")
+    print(describe(info))
     print(text)
     print(f"\nAdamW 1M, fresh process, warm disk cache: construct + first step "
           f"{warm['first_step_s']:.3f} s, second step {warm['second_step_s']:.3f} s "
@@ -243,14 +271,8 @@ def main():
           f"import optforge {warm['import_optforge_s']:.2f} s, torch.optim's one-time dynamo "
           f"import {warm['torch_optim_first_use_s']:.2f} s; process start to step done "
           f"{warm['process_total_s']:.2f} s)")
-    RESULTS.mkdir(exist_ok=True)
-    slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
-    stem = RESULTS / f"elementwise-cpu{info['cpus']}-{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"machine": info, "results": results, "first_step_warm_cache": warm, "table": text},
-        indent=1))
-    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
-    print(f"wrote {stem}.json and .png")
+    write_results("elementwise", {"machine": info, "results": results,
+                                  "first_step_warm_cache": warm, "table": text})
 
 
 if __name__ == "__main__":

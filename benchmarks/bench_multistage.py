@@ -25,19 +25,14 @@ Usage: python benchmarks/bench_multistage.py [--quick] [--repeats N]
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import re
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from pytorch_optimizer import Lamb as POLamb
 
 import optforge
-from plotting import replot  # noqa: E402 - benchmarks/ is on sys.path when run
 from optforge.compiler import traffic
 from optforge.dsl import add_decayed_weights, chain, clip_by_global_norm, scale_by_adam, scale_by_lr
 from optforge.dsl.spec import RuleSpec
@@ -45,7 +40,7 @@ from optforge.runtime.compiled import compile_rule
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_elementwise  # noqa: E402
-from bench_elementwise import RESULTS, machine  # noqa: E402
+from bench_elementwise import arguments, describe, machine, run_cases, write_results  # noqa: E402
 
 LAMB_KW = dict(lr=1e-3, betas=(0.9, 0.999), weight_decay=0.01, eps=1e-6)
 ADAMW_KW = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
@@ -90,15 +85,6 @@ def bytes_per_param(rule: str) -> int:
     return traffic(compile_rule(spec, variant).plan).total
 
 
-def cases(quick: bool):
-    sizes = np.random.default_rng(0).integers(1_000, 500_001, 200)
-    yield "1M", [1_000_000]
-    yield "10M", [10_000_000]
-    if not quick:
-        yield "50M", [50_000_000]
-    yield "200 mixed", [int(n) for n in sizes]
-
-
 def time_case(rule, numels, repeats):
     return bench_elementwise.time_case(rule, numels, repeats, make=variants,
                                        per_elem=bytes_per_param(rule))
@@ -126,34 +112,15 @@ def table(results):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
-    ap.add_argument("--repeats", type=int, default=None)
-    args = ap.parse_args()
+    args = arguments()
     info = machine()
-    results = []
-    for rule in ("LAMB", "clip+AdamW"):
-        for case, numels in cases(args.quick):
-            repeats = args.repeats or (5 if args.quick else (7 if sum(numels) > 20e6 else 15))
-            r = time_case(rule, numels, repeats)
-            r.update(rule=rule, case=case, repeats=repeats)
-            results.append(r)
-            print(f"  {rule} {case}: ours {r['ms']['optforge-numba']:.2f} ms", flush=True)
+    results = run_cases(("LAMB", "clip+AdamW"), time_case, args, label="ours")
     info["load_avg_at_end"] = os.getloadavg()
     text = table(results)
     print()
-    print(f"machine: {info['cpus']} CPUs, {info['model']}; numba {info['numba']} "
-          f"({info['numba_threads']} threads), torch {info['torch']} "
-          f"({info['torch_threads']} threads); load average at start "
-          f"{info['load_avg_at_start']}, at end {info['load_avg_at_end']}")
+    print(describe(info))
     print(text)
-    RESULTS.mkdir(exist_ok=True)
-    slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
-    stem = RESULTS / f"multistage-cpu{info['cpus']}-{slug}"
-    stem.with_suffix(".json").write_text(json.dumps(
-        {"machine": info, "results": results, "table": text}, indent=1))
-    replot(stem.with_suffix(".json"))  # benchmarks/plotting.py: re-runnable from the JSON
-    print(f"wrote {stem}.json and .png")
+    write_results("multistage", {"machine": info, "results": results, "table": text})
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ Timings are not asserted; what is: every variant is timed in every position of t
 interleaved order (no variant always follows the same one), and a case reports every
 variant of every rule, for bench_elementwise and for bench_multistage, which reuses it.
 """
+import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -53,3 +55,19 @@ def test_multistage_case_uses_its_own_variants_and_traffic(benches, rule):
     r = multi.time_case(rule, [1000, 2500], repeats=2)
     assert "optforge-numba" in r["ms"] and "copy" in r["ms"] and len(r["ms"]) >= 3
     assert r["bytes_per_param"] == multi.bytes_per_param(rule)
+
+
+def test_run_cases_and_results_files(benches, monkeypatch, tmp_path):
+    """The driver both benchmarks share: every rule x case timed, then JSON + plot."""
+    bench, multi = benches
+    monkeypatch.setattr(bench, "cases", lambda quick: iter([("tiny", [1000, 2500])]))
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    args = argparse.Namespace(quick=True, repeats=2)
+    results = bench.run_cases(["LAMB"], multi.time_case, args, label="ours")
+    assert [(r["rule"], r["case"], r["repeats"]) for r in results] == [("LAMB", "tiny", 2)]
+    info = {**bench.machine(), "load_avg_at_end": (0.0, 0.0, 0.0)}
+    assert "load average at start" in bench.describe(info)
+    stem = bench.write_results("multistage", {"machine": info, "results": results,
+                                              "table": multi.table(results)})
+    saved = json.loads(stem.with_suffix(".json").read_text())
+    assert saved["results"][0]["rule"] == "LAMB" and stem.with_suffix(".png").is_file()
