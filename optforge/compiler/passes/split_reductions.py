@@ -21,6 +21,10 @@ _SHAPE_ONLY = (Numel, NDim)  # known from the tensor's shape: no argument to red
 
 
 def _innermost(outputs) -> list[Reduction]:
+    """The reductions holding no other, in a canonical order: the order of a traversal
+    follows SymPy's argument order, which for some expressions depends on the process's
+    hash seed (AdamP's row and tensor sums swapped numbers from one run to the next,
+    changing the plan's fingerprint and missing the on-disk kernel cache)."""
     found = []
     for e in outputs.values():
         for node in sp.preorder_traversal(e):
@@ -28,7 +32,7 @@ def _innermost(outputs) -> list[Reduction]:
                     isinstance(inner, Reduction) for inner in sp.preorder_traversal(node)
                     if inner is not node):
                 found.append(node)
-    return found
+    return sorted(found, key=sp.default_sort_key)
 
 
 def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[list[ReduceOp]],
