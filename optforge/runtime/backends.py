@@ -29,10 +29,10 @@ class BackendError(RuntimeError):
 
 def auto_order() -> list[str]:
     """The names "auto" tries, best first: by rank, ties in registration order."""
-    names = list(BACKENDS)
-    return sorted(names, key=lambda n: (-BACKENDS[n].auto_rank, names.index(n)))
+    return sorted(BACKENDS, key=lambda n: -BACKENDS[n].auto_rank)  # stable: ties keep order
 
 
+# (device type, dtype) pairs the torch fallback was announced for, once each
 _warned_fallback: set[tuple[str, torch.dtype]] = set()
 
 
