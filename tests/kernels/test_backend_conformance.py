@@ -288,6 +288,24 @@ def test_stochastic_rounding_when_declared_nearest_even_otherwise(backend):
 
 # ---- refusals leave everything as it was ----------------------------------------------
 
+def test_a_launcher_that_checks_tensors_refuses_a_bad_one_by_name(backend):
+    """``checks_tensors`` is a promise the runtime relies on (it then leaves the stored
+    states' dtype, device and shape to the launcher's check)."""
+    name, b, device = backend
+    spec = optforge.AdamW.rule
+    compiled = compile_rule(spec, spec.default_variant)
+    launcher = b.build(compiled.plan)
+    if not launcher.checks_tensors:
+        pytest.skip(f"{name}'s launcher leaves the state checks to the runtime")
+    params = [torch.zeros(4, device=device), torch.zeros(3, device=device)]
+    states = [[torch.zeros_like(p) for p in params] for _ in compiled.plan.states]
+    states[0][1] = states[0][1].double()
+    with pytest.raises((RuntimeError, TypeError, ValueError),
+                       match=f"{list(compiled.plan.states)[0]}.*parameter 1"):
+        launcher.check(params, [torch.ones_like(p) for p in params], states,
+                       ["parameter 0", "parameter 1"])
+
+
 def test_a_bad_state_is_refused_naming_it_before_any_write(backend):
     """One corrupted state in a two-parameter bucket: the step raises naming the state and
     the parameter, and neither parameter nor any state or step count moved."""
