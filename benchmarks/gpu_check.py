@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET_S = 480  # the whole check, as the issue asks; each step gets a share
 DRY_BUDGET_S = 1500  # the interpreter on a shared CPU: slow, and not what is measured
-TRITON_TESTS = ["tests/backends/test_triton.py", "tests/backends/test_triton_reduce.py",
-                "tests/backends/test_triton_policy.py", "tests/backends/test_triton_multistep.py",
+TRITON_TESTS = ["tests/kernels/test_triton.py", "tests/kernels/test_triton_reduce.py",
+                "tests/kernels/test_triton_policy.py", "tests/kernels/test_triton_multistep.py",
                 "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py"]
 PARITY = "test_matches_torch_backend"
 DRY_PARITY = ("AdamW-lr=0.01-torch.bfloat16", "Lion-lr=0.001-torch.float32")
@@ -74,7 +74,7 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
                          "--no-index", "--dry-run", "-e", "."], 0.1),
             ("triton tests", pytest + ["tests/kernels/test_triton_rounding.py",
                                        "tests/kernels/test_triton_configs.py"], 0.2),
-            ("parity", pytest + [f"tests/backends/test_triton.py::{PARITY}[{case}]"
+            ("parity", pytest + [f"tests/kernels/test_triton.py::{PARITY}[{case}]"
                                  for case in DRY_PARITY], 0.25),
             ("tune", tune, 0.15),
             ("bench", [py, "benchmarks/bench_gpu.py", "--device", "cpu", "--sizes", "4K",
@@ -84,7 +84,7 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
         ("install", [py, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
                      "--no-index", "-e", "."], 0.05),
         ("triton tests", pytest + TRITON_TESTS + ["-k", f"not {PARITY}"], 0.25),
-        ("parity", pytest + ["tests/backends/test_triton.py", "-k", PARITY], 0.2),
+        ("parity", pytest + ["tests/kernels/test_triton.py", "-k", PARITY], 0.2),
         ("tune", [py, "-m", "optforge", "tune", "AdamW", "Lion", "LAMB", "Adam", "SGD"], 0.15),
         ("bench", [py, "benchmarks/bench_gpu.py", "--sizes", "16M,64M,256M", "--no-many",
                    "--reps", "10", "--out", str(out / "bench")], 0.35)]

@@ -96,7 +96,7 @@ def cmd_list(args) -> None:
 
 def cmd_show(args) -> None:
     from .compiler import lower, traffic
-    from .runtime.backends import BACKENDS
+    from .kernels.registry import BACKENDS
     spec = resolve_rule(args.rule)
     rule = spec.build(_variant(spec, args.set))
     plan = lower(rule, spec.hyper_symbols)

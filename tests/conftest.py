@@ -26,7 +26,7 @@ def available_backends() -> list[str]:
 
 
 # The `backend` fixture: the backends that run CPU tensors natively. The Triton
-# interpreter (~1 ms a program) is for the tests that ask for it (tests/backends/
+# interpreter (~1 ms a program) is for the tests that ask for it (tests/kernels/
 # test_triton*.py and the files that add "triton" themselves, on DEVICE).
 NATIVE_BACKENDS = [b for b in available_backends() if b != "triton"]
 

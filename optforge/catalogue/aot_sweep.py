@@ -9,7 +9,7 @@ float64 instructions, 128-bit loads/stores, and what the traffic model says they
 be. For the rules in ``PER_ELEMENT`` it also measures the full-block path's cost per
 element: the kernel with its tail path emptied, compiled at 8 and 16 elements per
 thread, differenced, gives SASS instructions and bytes of global loads/stores per
-element with the per-program overhead removed. ``tests/backends/test_triton_aot.py``
+element with the per-program overhead removed. ``tests/kernels/test_triton_aot.py``
 asserts on these records; docs/gpu.md lists the numbers.
 """
 from __future__ import annotations

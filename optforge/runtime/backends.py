@@ -1,98 +1,38 @@
 """Which backend runs a bucket of tensors, and the policy when one cannot.
 
-``"auto"`` picks the fastest backend that supports the tensors' device and dtype;
-an explicitly requested backend that cannot run them raises, naming why.
+The backends themselves (what each can run, how it builds its launcher) are declared in
+``optforge/kernels`` (``kernels/registry.py`` lists them, ``kernels/README.md`` is the
+recipe for a new one); this module only chooses among them. ``"auto"`` picks the
+highest-ranked backend that supports the tensors' device and dtype, falling back to the
+torch reference with a one-time warning; an explicitly requested backend that cannot
+run them raises, naming why.
 """
 from __future__ import annotations
 
-import functools
 import os
 import sys
 import warnings
-from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from ..compiler.plan import KernelPlan
+from ..compiler.errors import CompileError
+from ..kernels.protocol import FLOAT_DTYPES, Backend, Capabilities, Launcher
+from ..kernels.registry import BACKENDS
 
-FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+__all__ = ["BACKENDS", "Backend", "BackendError", "Capabilities", "FLOAT_DTYPES",
+           "bucket_launcher", "check_backend_name", "select"]
 
 
 class BackendError(RuntimeError):
     """A backend was requested that cannot run here."""
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    supports: Callable[[torch.device, torch.dtype], bool]
-    build: Callable[[KernelPlan], Callable]
-    source: Callable[[KernelPlan], str]  # the generated code, for `optforge show`
-    # device types "auto" may pick this backend for (None: any it supports); triton
-    # runs CPU tensors only in its interpreter, a test tool that auto must never pick
-    auto_devices: tuple[str, ...] | None = None
+def auto_order() -> list[str]:
+    """The names "auto" tries, best first: by rank, ties in registration order."""
+    return sorted(BACKENDS, key=lambda n: -BACKENDS[n].auto_rank)  # stable: ties keep order
 
 
-def _torch_build(plan: KernelPlan):
-    from ..kernels.torch_launcher import TorchLauncher
-    return TorchLauncher(plan)
-
-
-def _torch_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.torch import torch_source
-    return torch_source(plan)
-
-
-BACKENDS: dict[str, Backend] = {
-    "torch": Backend("torch", lambda device, dtype: dtype in FLOAT_DTYPES, _torch_build,
-                     _torch_source),
-}
-
-
-def _triton_supports(device: torch.device, dtype: torch.dtype) -> bool:
-    from ..kernels.triton.available import triton_supports
-    return triton_supports(device, dtype)
-
-
-def _triton_build(plan: KernelPlan):
-    from ..kernels.triton.launcher import TritonLauncher
-    return TritonLauncher(plan)
-
-
-def _triton_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.triton import triton_source
-    return triton_source(plan)
-
-
-BACKENDS["triton"] = Backend("triton", _triton_supports, _triton_build, _triton_source,
-                             auto_devices=("cuda",))
-
-
-@functools.cache
-def _numba_installed() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("numba") is not None
-
-
-def _numba_supports(device: torch.device, dtype: torch.dtype) -> bool:
-    return device.type == "cpu" and dtype in FLOAT_DTYPES and _numba_installed()
-
-
-def _numba_build(plan: KernelPlan):
-    from ..kernels.numba.launcher import NumbaLauncher
-    return NumbaLauncher(plan)
-
-
-def _numba_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.numba import numba_source
-    return numba_source(plan)
-
-
-BACKENDS["numba"] = Backend("numba", _numba_supports, _numba_build, _numba_source,
-                            auto_devices=("cpu",))
-# Tried in order by "auto"; the torch backend runs everywhere, so it is last.
-AUTO_ORDER = ["triton", "numba", "torch"]
+# (device type, dtype) pairs the torch fallback was announced for, once each
 _warned_fallback: set[tuple[str, torch.dtype]] = set()
 
 
@@ -131,7 +71,7 @@ def select(requested: str, device: torch.device, dtype: torch.dtype) -> Backend:
         if not backend.supports(device, dtype):
             raise BackendError(f"backend {requested!r} cannot run {dtype} tensors on {device}")
         return backend
-    for name in AUTO_ORDER:
+    for name in auto_order():
         backend = BACKENDS[name]
         if backend.auto_devices is not None and device.type not in backend.auto_devices:
             continue
@@ -144,3 +84,35 @@ def select(requested: str, device: torch.device, dtype: torch.dtype) -> Backend:
             return backend
     raise BackendError(f"no backend supports {dtype} tensors on {device} "
                        f"(supported dtypes: {[str(d) for d in FLOAT_DTYPES]})")
+
+
+def missing_capability(capabilities: Capabilities, plan) -> str | None:
+    """Why a backend with these capabilities cannot run ``plan``'s stages (None: it can).
+    Matrix stages are not asked for: the runtime runs them on the torch backend."""
+    if plan.reductions and not capabilities.reduce_stages:
+        return "it has no reduce stage yet (the rule uses norm/sum/mean/amax/count)"
+    if not capabilities.row_col_scopes and any(r.scope in ("row", "col")
+                                               for r in plan.reductions):
+        return "it cannot reduce over rows or columns (the rule uses over='row' or 'col')"
+    return None
+
+
+def bucket_launcher(requested: str, compiled, device: torch.device,
+                    dtype: torch.dtype) -> tuple[Backend, Launcher]:
+    """The backend and launcher that run ``compiled``'s plan for one (device, dtype)
+    bucket. A backend that cannot run the plan's stages is refused by name when it was
+    asked for, and replaced by the torch reference under "auto"."""
+    backend = select(requested, device, dtype)
+    why = missing_capability(backend.capabilities, compiled.plan)
+    if why is None:
+        if not compiled.plan.reductions:
+            return backend, compiled.launcher(backend)
+        try:
+            return backend, compiled.launcher(backend)
+        except CompileError:  # a printer that refuses a reduce stage it was given
+            why = "it has no reduce stage yet (the rule uses norm/sum/mean/amax/count)"
+    if requested != "auto":
+        raise BackendError(f"backend {backend.name!r} cannot run rule {compiled.spec.name!r}: "
+                           f"{why}; use backend='torch'")
+    reference = BACKENDS["torch"]
+    return reference, compiled.launcher(reference)

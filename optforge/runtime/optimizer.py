@@ -11,10 +11,9 @@ import contextlib
 
 import torch
 
-from ..compiler.errors import CompileError
 from ..dsl.spec import RuleSpec
 from . import checkpoint
-from .backends import BACKENDS, BackendError, check_backend_name, select
+from .backends import BACKENDS, BackendError, bucket_launcher, check_backend_name, select
 from . import staging
 from .compiled import compile_rule
 from .copies import get_state, restore_spec
@@ -257,27 +256,12 @@ class Optimizer(torch.optim.Optimizer):
         key = (compiled, device, dtype, self.backend)
         found = cache.get(key)
         if found is None:  # strided and complex parameters are staged (runtime/staging.py)
+            backend, launcher = bucket_launcher(self.backend, compiled, device,
+                                                staging.kernel_dtype(dtype))
             found = cache[key] = staging.wrap(
-                self._find_launcher(compiled, device, staging.kernel_dtype(dtype)),
-                reduces=bool(compiled.plan.reductions))
+                launcher, reduces=bool(compiled.plan.reductions),
+                strided_tensors=backend.capabilities.strided_tensors)
         return found
-
-    def _find_launcher(self, compiled, device, dtype):
-        """The bucket's launcher; multi-stage rules need a backend with a reduce stage."""
-        backend = select(self.backend, device, dtype)
-        if not compiled.plan.reductions:
-            return compiled.launcher(backend)
-        try:
-            launcher = compiled.launcher(backend)
-        except CompileError:  # a printer that refuses reduce stages
-            launcher = None
-        if not hasattr(launcher, "reduce"):
-            if self.backend != "auto":
-                raise BackendError(f"backend {backend.name!r} cannot run rule "
-                                   f"{compiled.spec.name!r}: it has no reduce stage yet (the rule "
-                                   "uses norm/sum/mean/amax/count); use backend='torch'")
-            launcher = compiled.launcher(BACKENDS["torch"])
-        return launcher
 
     def _check_param(self, p, labels, j: int, compiled) -> None:
         """A bucket's parameter ``j`` and its gradient as the kernels need them;

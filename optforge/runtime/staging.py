@@ -118,11 +118,12 @@ class Staged:
         return self.inner.reduce(stage, params, grads, states, scalars, reduced)
 
 
-def wrap(launcher, reduces: bool) -> Staged:
-    """``launcher`` staged for its backend (triton reads contiguous tensors only).
+def wrap(launcher, reduces: bool, strided_tensors: bool) -> Staged:
+    """``launcher`` staged for its backend: ``strided_tensors`` is the backend's declared
+    capability (kernels/protocol.Capabilities) to read one shared dense permuted layout;
+    without it (triton) only contiguous tensors reach the kernels.
 
     A rule that ``reduces`` (norms, sums) sums in memory order: a permuted layout would
     sum in another order than its dense copy and could differ in the last bit, so its
     permuted parameters are staged too."""
-    from ..kernels.triton.launcher import TritonLauncher  # (imports no triton itself)
-    return Staged(launcher, permuted_ok=not (reduces or isinstance(launcher, TritonLauncher)))
+    return Staged(launcher, permuted_ok=strided_tensors and not reduces)

@@ -29,7 +29,7 @@ def test_the_gpu_run_covers_tests_parity_tune_and_the_benchmark(tmp_path, monkey
     assert list(plan) == ["install", "triton tests", "parity", "tune", "bench"]
     assert plan["install"][-5:] == ["--no-deps", "--no-build-isolation", "--no-index", "-e", "."]
     assert "--dry-run" not in plan["install"]
-    assert "tests/backends/test_triton.py" in plan["triton tests"]
+    assert "tests/kernels/test_triton.py" in plan["triton tests"]
     assert plan["parity"][-2:] == ["-k", gc.PARITY]
     assert plan["tune"][1:4] == ["-m", "optforge", "tune"]
     bench = " ".join(plan["bench"])

@@ -1,7 +1,7 @@
 """One contract over the whole catalogue (as optax tests every alias): each registered
 optimizer cites its source, renders as LaTeX, reports its state bytes and memory traffic,
 leaves parameters alone at lr=0 where its update is proportional to lr, steps on every CPU
-backend (the Triton interpreter runs every entry in tests/backends/test_triton.py), and
+backend (the Triton interpreter runs every entry in tests/kernels/test_triton.py), and
 continues identically after a state_dict round trip. A new catalogue entry is covered
 without writing a line here; an exception needs a reason in the tables below."""
 from __future__ import annotations

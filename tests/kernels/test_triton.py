@@ -76,7 +76,7 @@ def _inputs_of(cfg):
 
 
 # multi-stage rules (reduce stages) cost a few interpreted launches more per step: slow
-# here; tests/backends/test_triton_reduce.py covers every op and scope in the default run
+# here; tests/kernels/test_triton_reduce.py covers every op and scope in the default run
 CASES = [pytest.param(c, id=_id(c), marks=pytest.mark.slow)
          if _plan_of(c).reductions
          else pytest.param(c, id=_id(c)) for c in CONFIGS if not _inputs_of(c)]

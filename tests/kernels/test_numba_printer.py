@@ -18,7 +18,7 @@ from optforge.compiler.printers.numba import NumbaPrinter, kernel_name, numba_so
 from optforge.kernels.cache import load_module
 from optforge.runtime.backends import BACKENDS
 from optforge.runtime.compiled import compile_rule
-from tests.backends.test_numba import kitchen_sink, mixed_storage
+from tests.kernels.test_numba import kitchen_sink, mixed_storage
 
 PRINTER = Path(optforge.__file__).parent / "compiler" / "printers" / "numba.py"
 DOUBLE_MATH = re.compile(r"\b(fadd|fsub|fmul|fdiv|frem|fcmp \w+) (fast )?double\b|fpext float|"

@@ -24,7 +24,7 @@ from optforge.kernels.triton.launcher import TritonLauncher
 from optforge.kernels.triton.reduce import COLS_MAX
 from optforge.runtime.backends import BACKENDS
 from optforge.runtime.compiled import STATS, compile_rule
-from tests.backends.test_numba_reduce import every_scope, rm_plus
+from tests.kernels.test_numba_reduce import every_scope, rm_plus
 from tests.conftest import norm_rel
 from tests.runtime.test_reductions import lamb_like
 
@@ -203,7 +203,7 @@ from optforge.compiler.printers.triton import triton_source
 from optforge.dsl.spec import RuleSpec
 from optforge.kernels.cache import load_module
 from optforge.runtime.compiled import compile_rule
-from tests.backends.test_numba_reduce import every_scope
+from tests.kernels.test_numba_reduce import every_scope
 
 spec = RuleSpec(every_scope)
 plan = compile_rule(spec, spec.default_variant).plan

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 
 import optforge
 from optforge.dsl import Rule, abs, grad, log, minimum, param, sign, state, step, where
-from tests.backends.random_rules import make_rule, rules
+from tests.kernels.random_rules import make_rule, rules
 from tests.conftest import norm_rel
 
 STEPS = 3
