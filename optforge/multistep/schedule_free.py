@@ -118,7 +118,7 @@ class _ScheduleFree(torch.optim.Optimizer):
             raise ValueError(f"{name}: momentum = {group['momentum']!r} in {where} must lie "
                              "in (0, 1) (eval() divides by it)")
 
-    def _compiled(self):
+    def _inner_optimizer(self):
         if self._inner is None:
             self._inner = Optimizer([dict(params=g["params"]) for g in self.param_groups],
                                     type(self).rule, backend=self.backend)
@@ -136,7 +136,7 @@ class _ScheduleFree(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        inner = self._compiled()
+        inner = self._inner_optimizer()
         updates = []
         for group, own in zip(self.param_groups, inner.param_groups):
             k = group["k"]
