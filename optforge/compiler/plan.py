@@ -12,10 +12,96 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import sympy as sp
 
 from ..dsl.symbols import StateDecl, TensorSymbol
+
+# The plan's vocabulary. Each is a StrEnum whose values are the strings the DSL and the
+# runtime have always used ("matrix", "row", "sum"...), so a field compares equal to them
+# and prints as them in generated code; the compiler sets every field once, and nothing
+# downstream recovers a kind from a name.
+
+
+class StageKind(StrEnum):
+    """The passes of one step, in the order they run."""
+    REDUCE = "reduce"            # reductions only, writes nothing
+    PRE = "pre"                  # the elementwise pre-stage (a plan of its own)
+    MATRIX = "matrix"            # whole-tensor torch math per parameter
+    ELEMENTWISE = "elementwise"  # the fused per-element update
+
+
+class StateKind(StrEnum):
+    """What a tensor beside the parameter is (``plan.states[name].kind``)."""
+    STATE = "state"          # per element, kept in ``optimizer.state``
+    MATRIX_STATE = "matrix"  # matrix-shaped, kept in ``optimizer.state``, written by the
+    #                          matrix stage
+    INPUT = "input"          # supplied by the runtime every step, never stored
+    BUFFER = "buffer"        # a pre-stage or matrix-stage result, read-only afterwards
+
+    @property
+    def stored(self) -> bool:
+        return self in (StateKind.STATE, StateKind.MATRIX_STATE)
+
+
+class TensorRole(StrEnum):
+    """What a tensor a kernel touches is: the parameter, its gradient, or a state's kind."""
+    PARAM = "param"
+    GRAD = "grad"
+    STATE = "state"
+    MATRIX_STATE = "matrix"
+    INPUT = "input"
+    BUFFER = "buffer"
+
+
+class StorageDtype(StrEnum):
+    FLOAT64 = "float64"
+    FLOAT32 = "float32"
+    BFLOAT16 = "bfloat16"
+    FLOAT16 = "float16"
+
+    @property
+    def half(self) -> bool:
+        return self in (StorageDtype.BFLOAT16, StorageDtype.FLOAT16)
+
+
+class Rounding(StrEnum):
+    """How a float32 value is stored into a narrower tensor."""
+    NEAREST_EVEN = "nearest"
+    STOCHASTIC = "stochastic"
+
+
+class ReduceKind(StrEnum):
+    SUM = "sum"
+    MAX = "max"
+    NUMEL = "numel"
+    NDIM = "ndim"
+    NONFINITE = "nonfinite"  # how many elements are NaN or infinite
+
+    @property
+    def from_shape(self) -> bool:
+        """Answered from the tensor's shape: nothing to reduce."""
+        return self in (ReduceKind.NUMEL, ReduceKind.NDIM)
+
+
+class Scope(StrEnum):
+    """What a reduction reduces over."""
+    TENSOR = "tensor"
+    ROW = "row"  # of the tensor's (shape[0], -1) view
+    COL = "col"
+    GROUP = "group"  # every tensor of the param group
+
+
+class ResultKind(StrEnum):
+    """The finest index a reduction result (or a value computed from results) varies with."""
+    SCALAR = "scalar"  # one per tensor
+    ROW = "row"
+    COL = "col"        # also a value using both row and column results (per element)
+
+    @property
+    def rank(self) -> int:
+        return (ResultKind.SCALAR, ResultKind.ROW, ResultKind.COL).index(self)
 
 
 class ScalarTemp(sp.Symbol):
@@ -36,13 +122,28 @@ class ScopeTemp(sp.Symbol):
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel" | "ndim" | "nonfinite"
-    (how many elements of ``expr`` are NaN or infinite)."""
+    """``result = op over scope of expr``."""
 
     result: ReduceResult
-    op: str
-    scope: str  # "tensor" | "row" | "col" | "group"
+    op: ReduceKind
+    scope: Scope
     expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
+
+    def __post_init__(self):  # the passes may name them as strings: typed here, once
+        object.__setattr__(self, "op", ReduceKind(self.op))
+        object.__setattr__(self, "scope", Scope(self.scope))
+
+    @property
+    def result_kind(self) -> ResultKind:
+        if self.op.from_shape or self.scope in (Scope.TENSOR, Scope.GROUP):
+            return ResultKind.SCALAR
+        return ResultKind(self.scope.value)
+
+    @property
+    def from_shape(self) -> bool:
+        """numel/ndim over one tensor, its rows or columns: known from the shape (over the
+        group they are results like any other)."""
+        return self.op.from_shape and self.scope != Scope.GROUP
 
 
 class MatrixResult(TensorSymbol):
@@ -67,8 +168,9 @@ class MatrixStage:
     loads: list["TensorRef"]
     temps: list[tuple[ElemTemp, sp.Expr]]  # shared subexpressions q0, q1...
     outputs: list[tuple[str, sp.Expr]]
-    # which outputs are matrix states (stored in optimizer.state), as declared by the rule;
-    # the rest are ``mat<i>`` buffers. Never told apart by name: a state may be "mat_l".
+    # which outputs are matrix states (StateKind.MATRIX_STATE, stored in optimizer.state),
+    # set by the compiler from the rule's declarations; the rest are ``mat<i>`` buffers.
+    # Never told apart by name: a state may be "mat_l".
     state_names: frozenset[str] = frozenset()
 
     @property
@@ -98,8 +200,13 @@ class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
 
     name: str
-    role: str  # "param" | "grad" | "state" | "input" | "buffer" (a matrix stage's result)
-    dtype: str | None = None  # storage dtype; None: the parameter's dtype
+    role: TensorRole
+    dtype: StorageDtype | None = None  # None: the parameter's dtype
+
+    def __post_init__(self):
+        object.__setattr__(self, "role", TensorRole(self.role))
+        if self.dtype is not None and self.dtype in tuple(StorageDtype):
+            object.__setattr__(self, "dtype", StorageDtype(self.dtype))
 
 
 @dataclass
@@ -126,6 +233,18 @@ class KernelPlan:
     # stages and before the matrix stage; it writes the matrix stage's ``pre<i>`` inputs
     # and the per-element states nothing later reads the old value of.
     pre_plan: "KernelPlan | None" = None
+    kind: StageKind = StageKind.ELEMENTWISE  # PRE for a pre-stage's plan
+
+    def stages(self) -> list[tuple[StageKind, int]]:
+        """The step's passes in the order they run: (kind, index within that kind)."""
+        return ([(StageKind.REDUCE, k) for k in range(len(self.reduce_stages))]
+                + ([(StageKind.PRE, 0)] if self.pre_plan is not None else [])
+                + [(StageKind.MATRIX, k) for k in range(len(self.matrix_stages))]
+                + [(StageKind.ELEMENTWISE, 0)])
+
+    def states_of(self, *kinds: StateKind) -> list[str]:
+        """The names of ``plan.states`` of the given kinds, in declaration order."""
+        return [name for name, decl in self.states.items() if decl.kind in kinds]
 
     @property
     def reductions(self) -> list[ReduceOp]:
@@ -166,7 +285,13 @@ class KernelPlan:
 
     def fingerprint(self) -> str:
         """A content hash: equal plans share generated code and caches."""
-        text = self.describe() + repr(sorted((r.name, r.role, r.dtype) for r in self.loads)) \
-            + repr([(r.name, r.dtype) for r, _ in self.stores]) \
+        text = self.describe() + repr(sorted((r.name, _text(r.role), _text(r.dtype))
+                                             for r in self.loads)) \
+            + repr([(r.name, _text(r.dtype)) for r, _ in self.stores]) \
             + repr([str(s) for s in self.prologue_inputs])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _text(value) -> str | None:
+    """An enum as its plain string (fingerprints predate the enums and must not change)."""
+    return None if value is None else str(value)
