@@ -40,8 +40,8 @@ def _torch_build(plan: KernelPlan):
 
 
 def _torch_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.torch import torch_source
-    return torch_source(plan)
+    from ..compiler.codegen import source
+    return source(plan, "torch")
 
 
 BACKENDS: dict[str, Backend] = {
@@ -61,8 +61,8 @@ def _triton_build(plan: KernelPlan):
 
 
 def _triton_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.triton import triton_source
-    return triton_source(plan)
+    from ..compiler.codegen import source
+    return source(plan, "triton")
 
 
 BACKENDS["triton"] = Backend("triton", _triton_supports, _triton_build, _triton_source,
@@ -85,8 +85,8 @@ def _numba_build(plan: KernelPlan):
 
 
 def _numba_source(plan: KernelPlan) -> str:
-    from ..compiler.printers.numba import numba_source
-    return numba_source(plan)
+    from ..compiler.codegen import source
+    return source(plan, "numba")
 
 
 BACKENDS["numba"] = Backend("numba", _numba_supports, _numba_build, _numba_source,
