@@ -45,14 +45,11 @@ class StateKind(StrEnum):
         return self in (StateKind.STATE, StateKind.MATRIX_STATE)
 
 
-class TensorRole(StrEnum):
-    """What a tensor a kernel touches is: the parameter, its gradient, or a state's kind."""
-    PARAM = "param"
-    GRAD = "grad"
-    STATE = "state"
-    MATRIX_STATE = "matrix"
-    INPUT = "input"
-    BUFFER = "buffer"
+# What a tensor a kernel touches is: the parameter, its gradient, or a state's kind (the
+# StateKind members, by construction: a new state kind is a new role).
+TensorRole = StrEnum("TensorRole", {"PARAM": "param", "GRAD": "grad",
+                                    **{kind.name: kind.value for kind in StateKind}},
+                     module=__name__)
 
 
 class StorageDtype(StrEnum):
