@@ -99,3 +99,11 @@ def test_numba_and_torch_print_the_structure_sympy_evaluates(expr):
 def test_the_base_spells_nothing_itself():
     with pytest.raises(NotImplementedError):
         base.BasePrinter("r").doprint(sp.Float(1.5))
+
+
+def test_each_printer_spells_every_storage_dtype_the_abi_promises():
+    from optforge.compiler.abi import STORAGE_DTYPES
+    from optforge.compiler.printers.numba import STORAGE
+    from optforge.compiler.printers.triton import TRITON_DTYPES
+    assert sorted(STORAGE) == sorted(STORAGE_DTYPES["numba"])
+    assert sorted(TRITON_DTYPES) == sorted(STORAGE_DTYPES["triton"])

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..abi import kernel_name, storage_dtypes as abi_storage_dtypes
+from ..abi import kernel_name, storage_dtypes
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
 from .base import BasePrinter
 from ...dsl.symbols import TensorSymbol
 
-__all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "numba_source", "storage_dtypes"]
+__all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "numba_source"]
 
 _NP = {"float32": "np.float32", "float64": "np.float64"}
 
@@ -35,10 +35,6 @@ STORAGE = {
 def compute_dtype(param_dtype: str) -> str:
     """Math runs in float32; float64 parameters keep float64 (as torch.optim does)."""
     return "float64" if param_dtype == "float64" else "float32"
-
-
-def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
-    return abi_storage_dtypes(plan, param_dtype, "numba")
 
 
 class NumbaPrinter(BasePrinter):
@@ -87,7 +83,7 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
         return stages_source(plan, param_dtype)
     ftype = compute_dtype(param_dtype)
     pr = NumbaPrinter(plan.rule_name, ftype)
-    dtypes = storage_dtypes(plan, param_dtype)
+    dtypes = storage_dtypes(plan, param_dtype, "numba")
     slots = list(dtypes)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
     views = []

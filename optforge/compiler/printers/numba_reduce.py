@@ -15,11 +15,11 @@ block is one run, as in the elementwise kernels.
 """
 from __future__ import annotations
 
-from ..abi import PartialGroups, kernel_name, partial_groups
+from ..abi import PartialGroups, kernel_name, partial_groups, storage_dtypes
 from ..plan import KernelPlan, ReduceKind, ReduceOp
 from ..scope_use import elementwise_exprs, stage_exprs
 from ..templates import render
-from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype, storage_dtypes
+from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype
 from .numba_scopes import Scopes
 
 LANES = 16
@@ -53,7 +53,7 @@ class _Kernel:
         self.ftype = compute_dtype(param_dtype)
         self.f = _NP[self.ftype]
         self.pr = NumbaPrinter(plan.rule_name, self.ftype)
-        self.dtypes = storage_dtypes(plan, param_dtype)
+        self.dtypes = storage_dtypes(plan, param_dtype, "numba")
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
@@ -239,7 +239,7 @@ def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) ->
 
 def stages_source(plan: KernelPlan, param_dtype: str) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
-    dtypes = storage_dtypes(plan, param_dtype)
+    dtypes = storage_dtypes(plan, param_dtype, "numba")
     slots = list(dtypes)
     kernels = _elementwise(plan, param_dtype)
     for index in range(len(plan.reduce_stages)):

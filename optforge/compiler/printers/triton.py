@@ -35,7 +35,8 @@ MAX_INT_EXPONENT = 64
 
 
 def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
-    """Each touched tensor's storage dtype when the parameters are ``param_dtype``."""
+    """Each touched tensor's storage dtype when the parameters are ``param_dtype`` (the
+    ABI's, for the triton backend; catalogue/aot_sweep.py asks here)."""
     return abi_storage_dtypes(plan, param_dtype, "triton")
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from ...compiler.plan import KernelPlan
-from ...compiler.abi import kernel_slots, storage_dtypes
+from ...compiler.abi import kernel_slots, partial_groups, storage_dtypes
 from ...compiler.codegen import source as generated_source
 from ..cache import load_module
 from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
@@ -114,8 +114,7 @@ class NumbaLauncher:
         self._results = StageResults(plan)
         self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
-        self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
-                            for r in plan.reductions)
+        self._by_rows = any(partial_groups(stage).by_rows for stage in plan.reduce_stages)
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
