@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name, storage_dtypes
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
 from .base import BasePrinter
-from ...dsl.symbols import TensorSymbol
 
 __all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "numba_source"]
 
