@@ -13,7 +13,7 @@ from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage,
 from .passes.hoist_scalars import Levels
 from .passes.split_prestage import PrestageSplit
 from .plan import (KernelPlan, MatrixStage, ReduceKind, ReduceOp, ReduceResult, ReduceStage,
-                   Scope, StageKind, StateKind, TensorRef, TensorRole)
+                   Scope, StageKind, StateKind, StorageDtype, TensorRef, TensorRole)
 
 
 def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = False) -> KernelPlan:
@@ -46,12 +46,13 @@ class _Tensors:
         refs = {"p": TensorRef("p", TensorRole.PARAM), "g": TensorRef("g", TensorRole.GRAD)}
         states = {}
         for name, decl in rule.states.items():
-            kind = StateKind(decl.kind)
-            states[name] = replace(decl, kind=kind)
-            refs[name] = TensorRef(name, TensorRole(kind.value), decl.dtype)
+            kind, dtype = StateKind(decl.kind), _storage(decl.dtype)
+            states[name] = replace(decl, kind=kind, dtype=dtype)
+            refs[name] = TensorRef(name, TensorRole(kind.value), dtype)
         for name, dtype in buffer_dtypes.items():  # pre<i>, then mat<i>: read-only states
-            states[name] = StateDecl(name, sp.Integer(0), dtype, kind=StateKind.BUFFER)
-            refs[name] = TensorRef(name, TensorRole.BUFFER, dtype)
+            states[name] = StateDecl(name, sp.Integer(0), StorageDtype(dtype),
+                                     kind=StateKind.BUFFER)
+            refs[name] = TensorRef(name, TensorRole.BUFFER, StorageDtype(dtype))
         return cls(refs, states)
 
     def used(self, exprs) -> list[TensorRef]:
@@ -60,6 +61,12 @@ class _Tensors:
         for e in exprs:
             used |= {s.name for s in e.free_symbols if isinstance(s, TensorSymbol)}
         return [ref for name, ref in self.refs.items() if name in used]
+
+
+def _storage(dtype: str | None) -> StorageDtype | str | None:
+    """A declared dtype, typed; one no backend knows stays a string, for the backend that
+    cannot store it to refuse by name."""
+    return StorageDtype(dtype) if dtype in tuple(StorageDtype) else dtype
 
 
 def _written(rule: Rule) -> dict[str, sp.Expr]:

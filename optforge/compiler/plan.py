@@ -125,9 +125,9 @@ class TensorRef:
     role: TensorRole
     dtype: StorageDtype | None = None  # None: the parameter's dtype
 
-    def __post_init__(self):
+    def __post_init__(self):  # typed here once, however the compiler spelled them
         object.__setattr__(self, "role", TensorRole(self.role))
-        if self.dtype is not None and self.dtype in tuple(StorageDtype):
+        if self.dtype in tuple(StorageDtype):
             object.__setattr__(self, "dtype", StorageDtype(self.dtype))
 
 

@@ -33,7 +33,8 @@ def _accumulating(name: str):
 def test_every_tensor_of_the_plan_has_a_typed_kind_and_role():
     def rule(lr=0.1, c=1.0):
         p, g = param(), grad()
-        return Rule(p - lr * given("scale") * g / (norm(g) + c), v=state("v") + g * g)
+        v = state("v", dtype="bfloat16")
+        return Rule(p - lr * given("scale") * g / (norm(g) + c), v=v + g * g)
 
     plan = _plan(rule)
     assert {n: d.kind for n, d in plan.states.items()} == {"scale": StateKind.INPUT,
@@ -43,6 +44,8 @@ def test_every_tensor_of_the_plan_has_a_typed_kind_and_role():
     assert roles == {"p": TensorRole.PARAM, "g": TensorRole.GRAD, "scale": TensorRole.INPUT,
                      "v": TensorRole.STATE}
     assert all(type(r) is TensorRole for r in roles.values())
+    assert plan.states["v"].dtype is StorageDtype.BFLOAT16 and plan.states["scale"].dtype is None
+    assert {r.name: r.dtype for r in tensor_refs(plan)}["v"] is StorageDtype.BFLOAT16
     (op,) = plan.reductions
     assert (op.op, op.scope, op.result_kind) == (ReduceKind.SUM, Scope.TENSOR, ResultKind.SCALAR)
     assert [k for k, _ in plan.stages()] == [StageKind.REDUCE, StageKind.ELEMENTWISE]
