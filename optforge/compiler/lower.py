@@ -23,13 +23,13 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     first reduce stage (creating one if the rule has none), so the runtime can skip a
     step before anything is written.
     """
-    reduced = split_reductions(_written(rule))                     # reductions -> r<i>
-    guard = _nonfinite_guard(reduced.stages) if guard_nonfinite else None
-    stage_ops = _with_guard(reduced.stages, guard)
+    reduced = split_reductions(_written(rule))                         # reductions -> r<i>
+    guard = _nonfinite_guard(reduced.stages) if guard_nonfinite else None  # count NaN/inf
+    stage_ops = _with_guard(reduced.stages, guard)                     # ops per reduce stage
     matrix = split_matrix(reduced.outputs, set(_matrix_states(rule)))  # matrix ops -> mat<i>
-    pre = split_prestage(matrix.stage, matrix.elementwise, rule.states)  # arguments -> pre<i>
-    levels = hoist_levels(pre.elementwise, _reduce_arguments(stage_ops), pre.matrix)
-    tensors = _Tensors.of(rule, _buffer_dtypes(pre, _matrix_states(rule)))
+    pre = split_prestage(matrix.stage, matrix.elementwise, rule.states)  # their args -> pre<i>
+    levels = hoist_levels(pre.elementwise, _reduce_arguments(stage_ops), pre.matrix)  # s, m
+    tensors = _Tensors.of(rule, _buffer_dtypes(pre, _matrix_states(rule)))  # kinds, dtypes
     return _assemble(rule, hyper_symbols, stage_ops, pre, levels, tensors, guard)
 
 
