@@ -17,6 +17,14 @@ import sympy as sp
 
 from ..dsl.symbols import StateDecl, TensorSymbol
 
+from .kinds import (ReduceKind, ResultKind, Rounding, Scope, StageKind, StateKind,
+                    StorageDtype, TensorRole)
+
+__all__ = ["ElemTemp", "KernelPlan", "MatrixResult", "MatrixStage", "PreResult", "ReduceKind",
+           "ReduceOp", "ReduceResult", "ReduceStage", "ResultKind", "Rounding", "ScalarTemp",
+           "Scope", "ScopeTemp", "StageKind", "StateKind", "StorageDtype", "TensorRef",
+           "TensorRole"]
+
 
 class ScalarTemp(sp.Symbol):
     """A prologue result: one float per param group and step."""
@@ -36,13 +44,28 @@ class ScopeTemp(sp.Symbol):
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """``result = op over scope of expr``; ``op`` is "sum" | "max" | "numel" | "ndim" | "nonfinite"
-    (how many elements of ``expr`` are NaN or infinite)."""
+    """``result = op over scope of expr``."""
 
     result: ReduceResult
-    op: str
-    scope: str  # "tensor" | "row" | "col" | "group"
+    op: ReduceKind
+    scope: Scope
     expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
+
+    def __post_init__(self):  # the passes may name them as strings: typed here, once
+        object.__setattr__(self, "op", ReduceKind(self.op))
+        object.__setattr__(self, "scope", Scope(self.scope))
+
+    @property
+    def result_kind(self) -> ResultKind:
+        if self.op.from_shape or self.scope in (Scope.TENSOR, Scope.GROUP):
+            return ResultKind.SCALAR
+        return ResultKind(self.scope.value)
+
+    @property
+    def from_shape(self) -> bool:
+        """numel/ndim over one tensor, its rows or columns: known from the shape (over the
+        group they are results like any other)."""
+        return self.op.from_shape and self.scope != Scope.GROUP
 
 
 class MatrixResult(TensorSymbol):
@@ -67,8 +90,9 @@ class MatrixStage:
     loads: list["TensorRef"]
     temps: list[tuple[ElemTemp, sp.Expr]]  # shared subexpressions q0, q1...
     outputs: list[tuple[str, sp.Expr]]
-    # which outputs are matrix states (stored in optimizer.state), as declared by the rule;
-    # the rest are ``mat<i>`` buffers. Never told apart by name: a state may be "mat_l".
+    # which outputs are matrix states (StateKind.MATRIX_STATE, stored in optimizer.state),
+    # set by the compiler from the rule's declarations; the rest are ``mat<i>`` buffers.
+    # Never told apart by name: a state may be "mat_l".
     state_names: frozenset[str] = frozenset()
 
     @property
@@ -98,8 +122,13 @@ class TensorRef:
     """A tensor the kernel touches: the param ``p``, the grad ``g`` or a state."""
 
     name: str
-    role: str  # "param" | "grad" | "state" | "input" | "buffer" (a matrix stage's result)
-    dtype: str | None = None  # storage dtype; None: the parameter's dtype
+    role: TensorRole
+    dtype: StorageDtype | None = None  # None: the parameter's dtype
+
+    def __post_init__(self):  # typed here once, however the compiler spelled them
+        object.__setattr__(self, "role", TensorRole(self.role))
+        if self.dtype in tuple(StorageDtype):
+            object.__setattr__(self, "dtype", StorageDtype(self.dtype))
 
 
 @dataclass
@@ -126,6 +155,18 @@ class KernelPlan:
     # stages and before the matrix stage; it writes the matrix stage's ``pre<i>`` inputs
     # and the per-element states nothing later reads the old value of.
     pre_plan: "KernelPlan | None" = None
+    kind: StageKind = StageKind.ELEMENTWISE  # PRE for a pre-stage's plan
+
+    def stages(self) -> list[tuple[StageKind, int]]:
+        """The step's passes in the order they run: (kind, index within that kind)."""
+        return ([(StageKind.REDUCE, k) for k in range(len(self.reduce_stages))]
+                + ([(StageKind.PRE, 0)] if self.pre_plan is not None else [])
+                + [(StageKind.MATRIX, k) for k in range(len(self.matrix_stages))]
+                + [(StageKind.ELEMENTWISE, 0)])
+
+    def states_of(self, *kinds: StateKind) -> list[str]:
+        """The names of ``plan.states`` of the given kinds, in declaration order."""
+        return [name for name, decl in self.states.items() if decl.kind in kinds]
 
     @property
     def reductions(self) -> list[ReduceOp]:
@@ -166,7 +207,13 @@ class KernelPlan:
 
     def fingerprint(self) -> str:
         """A content hash: equal plans share generated code and caches."""
-        text = self.describe() + repr(sorted((r.name, r.role, r.dtype) for r in self.loads)) \
-            + repr([(r.name, r.dtype) for r, _ in self.stores]) \
+        text = self.describe() + repr(sorted((r.name, _text(r.role), _text(r.dtype))
+                                             for r in self.loads)) \
+            + repr([(r.name, _text(r.dtype)) for r, _ in self.stores]) \
             + repr([str(s) for s in self.prologue_inputs])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _text(value) -> str | None:
+    """An enum as its plain string (fingerprints predate the enums and must not change)."""
+    return None if value is None else str(value)

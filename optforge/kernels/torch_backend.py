@@ -21,8 +21,8 @@ def build(plan: KernelPlan):
 
 
 def source(plan: KernelPlan) -> str:
-    from ..compiler.printers.torch import torch_source
-    return torch_source(plan)
+    from ..compiler.codegen import source as generated
+    return generated(plan, "torch")
 
 
 TORCH = Backend("torch", declared_support(CAPABILITIES), build, source, CAPABILITIES,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..compiler.plan import KernelPlan
-from ..compiler.printers.torch import torch_source
+from ..compiler.codegen import source
 from .cache import load_module
 
 
@@ -20,7 +20,7 @@ class TorchLauncher:
     checks_tensors = False
 
     def __init__(self, plan: KernelPlan):
-        self.source = torch_source(plan)
+        self.source = source(plan, "torch")
         module = load_module(self.source, "torch")
         self._step = module.step
         self._reduce_stages = module.REDUCE_STAGES

@@ -24,6 +24,7 @@ at their starting point and the state as it was: the state is written once, at t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -126,74 +127,112 @@ class LBFGS(torch.optim.Optimizer):
     def _step(self, closure):
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
-        tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
-        history_size = group["history_size"]
         state = self.state[self._params[0]]
-        func_evals, n_total = state.get("func_evals", 0), state.get("n_iter", 0)
-
         orig_loss = call_closure("LBFGS", closure)
         loss, g = float(orig_loss), self._flat_grad()
-        evals = 1
-        if float(g.abs().max()) <= tol_grad:     # already stationary: no iteration
-            state["func_evals"] = func_evals + 1
+        if float(g.abs().max()) <= group["tolerance_grad"]:  # already stationary: no iteration
+            state["func_evals"] = state.get("func_evals", 0) + 1
             return orig_loss
-
-        d, t = state.get("d"), state.get("t")
-        dirs, stps = list(state.get("old_dirs", [])), list(state.get("old_stps", []))
-        ro, h_diag = list(state.get("ro", [])), state.get("H_diag")
-        prev_g, prev_loss, al = state.get("prev_flat_grad"), state.get("prev_loss"), state.get("al")
-        n_iter = 0
+        memory = _Memory.load(state)
+        evals, n_iter = 1, 0
         while n_iter < max_iter:
             n_iter += 1
-            n_total += 1
-            if n_total == 1:                     # the first iteration ever: steepest descent
-                d, dirs, stps, ro, h_diag = g.neg(), [], [], [], 1
-            else:
-                y, s = g - prev_g, d * t
-                ys = y.dot(s)
-                if ys > CURVATURE_MIN:
-                    if len(dirs) == history_size:
-                        dirs.pop(0), stps.pop(0), ro.pop(0)
-                    dirs.append(y), stps.append(s), ro.append(1.0 / ys)
-                    h_diag = ys / y.dot(y)       # scaling of H_0 (N&W eq. 7.20)
-                d, al = two_loop(g, dirs, stps, ro, h_diag, history_size)
-            prev_g, prev_loss = g.clone(), loss
-            t = min(1.0, 1.0 / float(g.abs().sum())) * lr if n_total == 1 else lr
-            gtd = float(g.dot(d))
-            if gtd > -tol_change:                # not a descent direction (any more)
+            memory.n_total += 1
+            memory.new_direction(g, group["history_size"])
+            memory.prev_g, memory.prev_loss = g.clone(), loss
+            memory.t = min(1.0, 1.0 / float(g.abs().sum())) * lr if memory.n_total == 1 else lr
+            gtd = float(g.dot(memory.d))
+            if gtd > -group["tolerance_change"]:  # not a descent direction (any more)
                 break
-            ls_evals = 0
-            if group["line_search_fn"] == "strong_wolfe":
-                x0 = self._flat_params()
-
-                def at(step, x0=x0, d=d):
-                    self._move(step, d)
-                    try:
-                        return self._evaluate(closure)
-                    finally:
-                        self._set(x0)
-                loss, g, t, ls_evals = strong_wolfe(at, t, d, loss, g, gtd,
-                                                    tolerance_change=tol_change)
-                self._move(t, d)
-            else:
-                self._move(t, d)
-                if n_iter != max_iter:           # the last iteration's point is not evaluated
-                    loss, g = self._evaluate(closure)
-                    ls_evals = 1
+            loss, g, ls_evals = self._line_search(closure, memory, loss, g, gtd,
+                                                  last=n_iter == max_iter)
             evals += ls_evals
-            func_evals += ls_evals
-            if n_iter == max_iter or evals >= max_eval:
+            memory.func_evals += ls_evals
+            if n_iter == max_iter or evals >= max_eval or self._converged(memory, loss, g):
                 break
-            if float(g.abs().max()) <= tol_grad:
-                break
-            if float(d.abs().max()) * abs(t) <= tol_change or abs(loss - prev_loss) < tol_change:
-                break
-        state.update(func_evals=func_evals + 1, n_iter=n_total, d=d, t=t, old_dirs=dirs,
-                     old_stps=stps, ro=ro, H_diag=h_diag, prev_flat_grad=prev_g,
-                     prev_loss=prev_loss)
-        if al is not None:
-            state["al"] = al
+        memory.func_evals += 1
+        memory.save(state)
         return orig_loss
+
+    def _line_search(self, closure, memory: "_Memory", loss: float, g, gtd: float,
+                     last: bool):
+        """Move along ``memory.d`` by ``memory.t`` (or the strong-Wolfe step, which sets
+        ``memory.t``): (loss, gradient) at the new point and the closure calls made."""
+        if self.param_groups[0]["line_search_fn"] == "strong_wolfe":
+            x0 = self._flat_params()
+
+            def at(step, x0=x0, d=memory.d):
+                self._move(step, d)
+                try:
+                    return self._evaluate(closure)
+                finally:
+                    self._set(x0)
+            loss, g, memory.t, evals = strong_wolfe(
+                at, memory.t, memory.d, loss, g, gtd,
+                tolerance_change=self.param_groups[0]["tolerance_change"])
+            self._move(memory.t, memory.d)
+            return loss, g, evals
+        self._move(memory.t, memory.d)
+        if last:  # the last iteration's point is not evaluated
+            return loss, g, 0
+        loss, g = self._evaluate(closure)
+        return loss, g, 1
+
+    def _converged(self, memory: "_Memory", loss: float, g) -> bool:
+        """A stationary point, or a step or loss change below tolerance_change."""
+        group = self.param_groups[0]
+        if float(g.abs().max()) <= group["tolerance_grad"]:
+            return True
+        tol_change = group["tolerance_change"]
+        return float(memory.d.abs().max()) * abs(memory.t) <= tol_change or \
+            abs(loss - memory.prev_loss) < tol_change
+
+
+@dataclass
+class _Memory:
+    """What L-BFGS carries between iterations and steps, under torch.optim.LBFGS's state
+    names; loaded as copies, so a step that raises leaves the stored state as it was."""
+
+    d: torch.Tensor | None
+    t: float | None
+    dirs: list
+    stps: list
+    ro: list
+    h_diag: object
+    prev_g: torch.Tensor | None
+    prev_loss: float | None
+    al: list | None
+    n_total: int
+    func_evals: int
+
+    @classmethod
+    def load(cls, state: dict) -> "_Memory":
+        return cls(state.get("d"), state.get("t"), list(state.get("old_dirs", [])),
+                   list(state.get("old_stps", [])), list(state.get("ro", [])),
+                   state.get("H_diag"), state.get("prev_flat_grad"), state.get("prev_loss"),
+                   state.get("al"), state.get("n_iter", 0), state.get("func_evals", 0))
+
+    def save(self, state: dict) -> None:
+        state.update(func_evals=self.func_evals, n_iter=self.n_total, d=self.d, t=self.t,
+                     old_dirs=self.dirs, old_stps=self.stps, ro=self.ro, H_diag=self.h_diag,
+                     prev_flat_grad=self.prev_g, prev_loss=self.prev_loss)
+        if self.al is not None:
+            state["al"] = self.al
+
+    def new_direction(self, g: torch.Tensor, history_size: int) -> None:
+        """``d`` at gradient ``g``: steepest descent on the first iteration ever, else the
+        two-loop recursion after storing the last move's curvature pair (if positive)."""
+        if self.n_total == 1:
+            self.d, self.dirs, self.stps, self.ro, self.h_diag = g.neg(), [], [], [], 1
+            return
+        y, s = g - self.prev_g, self.d * self.t
+        ys = y.dot(s)
+        if ys > CURVATURE_MIN:
+            if len(self.dirs) == history_size:
+                self.dirs.pop(0), self.stps.pop(0), self.ro.pop(0)
+            self.dirs.append(y), self.stps.append(s), self.ro.append(1.0 / ys)
+            self.h_diag = ys / y.dot(y)  # scaling of H_0 (N&W eq. 7.20)
+        self.d, self.al = two_loop(g, self.dirs, self.stps, self.ro, self.h_diag, history_size)
 
 
 def two_loop(g, dirs, stps, ro, h_diag, history_size):

@@ -19,6 +19,8 @@ rule reads (unguarded, step 1 failed with a math domain error).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 from sympy.core.relational import Relational
 from sympy.logic.boolalg import Boolean, BooleanFalse, BooleanTrue
@@ -99,17 +101,30 @@ class _Hoister:
         return e.func(*[self.expr(a, at) for a in e.args])
 
 
-def hoist_levels(outputs: dict[str, sp.Expr], reduce_args: dict[str, sp.Expr] | None = None):
-    """Return (prologue, scope temporaries, outputs, reduce arguments), all rewritten."""
+@dataclass
+class Levels:
+    """A stage's expressions with their scalar and per-scope parts hoisted out."""
+    prologue: list[tuple[ScalarTemp, sp.Expr]]  # group scalars ``s<i>``, host float64
+    scope_temps: list[tuple[ScopeTemp, sp.Expr]]  # per-scope values ``m<i>``
+    outputs: dict[str, sp.Expr]  # the elementwise stage's outputs
+    reduce_args: dict[str, sp.Expr]  # each reduction's argument, by result name
+    matrix_args: dict[str, sp.Expr]  # each matrix-stage output, by name
+
+
+def hoist_levels(outputs: dict[str, sp.Expr], reduce_args: dict[str, sp.Expr] | None = None,
+                 matrix_args: dict[str, sp.Expr] | None = None) -> Levels:
+    """Hoist every expression through one hoister, so equal scalars share one ``s<i>``:
+    the reduce arguments first, then the matrix outputs, then the elementwise outputs."""
     h = _Hoister()
     reduce_args = {k: h.expr(e) for k, e in (reduce_args or {}).items()}
+    matrix_args = {k: h.expr(e) for k, e in (matrix_args or {}).items()}
     rewritten = {name: h.expr(e) for name, e in outputs.items()}
     prologue = [(sym, e) for e, sym in h.scalars.items()]
-    return prologue, list(h.scoped.values()), rewritten, reduce_args
+    return Levels(prologue, list(h.scoped.values()), rewritten, reduce_args, matrix_args)
 
 
 def hoist_scalars(outputs: dict[str, sp.Expr]) -> tuple[list[tuple[ScalarTemp, sp.Expr]],
                                                         dict[str, sp.Expr]]:
     """Return (prologue assignments, outputs rewritten over the scalar temporaries)."""
-    prologue, _, rewritten, _ = hoist_levels(outputs)
-    return prologue, rewritten
+    levels = hoist_levels(outputs)
+    return levels.prologue, levels.outputs

@@ -8,6 +8,8 @@ elementwise outputs altogether: the matrix stage computes them too.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from ...dsl.matrix import MatrixOp
@@ -23,8 +25,13 @@ def _outermost(e: sp.Basic, found: list) -> None:
         _outermost(a, found)
 
 
-def split_matrix(outputs: dict[str, sp.Expr], matrix_states: set[str]):
-    """Return (matrix stage outputs {name: expr}, elementwise outputs over the results)."""
+@dataclass
+class MatrixSplit:
+    stage: dict[str, sp.Expr]  # the matrix stage's outputs: ``mat<i>`` and matrix states
+    elementwise: dict[str, sp.Expr]  # the rest, over the ``mat<i>`` results
+
+
+def split_matrix(outputs: dict[str, sp.Expr], matrix_states: set[str]) -> MatrixSplit:
     elementwise = {k: e for k, e in outputs.items() if k not in matrix_states}
     nodes: list = []
     for e in elementwise.values():
@@ -32,4 +39,4 @@ def split_matrix(outputs: dict[str, sp.Expr], matrix_states: set[str]):
     results = {node: MatrixResult(f"mat{i}", real=True) for i, node in enumerate(nodes)}
     stage = {str(r): node for node, r in results.items()}
     stage.update({k: e for k, e in outputs.items() if k in matrix_states})
-    return stage, {k: e.xreplace(results) for k, e in elementwise.items()}
+    return MatrixSplit(stage, {k: e.xreplace(results) for k, e in elementwise.items()})

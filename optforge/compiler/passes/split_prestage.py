@@ -26,13 +26,15 @@ batches, reduction results or other matrix operations, and anything under ``ever
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from ...dsl.matrix import (Eigenvectors, Every, Inverse, InvRoot, MatrixOp, Orthogonalize,
                            Solve)
 from ...dsl.symbols import (GradSymbol, InputSymbol, ParamSymbol, ScalarSymbol, StateDecl,
                             StateSymbol, TensorSymbol)
-from ..plan import PreResult
+from ..plan import PreResult, StateKind
 
 
 def _per_element(e: sp.Basic, states: dict[str, StateDecl]) -> bool:
@@ -43,7 +45,7 @@ def _per_element(e: sp.Basic, states: dict[str, StateDecl]) -> bool:
         if isinstance(s, (ParamSymbol, GradSymbol, ScalarSymbol)):  # scalars: the prologue's
             continue
         if isinstance(s, (StateSymbol, InputSymbol)) and s.name in states \
-                and states[s.name].kind in ("state", "input") and not states[s.name].shape:
+                and states[s.name].kind in (StateKind.STATE, StateKind.INPUT) and not states[s.name].shape:
             continue
         return False  # matrix states, layer batches, reduction results, matrix results
     return True
@@ -86,24 +88,28 @@ def _reads(e: sp.Basic, name: str) -> bool:
     return any(isinstance(s, StateSymbol) and s.name == name for s in e.free_symbols)
 
 
-def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp.Expr],
-                   states: dict[str, StateDecl]):
-    """Return (pre-stage outputs, matrix outputs, elementwise outputs, buffer dtypes).
+@dataclass
+class PrestageSplit:
+    # the ``pre<i>`` buffers and the per-element states the pre-stage now updates; empty
+    # when nothing qualifies (the plan is then as before this pass)
+    pre: dict[str, sp.Expr]
+    matrix: dict[str, sp.Expr]  # the matrix stage's outputs, over the ``pre<i>`` buffers
+    elementwise: dict[str, sp.Expr]  # what the elementwise stage still writes
+    buffer_dtypes: dict[str, str]  # each ``pre<i>``'s storage dtype
 
-    The pre-stage outputs are the ``pre<i>`` buffers and the per-element states it now
-    updates; empty when nothing qualifies (the plan is then as before this pass). The
-    dtypes map each ``pre<i>`` to its storage dtype.
-    """
+
+def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp.Expr],
+                   states: dict[str, StateDecl]) -> PrestageSplit:
     h = _Hoister(states)
     matrix_outputs = {k: h.node(e) for k, e in matrix_outputs.items()}
     if not h.buffers:
-        return {}, matrix_outputs, elementwise, {}
+        return PrestageSplit({}, matrix_outputs, elementwise, {})
     pre = {str(sym): arg for arg, sym in h.buffers.items()}
     if any(isinstance(node, FALLIBLE) for e in matrix_outputs.values()
            for node in sp.preorder_traversal(e)):
-        return pre, matrix_outputs, elementwise, h.dtypes
+        return PrestageSplit(pre, matrix_outputs, elementwise, h.dtypes)
     for name, new in list(elementwise.items()):
-        if name not in states or states[name].kind != "state" or \
+        if name not in states or states[name].kind != StateKind.STATE or \
                 not _per_element(new, states) or \
                 any(isinstance(s, PreResult) for s in new.free_symbols):
             continue
@@ -112,4 +118,4 @@ def split_prestage(matrix_outputs: dict[str, sp.Expr], elementwise: dict[str, sp
         later = [e for k, e in elementwise.items() if k != name] + list(matrix_outputs.values())
         if not any(_reads(e, name) for e in later):
             pre[name] = elementwise.pop(name)
-    return pre, matrix_outputs, elementwise, h.dtypes
+    return PrestageSplit(pre, matrix_outputs, elementwise, h.dtypes)

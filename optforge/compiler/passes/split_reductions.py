@@ -11,12 +11,15 @@ inputs twice, which the traffic model counts, and no state is ever half-updated.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy as sp
 
 from ...dsl.reductions import NDim, Numel, ReduceMax, ReduceSum, Reduction
-from ..plan import ReduceOp, ReduceResult
+from ..plan import ReduceKind, ReduceOp, ReduceResult, Scope
 
-_OPS = {ReduceSum: "sum", ReduceMax: "max", Numel: "numel", NDim: "ndim"}
+_OPS = {ReduceSum: ReduceKind.SUM, ReduceMax: ReduceKind.MAX, Numel: ReduceKind.NUMEL,
+        NDim: ReduceKind.NDIM}
 _SHAPE_ONLY = (Numel, NDim)  # known from the tensor's shape: no argument to reduce
 
 
@@ -35,19 +38,23 @@ def _innermost(outputs) -> list[Reduction]:
     return sorted(found, key=sp.default_sort_key)
 
 
-def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[list[ReduceOp]],
-                                                          dict[str, sp.Expr]]:
-    """Return (reductions per stage, outputs over their ``ReduceResult`` symbols)."""
+@dataclass
+class ReduceSplit:
+    stages: list[list[ReduceOp]]  # the reductions of each reduce stage, in stage order
+    outputs: dict[str, sp.Expr]  # the rule's outputs over their ``ReduceResult`` symbols
+
+
+def split_reductions(outputs: dict[str, sp.Expr]) -> ReduceSplit:
     stages, count = [], 0
     while True:
         nodes = _innermost(outputs)
         if not nodes:
-            return stages, outputs
+            return ReduceSplit(stages, outputs)
         results = {}
         for node in nodes:
             results[node] = ReduceResult(f"r{count}", real=True)
             count += 1
-        stages.append([ReduceOp(results[n], _OPS[type(n)], n.scope,
+        stages.append([ReduceOp(results[n], _OPS[type(n)], Scope(n.scope),
                                 sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0])
                        for n in nodes])
         outputs = {k: e.xreplace(results) for k, e in outputs.items()}

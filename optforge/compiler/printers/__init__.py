@@ -1,1 +1,2 @@
-"""Expression printers, one per backend, plus the host (prologue) printer."""
+"""Expression printers: one base (``base.py``: structure and the one refusal point), a
+subclass per backend with its spellings, and the host (prologue) printer."""

@@ -9,7 +9,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..plan import KernelPlan
 from ..templates import render
-from .torch import local
+from .base import local
 
 
 class _HostPrinter(PythonCodePrinter):

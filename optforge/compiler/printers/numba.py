@@ -1,8 +1,5 @@
-"""Prints a plan's elementwise stage as one ``@njit(parallel=True)`` prange kernel.
-
-Whitelist printer: every supported SymPy node has a method here, anything else
-raises CompileError naming it (inheriting SymPy's Python printer would silently
-emit float64 literals, integer division or ``max`` without NaN propagation).
+"""Prints a plan's elementwise stage as one ``@njit(parallel=True)`` prange kernel: the
+numba spellings of ``base.BasePrinter`` (which refuses any node it does not know).
 
 Types are the point of this printer. Numba types a Python float literal as float64
 and float32 * float64 is float64, so one bare ``0.5`` would turn a whole kernel into
@@ -13,20 +10,17 @@ A float64 parameter computes in float64, as torch.optim does.
 """
 from __future__ import annotations
 
-import re
-
 import sympy as sp
-from sympy.core.relational import Relational
 
 from ...dsl.symbols import TensorSymbol
+from ..abi import kernel_name, storage_dtypes
 from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
-from .torch import local
-from .infix import InfixArithmetic
+from .base import BasePrinter
 
-_UNARY = {sp.Abs: "np.abs", sp.sign: "np.sign", sp.exp: "np.exp", sp.log: "np.log"}
-_REL = {"<", "<=", ">", ">=", "==", "!="}
+__all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "numba_source"]
+
 _NP = {"float32": "np.float32", "float64": "np.float64"}
 
 # storage dtype -> (pointer helper, item size, load (bits -> float32), store (float32 -> bits))
@@ -43,126 +37,39 @@ def compute_dtype(param_dtype: str) -> str:
     return "float64" if param_dtype == "float64" else "float32"
 
 
-class NumbaPrinter(InfixArithmetic):
+class NumbaPrinter(BasePrinter):
     """Scalar Numba code for one element; ``ftype`` is the compute type (float32/64)."""
 
+    backend = "numba"
+    UNARY = {sp.Abs: "np.abs", sp.sign: "np.sign", sp.exp: "np.exp", sp.log: "np.log"}
+    SQRT, POW = "np.sqrt", "np.power"
+    MAX, MIN = "fmax", "fmin"  # NaN-propagating, as torch.maximum
+    SYMBOLS = (TensorSymbol, ElemTemp, ScalarTemp, ReduceResult, ScopeTemp)
+
     def __init__(self, rule_name: str, ftype: str):
-        self.rule_name, self.f = rule_name, _NP[ftype]
+        super().__init__(rule_name)
+        self.ftype, self.f = ftype, _NP[ftype]
 
-    def doprint(self, e) -> str:
-        method = getattr(self, "_print_" + type(e).__name__, None)
-        if method is not None:
-            return method(e)
-        for cls, fn in _UNARY.items():
-            if isinstance(e, cls):
-                return f"{fn}({self.doprint(e.args[0])})"
-        if isinstance(e, Relational) and e.rel_op in _REL:
-            return f"({self.doprint(e.lhs)} {e.rel_op} {self.doprint(e.rhs)})"
-        if isinstance(e, (TensorSymbol, ElemTemp, ScalarTemp, ReduceResult, ScopeTemp)):
-            return local(e)
-        if e.is_Number or isinstance(e, sp.NumberSymbol):
-            return self.literal(e)
-        raise CompileError(f"rule {self.rule_name!r}: the numba printer does not support "
-                           f"{type(e).__name__} in {sp.sstr(e)}")
-
-    def literal(self, e) -> str:
-        value = float(e)
-        if value != value or value in (float("inf"), float("-inf")):
-            raise CompileError(f"rule {self.rule_name!r}: non-finite constant {sp.sstr(e)} "
-                               "in the elementwise stage")
+    def literal(self, value: float) -> str:
         return f"{self.f}({value!r})"
 
-    def _print_Mul(self, e):
-        num, den = self.split_product(e)
-        text = " * ".join(num) or self.literal(1)
-        return f"({text} / {' / '.join(den)})" if den else f"({text})"
+    def load(self, name: str, dtype: str, masked: bool = False) -> str:
+        _, _, bits_to_f32, _ = STORAGE[dtype]
+        value = f"{bits_to_f32}(a_{name}[i])" if bits_to_f32 else f"a_{name}[i]"
+        if (dtype if bits_to_f32 is None else "float32") != self.ftype:
+            value = f"{self.f}({value})"
+        return f"v_{name} = {value}"
 
-    def _print_Pow(self, e):
-        base, exp = self.doprint(e.base), e.exp
-        if exp == sp.Rational(1, 2):
-            return f"np.sqrt({base})"
-        if exp == sp.Rational(-1, 2):
-            return f"({self.literal(1)} / np.sqrt({base}))"
-        if exp == -1:
-            return f"({self.literal(1)} / {base})"
-        # A general power: both operands in the compute type keep the result there.
-        return f"np.power({base}, {self.doprint(exp)})"
-
-    def _nest(self, e, fn):
-        out = self.doprint(e.args[0])
-        for a in e.args[1:]:
-            out = f"{fn}({out}, {self.doprint(a)})"
-        return out
-
-    def _print_Max(self, e):
-        return self._nest(e, "fmax")  # NaN-propagating, as torch.maximum
-
-    def _print_Min(self, e):
-        return self._nest(e, "fmin")
-
-    def _print_Piecewise(self, e):
-        (value, cond), rest = e.args[0], e.args[1:]
-        if cond == sp.true or not rest:
-            return self.doprint(value)
-        other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
-            else self.doprint(rest[0][0])
-        return f"({self.doprint(value)} if {self.doprint(cond)} else {other})"
-
-    def _logic(self, e, op):
-        return "(" + f" {op} ".join(self.doprint(a) for a in e.args) + ")"
-
-    def _print_And(self, e):
-        return self._logic(e, "and")
-
-    def _print_Or(self, e):
-        return self._logic(e, "or")
-
-    def _print_Not(self, e):
-        return f"(not {self.doprint(e.args[0])})"
-
-
-def kernel_slots(plan: KernelPlan) -> list[str]:
-    """The tensors the kernels touch, in address-table order: p, g, then states."""
-    touched = {r.name for r in plan.loads} | {r.name for r, _ in plan.stores} | {
-        r.name for stage in plan.reduce_stages for r in stage.loads}
-    return [n for n in ["p", "g", *plan.states] if n in touched]
-
-
-def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
-    """Each slot's storage dtype: a state's declared dtype, else the parameter's."""
-    refs = {r.name: r for stage in plan.reduce_stages for r in stage.loads}
-    refs |= {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
-    out = {}
-    for name in kernel_slots(plan):
-        dtype = refs[name].dtype or param_dtype
-        if dtype not in STORAGE:
-            raise CompileError(f"rule {plan.rule_name!r}: tensor {name!r} has storage dtype "
-                               f"{dtype!r}; the numba backend supports {sorted(STORAGE)}")
-        out[name] = dtype
-    return out
-
-
-def kernel_name(plan: KernelPlan, param_dtype: str) -> str:
-    """Unique per variant: Numba's on-disk cache is keyed by the function's name."""
-    stem = re.sub(r"\W", "_", plan.rule_name, flags=re.ASCII).lower() or "rule"
-    return f"{stem}_{plan.fingerprint()}_{param_dtype}"
-
-
-def _load(name: str, dtype: str, ftype: str) -> str:
-    _, _, bits_to_f32, _ = STORAGE[dtype]
-    value = f"{bits_to_f32}(a_{name}[i])" if bits_to_f32 else f"a_{name}[i]"
-    if (dtype if bits_to_f32 is None else "float32") != ftype:
-        value = f"{_NP[ftype]}({value})"
-    return value
-
-
-def _store(dtype: str, ftype: str, value: str) -> str:
-    _, _, _, f32_to_bits = STORAGE[dtype]
-    if f32_to_bits is None:
-        return value if dtype == ftype else f"{_NP[dtype]}({value})"
-    if ftype == "float64":  # via float32, as torch's float64 -> 16-bit casts do
-        value = f"np.float32({value})"
-    return f"{f32_to_bits}({value})"
+    def store(self, name: str, dtype: str, value: str, masked: bool = False,
+              rounding=None) -> str:
+        _, _, _, f32_to_bits = STORAGE[dtype]
+        if f32_to_bits is None:
+            value = value if dtype == self.ftype else f"{_NP[dtype]}({value})"
+        else:
+            if self.ftype == "float64":  # via float32, as torch's float64 -> 16-bit casts do
+                value = f"np.float32({value})"
+            value = f"{f32_to_bits}({value})"
+        return f"a_{name}[i] = {value}"
 
 
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
@@ -176,17 +83,16 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
         return stages_source(plan, param_dtype)
     ftype = compute_dtype(param_dtype)
     pr = NumbaPrinter(plan.rule_name, ftype)
-    dtypes = storage_dtypes(plan, param_dtype)
+    dtypes = storage_dtypes(plan, param_dtype, "numba")
     slots = list(dtypes)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
     views = []
     for k, name in enumerate(slots):
         ptr, size, _, _ = STORAGE[dtypes[name]]
         views.append(f"        a_{name} = carray({ptr}(addresses[{k}, j] + {size} * lo), n)")
-    loads = [f"            v_{r.name} = {_load(r.name, dtypes[r.name], ftype)}"
-             for r in plan.loads]
+    loads = [f"            {pr.load(r.name, dtypes[r.name])}" for r in plan.loads]
     temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [f"            a_{r.name}[i] = {_store(dtypes[r.name], ftype, pr.doprint(e))}"
+    stores = [f"            {pr.store(r.name, dtypes[r.name], pr.doprint(e))}"
               for r, e in plan.stores]
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,

@@ -15,10 +15,11 @@ block is one run, as in the elementwise kernels.
 """
 from __future__ import annotations
 
-from ..plan import KernelPlan, ReduceOp
+from ..abi import PartialGroups, kernel_name, partial_groups, storage_dtypes
+from ..plan import KernelPlan, ReduceKind, ReduceOp
+from ..scope_use import elementwise_exprs, stage_exprs
 from ..templates import render
-from .numba import (_NP, STORAGE, NumbaPrinter, _load, _store, compute_dtype, kernel_name,
-                    storage_dtypes)
+from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype
 from .numba_scopes import Scopes
 
 LANES = 16
@@ -52,7 +53,7 @@ class _Kernel:
         self.ftype = compute_dtype(param_dtype)
         self.f = _NP[self.ftype]
         self.pr = NumbaPrinter(plan.rule_name, self.ftype)
-        self.dtypes = storage_dtypes(plan, param_dtype)
+        self.dtypes = storage_dtypes(plan, param_dtype, "numba")
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
@@ -75,8 +76,7 @@ class _Kernel:
         return out
 
     def loads(self, loads, indent: str) -> list[str]:
-        return [f"{indent}v_{r.name} = {_load(r.name, self.dtypes[r.name], self.ftype)}"
-                for r in loads]
+        return [f"{indent}{self.pr.load(r.name, self.dtypes[r.name])}" for r in loads]
 
     def runs(self, refs, body_at, per_row: bool) -> list[str]:
         """The block's runs: one (``s = 0, m = n``), or one per row segment; in each,
@@ -93,8 +93,7 @@ class _Kernel:
 
 
 def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
-    exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
-    k = _Kernel(plan, param_dtype, exprs)
+    k = _Kernel(plan, param_dtype, elementwise_exprs(plan))
     refs = {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
     touched = [refs[n] for n in k.slots if n in refs]
 
@@ -102,7 +101,7 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
         inner = indent + "    "
         lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
         lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        lines += [f"{inner}a_{r.name}[i] = {_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e))}"
+        lines += [f"{inner}{k.pr.store(r.name, k.dtypes[r.name], k.pr.doprint(e))}"
                   for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
@@ -111,71 +110,75 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
 
 def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
     stage = plan.reduce_stages[index]
-    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
-    k = _Kernel(plan, param_dtype, [e for _, e in stage.temps] + [r.expr for r in ops])
-    f = k.f
-    tensor_ops = [r for r in ops if r.scope in ("tensor", "group")]
-    row_ops = [r for r in ops if r.scope == "row"]
-    col_ops = [r for r in ops if r.scope == "col"]
-    per_row = k.scopes.per_row or bool(row_ops or col_ops)
+    k = _Kernel(plan, param_dtype, stage_exprs(plan, index))
+    groups = partial_groups(stage)
+    per_row = k.scopes.per_row or groups.by_rows
     name = f"{kernel_name(plan, param_dtype)}_r{index}"
-    if not per_row and tensor_ops and all(r.op != "max" for r in tensor_ops) and \
-            _vectorizable(k, stage, tensor_ops):
-        return _summing_reduce(k, stage, tensor_ops, name)
+    if not per_row and groups.tensor and all(r.op != ReduceKind.MAX for r in groups.tensor) \
+            and _vectorizable(k, stage, groups.tensor):
+        return _summing_reduce(k, stage, groups.tensor, name)
     lines = k.head(name, ", seg_base, col_base, out_t, out_seg, out_col")
-    lines += [f"{I2}t{q} = np.full(LANES, {_identity(r.op, f)}, {f})"
-              for q, r in enumerate(tensor_ops)]
-    lines += [f"{I2}w{q} = np.empty(LANES, {f})" for q in range(len(row_ops))]
-    if row_ops:
+    lines += [f"{I2}t{q} = np.full(LANES, {_identity(r.op, k.f)}, {k.f})"
+              for q, r in enumerate(groups.tensor)]
+    lines += [f"{I2}w{q} = np.empty(LANES, {k.f})" for q in range(len(groups.row))]
+    if groups.row:
         lines.append(f"{I2}seg = seg_base[b]")
+    lines += k.runs(stage.loads, _LanedBody(k, stage, groups).body, per_row)
+    return lines + [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}"
+                    for q, r in enumerate(groups.tensor)]
 
-    def element(inner: str, lane: str, short: bool = False) -> list[str]:
-        out = [*k.scopes.element_lines(inner), *k.loads(stage.loads, inner)]
-        out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in stage.temps]
-        for q, r in enumerate(tensor_ops):
-            out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, f"t{q}[{lane}]", "x")]
-        for q, r in enumerate(row_ops):
-            target = f"u{q}" if short else f"w{q}[{lane}]"
+
+class _LanedBody:
+    """The body of a laned reduce kernel over one run: each element's values accumulate
+    in lane ``i % LANES`` (tensor and row reductions) or straight into the column
+    partials; row lanes are folded at the end of each row segment."""
+
+    def __init__(self, k: _Kernel, stage, groups: PartialGroups):
+        self.k, self.stage, self.g = k, stage, groups
+
+    def element(self, inner: str, lane: str, short: bool = False) -> list[str]:
+        k, g = self.k, self.g
+        out = [*k.scopes.element_lines(inner), *k.loads(self.stage.loads, inner)]
+        out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in self.stage.temps]
+        targets = [(r, f"t{q}[{lane}]") for q, r in enumerate(g.tensor)]
+        targets += [(r, f"u{q}" if short else f"w{q}[{lane}]") for q, r in enumerate(g.row)]
+        targets += [(r, f"out_col[{q}, cb + i]") for q, r in enumerate(g.col)]
+        for r, target in targets:
             out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, target, "x")]
-        for q, r in enumerate(col_ops):
-            out += [f"{inner}x = {_value(k, r)}",
-                    inner + _accumulate(r.op, f"out_col[{q}, cb + i]", "x")]
         return out
 
-    def lanes(indent):
-        inner = indent + "        "
-        out = [f"{indent}for q in range(LANES):"] if row_ops else []
-        out += [f"{indent}    w{q}[q] = {_identity(r.op, f)}" for q, r in enumerate(row_ops)]
+    def lanes(self, indent: str) -> list[str]:
+        inner, rows, f = indent + "        ", self.g.row, self.k.f
+        out = [f"{indent}for q in range(LANES):"] if rows else []
+        out += [f"{indent}    w{q}[q] = {_identity(r.op, f)}" for q, r in enumerate(rows)]
         out += [f"{indent}nf = m - m % LANES", f"{indent}for i0 in range(0, nf, LANES):",
                 f"{indent}    for q in range(LANES):", f"{inner}i = i0 + q",
-                *element(inner, "q"), f"{indent}for i in range(nf, m):",
-                f"{indent}    q = i - nf", *element(indent + "    ", "q")]
+                *self.element(inner, "q"), f"{indent}for i in range(nf, m):",
+                f"{indent}    q = i - nf", *self.element(indent + "    ", "q")]
         return out + [f"{indent}out_seg[{q}, seg] = {_fold(r.op, f'w{q}')}"
-                      for q, r in enumerate(row_ops)]
+                      for q, r in enumerate(rows)]
 
-    def short(indent):
+    def short(self, indent: str) -> list[str]:
         """A row segment shorter than the lanes (short rows: 1-D tensors are rows of one):
         row values accumulate in one scalar each, element i of the run in lane i."""
-        out = [f"{indent}u{q} = {_identity(r.op, f)}" for q, r in enumerate(row_ops)]
+        rows = self.g.row
+        out = [f"{indent}u{q} = {_identity(r.op, self.k.f)}" for q, r in enumerate(rows)]
         out += [f"{indent}for i in range(m):", f"{indent}    q = i",
-                *element(indent + "    ", "q", short=True)]
-        return out + [f"{indent}out_seg[{q}, seg] = u{q}" for q in range(len(row_ops))]
+                *self.element(indent + "    ", "q", short=True)]
+        return out + [f"{indent}out_seg[{q}, seg] = u{q}" for q in range(len(rows))]
 
-    def body(indent):
-        out = [f"{indent}cb = col_base[b, 0] + (s if col_base[b, 1] else c0)"] if col_ops else []
-        if not row_ops:
-            return out + lanes(indent)
-        return out + [f"{indent}if m < LANES:", *short(indent + "    "), f"{indent}else:",
-                      *lanes(indent + "    "), f"{indent}seg += 1"]
-
-    lines += k.runs(stage.loads, body, per_row)
-    lines += [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}" for q, r in enumerate(tensor_ops)]
-    return lines
+    def body(self, indent: str) -> list[str]:
+        out = [f"{indent}cb = col_base[b, 0] + (s if col_base[b, 1] else c0)"] \
+            if self.g.col else []
+        if not self.g.row:
+            return out + self.lanes(indent)
+        return out + [f"{indent}if m < LANES:", *self.short(indent + "    "), f"{indent}else:",
+                      *self.lanes(indent + "    "), f"{indent}seg += 1"]
 
 
 def _value(k: _Kernel, r: ReduceOp) -> str:
     """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf)."""
-    if r.op == "nonfinite":
+    if r.op == ReduceKind.NONFINITE:
         x = k.pr.doprint(r.expr)
         return f"({k.f}(0.0) if ({x} - {x}) == {k.f}(0.0) else {k.f}(1.0))"
     return k.pr.doprint(r.expr)
@@ -236,7 +239,7 @@ def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) ->
 
 def stages_source(plan: KernelPlan, param_dtype: str) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
-    dtypes = storage_dtypes(plan, param_dtype)
+    dtypes = storage_dtypes(plan, param_dtype, "numba")
     slots = list(dtypes)
     kernels = _elementwise(plan, param_dtype)
     for index in range(len(plan.reduce_stages)):

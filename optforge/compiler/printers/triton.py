@@ -1,8 +1,7 @@
-"""Prints a plan's elementwise stage as ONE ``@triton.jit`` multi-tensor kernel.
-
-Whitelist printer (as TorchInductor warns, inheriting Python printing is unsafe where
-Triton follows C semantics): every supported SymPy node has a method, anything else
-raises CompileError naming it. The kernel source obeys the interpreter's traps too:
+"""Prints a plan's elementwise stage as ONE ``@triton.jit`` multi-tensor kernel: the triton
+spellings of ``base.BasePrinter`` (which refuses any node it does not know; as
+TorchInductor warns, inheriting Python printing is unsafe where Triton follows C
+semantics). The kernel source obeys the interpreter's traps too:
 
 * no libdevice: sqrt/div are the IEEE-rounded ``tl.sqrt_rn``/``tl.div_rn`` (parity with
   torch), general powers are ``exp2(y * log2(x))``, integer powers products;
@@ -19,23 +18,32 @@ tensor role) and a block map (program -> tensor, first element): see
 """
 from __future__ import annotations
 
-import hashlib
-import math
-
 import sympy as sp
-from sympy.core.relational import Relational
 
 from ...dsl.symbols import TensorSymbol
-from ..errors import CompileError
-from ..plan import ElemTemp, KernelPlan, ScalarTemp, TensorRef
+from ..abi import kernel_name as abi_kernel_name, roundings, storage_dtypes as abi_storage_dtypes
+from ..abi import tensor_refs
+from ..plan import ElemTemp, KernelPlan, Rounding, ScalarTemp
 from ..templates import render
-from .infix import InfixArithmetic
+from .base import BasePrinter
+
+__all__ = ["TritonPrinter", "kernel_name", "storage_dtypes", "tensor_refs", "triton_source"]
 
 # storage dtype -> pointer element type in the kernel (compiled; see pointer_type)
 TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16"}
-_UNARY = {sp.Abs: "tl.abs", sp.exp: "tl.exp", sp.log: "tl.log"}
-_REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 MAX_INT_EXPONENT = 64
+
+
+def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
+    """Each touched tensor's storage dtype when the parameters are ``param_dtype`` (the
+    ABI's, for the triton backend; catalogue/aot_sweep.py asks here)."""
+    return abi_storage_dtypes(plan, param_dtype, "triton")
+
+
+def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
+                interpreted: bool = False) -> str:
+    return abi_kernel_name(plan, str(sorted(dtypes.items())), str(sorted(stochastic)),
+                           str(interpreted))
 
 
 def pointer_type(dtype: str, interpreted: bool) -> str:
@@ -60,164 +68,75 @@ def rng_lines(stochastic) -> str:
     return "\n".join(lines) + "\n"
 
 
-def local(sym: sp.Symbol) -> str:
-    return f"v_{sym.name}" if isinstance(sym, TensorSymbol) else sym.name
+class TritonPrinter(BasePrinter):
+    backend = "triton"
+    UNARY = {sp.Abs: "tl.abs", sp.exp: "tl.exp", sp.log: "tl.log",
+             sp.sign: "sign_f32"}  # sign_f32: in triton_helpers.py.tmpl
+    SQRT, MAX, MIN = "tl.sqrt_rn", "tl.maximum", "tl.minimum"  # no libdevice: IEEE-rounded
+    SYMBOLS = (TensorSymbol, ElemTemp, ScalarTemp)  # loaded, temporary, kernel argument
 
-
-class TritonPrinter(InfixArithmetic):
-    def __init__(self, rule_name: str):
-        self.rule_name = rule_name
-
-    def _fail(self, e, why: str = "") -> CompileError:
-        return CompileError(f"rule {self.rule_name!r}: the triton printer does not support "
-                            f"{type(e).__name__} in {sp.sstr(e)}{why}")
-
-    def tensor(self, e) -> bool:
-        return any(isinstance(s, (TensorSymbol, ElemTemp)) for s in e.free_symbols)
-
-    def doprint(self, e) -> str:
-        method = getattr(self, "_print_" + type(e).__name__, None)
-        if method is not None:
-            return method(e)
-        for cls, fn in _UNARY.items():
-            if isinstance(e, cls):
-                return f"{fn}({self.doprint(e.args[0])})"
-        if isinstance(e, Relational) and e.rel_op in _REL:
-            return f"({self.doprint(e.lhs)} {_REL[e.rel_op]} {self.doprint(e.rhs)})"
-        if isinstance(e, (TensorSymbol, ElemTemp, ScalarTemp)):  # loaded, temp, kernel arg
-            return local(e)
-        if e.is_Number or isinstance(e, sp.NumberSymbol):
-            return self._number(e)
-        raise self._fail(e)
-
-    def _number(self, e) -> str:
-        value = float(e)
-        if not math.isfinite(value):
-            raise self._fail(e, " (a non-finite constant)")
+    def literal(self, value: float) -> str:
         # A float literal: Triton makes it a float32 constant; never an int (C division).
         return f"({value!r})" if value < 0 else repr(value)
 
-    def _print_Mul(self, e):
-        num, den = self.split_product(e)
+    def divide(self, a: str, b: str) -> str:
+        return f"tl.div_rn({a}, {b})"
+
+    def product(self, num: list[str], den: list[str]) -> str:
         out = "(" + (" * ".join(num) or "1.0") + ")"
         for d in den:  # one IEEE division per factor, in order, as torch does
-            out = f"tl.div_rn({out}, {d})"
+            out = self.divide(out, d)
         return out
 
-    def _print_Pow(self, e):
-        base, exp = e.base, e.exp
-        b = self.doprint(base)
-        if exp == sp.Rational(1, 2):
-            return f"tl.sqrt_rn({b})"
-        if exp == sp.Rational(-1, 2):
-            return f"tl.div_rn(1.0, tl.sqrt_rn({b}))"
-        if exp == -1:
-            return f"tl.div_rn(1.0, {b})"
-        if exp.is_Integer:
-            n = int(exp)
+    def power(self, e: sp.Pow, base: str) -> str:
+        if e.exp.is_Integer:
+            n = int(e.exp)
             if n == 0:
                 return "1.0"
             if abs(n) > MAX_INT_EXPONENT:
-                raise self._fail(e, f" (integer exponent beyond +-{MAX_INT_EXPONENT})")
-            product = "(" + " * ".join([b] * abs(n)) + ")"
-            return product if n > 0 else f"tl.div_rn(1.0, {product})"
+                raise self.refuse(e, f" (integer exponent beyond +-{MAX_INT_EXPONENT})")
+            product = "(" + " * ".join([base] * abs(n)) + ")"
+            return product if n > 0 else self.divide("1.0", product)
         # x**y = 2**(y*log2(x)): NaN for x < 0, as torch.pow with a fractional exponent.
-        return f"tl.exp2({self.doprint(exp)} * tl.log2({b}))"
+        return f"tl.exp2({self.doprint(e.exp)} * tl.log2({base}))"
 
-    def _print_sign(self, e):
-        return f"sign_f32({self.doprint(e.args[0])})"  # in triton_helpers.py.tmpl
-
-    def _minmax(self, e, fn):
+    def pairwise(self, fn: str, a: str, b: str) -> str:
         # propagate NaN like torch.maximum/minimum (Triton's default drops it)
-        out = self.doprint(e.args[0])
-        for a in e.args[1:]:
-            out = f"{fn}({out}, {self.doprint(a)}, propagate_nan=tl.PropagateNan.ALL)"
-        return out
+        return f"{fn}({a}, {b}, propagate_nan=tl.PropagateNan.ALL)"
 
-    def _print_Max(self, e):
-        return self._minmax(e, "tl.maximum")
+    def select(self, e, cond, value: str, other: str) -> str:
+        return f"tl.where({self.doprint(cond)}, {value}, {other})"
 
-    def _print_Min(self, e):
-        return self._minmax(e, "tl.minimum")
-
-    def _print_Piecewise(self, e):
-        (value, cond), rest = e.args[0], e.args[1:]
-        if cond == sp.true or not rest:
-            return self.doprint(value)
-        other = self.doprint(sp.Piecewise(*rest)) if len(rest) > 1 or rest[0][1] != sp.true \
-            else self.doprint(rest[0][0])
-        return f"tl.where({self.doprint(cond)}, {self.doprint(value)}, {other})"
-
-    def _logic(self, e, op: str, scalar_true: str, scalar_false: str) -> str:
+    def logic(self, e, op: str) -> str:
         """A tensor condition combined with scalar ones (``g > 0 & step() > 1``): each
         scalar one selects with tl.where, since `tensor & scalar` does not type-check in
         the interpreter (found by the cross-backend property test)."""
-        scalar_temps = getattr(self, "scalar_temps", ())
-        per_element = [a for a in e.args if any(
-            isinstance(s, TensorSymbol) or (isinstance(s, ElemTemp) and s not in scalar_temps)
-            for s in a.free_symbols)]
+        op, scalar_true, scalar_false = {"and": ("&", "", "False"), "or": ("|", "True", "")}[op]
+        per_element = [a for a in e.args if self.tensor(a)]
         scalars = [a for a in e.args if a not in per_element]
         out = "(" + f" {op} ".join(self.doprint(a) for a in per_element or scalars) + ")"
         for a in scalars if per_element else ():
             out = f"tl.where({self.doprint(a)}, {scalar_true or out}, {scalar_false or out})"
         return out
 
-    def _print_And(self, e):
-        return self._logic(e, "&", "", "False")
-
-    def _print_Or(self, e):
-        return self._logic(e, "|", "True", "")
-
     def _print_Not(self, e):
         return f"(~{self.doprint(e.args[0])})"
 
+    def load(self, name: str, dtype: str, masked: bool = False) -> str:
+        raw = (f"tl.load(ptr_{name} + offs, mask=mask, other=0)" if masked
+               else f"tl.load(ptr_{name} + offs)")
+        if dtype == "bfloat16":
+            return f"v_{name} = bf16_to_f32({raw})"
+        return f"v_{name} = {raw}.to(tl.float32)"
 
-def tensor_refs(plan: KernelPlan) -> list[TensorRef]:
-    """Every tensor the kernel touches, in address-table row order: p, g, then states."""
-    by_name = {r.name: r for stage in plan.reduce_stages for r in stage.loads}
-    by_name.update({r.name: r for r in plan.loads})
-    by_name.update({r.name: r for r, _ in plan.stores})
-    order = ["p", "g"] + list(plan.states)
-    return [by_name[n] for n in order if n in by_name]
-
-
-def storage_dtypes(plan: KernelPlan, param_dtype: str) -> dict[str, str]:
-    """Each touched tensor's storage dtype when the parameters are ``param_dtype``."""
-    out = {}
-    for ref in tensor_refs(plan):
-        dtype = ref.dtype or param_dtype
-        if dtype not in TRITON_DTYPES:
-            raise CompileError(f"rule {plan.rule_name!r}: tensor {ref.name!r} is stored as "
-                               f"{dtype}; the triton backend supports "
-                               f"{sorted(TRITON_DTYPES)} (use backend='torch')")
-        out[ref.name] = dtype
-    return out
-
-
-def kernel_name(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
-                interpreted: bool = False) -> str:
-    key = f"{plan.fingerprint()}|{sorted(dtypes.items())}|{sorted(stochastic)}|{interpreted}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    safe = "".join(c if c.isascii() and c.isalnum() else "_" for c in plan.rule_name.lower())
-    return f"optforge_{safe}_{digest}"
-
-
-def _load(ref: TensorRef, dtype: str, masked: bool) -> str:
-    raw = (f"tl.load(ptr_{ref.name} + offs, mask=mask, other=0)" if masked
-           else f"tl.load(ptr_{ref.name} + offs)")
-    if dtype == "bfloat16":
-        return f"v_{ref.name} = bf16_to_f32({raw})"
-    return f"v_{ref.name} = {raw}.to(tl.float32)"
-
-
-def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
-    value = f"o_{ref.name}"  # o_: a state "tensors" must not be n_tensors
-    if dtype == "bfloat16":
-        value = (f"f32_to_bf16_sr({value}, noise_{ref.name})" if stochastic
-                 else f"f32_to_bf16_rne({value})")
-    elif dtype == "float16":
-        value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
-    return f"tl.store(ptr_{ref.name} + offs, {value}{', mask=mask' if masked else ''})"
+    def store(self, name: str, dtype: str, value: str, masked: bool = False,
+              rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
+        if dtype == "bfloat16":
+            value = (f"f32_to_bf16_sr({value}, noise_{name})"
+                     if rounding == Rounding.STOCHASTIC else f"f32_to_bf16_rne({value})")
+        elif dtype == "float16":
+            value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
+        return f"tl.store(ptr_{name} + offs, {value}{', mask=mask' if masked else ''})"
 
 
 def triton_source(plan: KernelPlan, param_dtype: str = "float32",
@@ -228,54 +147,72 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     (each gets a ``seed_<name>`` argument); the others round to nearest even.
     ``interpreted``: for TRITON_INTERPRET=1 (bfloat16 as raw bits, rounded by hand).
     """
-    stochastic = frozenset(stochastic)
     dtypes = storage_dtypes(plan, param_dtype)
-    written = {r.name for r, _ in plan.stores}
-    for name in sorted(stochastic):
-        if name not in written or dtypes[name] != "bfloat16":
-            raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
-                               f"{name!r}, which is not a written bfloat16 tensor here "
-                               f"(written: {sorted((n, dtypes[n]) for n in written)})")
+    rounding = roundings(plan, dtypes, frozenset(stochastic))
     if plan.reduce_stages:  # reduce kernels + an elementwise kernel reading their results
         from .triton_reduce import stages_source
-        return stages_source(plan, dtypes, stochastic, interpreted)
+        return stages_source(plan, dtypes, rounding, interpreted)
     pr = TritonPrinter(plan.rule_name)
-    refs = tensor_refs(plan)
-    rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
-            for i, r in enumerate(refs)]
-    # temporaries CSE made of scalar conditions (e0 = s0 != 0.0) are scalars for _logic
-    pr.scalar_temps = set()
-    for s, e in plan.temps:
-        if not any(isinstance(x, TensorSymbol) or (isinstance(x, ElemTemp)
-                   and x not in pr.scalar_temps) for x in e.free_symbols):
-            pr.scalar_temps.add(s)
+    # temporaries CSE made of scalar conditions (e0 = s0 != 0.0) are scalars for logic()
+    pr.note_scalar_temps(plan.temps)
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    outputs = []
-    for ref, e in plan.stores:
-        value = pr.doprint(e)
-        if not pr.tensor(e):  # the same value for every element: broadcast it
-            value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"o_{ref.name} = {value}")
+    outputs = output_lines(pr, plan)
 
     def body(masked: bool) -> str:
-        lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + temps + outputs
-                 + [_store(r, dtypes[r.name], r.name in stochastic, masked)
-                    for r, _ in plan.stores])
+        lines = ([pr.load(r.name, dtypes[r.name], masked) for r in plan.loads] + temps
+                 + outputs + store_lines(pr, plan, dtypes, rounding, masked))
         return "\n".join("        " + line for line in lines)
 
+    return render_module("triton_kernel.py", plan, dtypes, rounding, interpreted,
+                         pointers="\n".join(pointer_rows(plan, dtypes, interpreted)),
+                         full=body(False), tail=body(True))
+
+
+def pointer_rows(plan: KernelPlan, dtypes: dict[str, str], interpreted: bool,
+                 names=None) -> list[str]:
+    """Each tensor's pointer from its row of the address table (``names``: only those)."""
+    return [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
+            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
+            for i, r in enumerate(tensor_refs(plan)) if names is None or r.name in names]
+
+
+def output_lines(pr: TritonPrinter, plan: KernelPlan) -> list[str]:
+    """``o_<name> = value`` per written tensor (``o_``: a state "tensors" must not be
+    ``n_tensors``); a value without a loaded tensor in it is made a block."""
+    out = []
+    for ref, e in plan.stores:
+        value = pr.doprint(e)
+        if not pr.tensor(e):
+            value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
+        out.append(f"o_{ref.name} = {value}")
+    return out
+
+
+def store_lines(pr: TritonPrinter, plan: KernelPlan, dtypes, rounding, masked: bool):
+    return [pr.store(r.name, dtypes[r.name], f"o_{r.name}", masked, rounding[r.name])
+            for r, _ in plan.stores]
+
+
+def render_module(template: str, plan: KernelPlan, dtypes: dict[str, str],
+                  rounding: dict[str, Rounding], interpreted: bool, **fields) -> str:
+    """Fill a kernel module template: the fields every triton module shares (kernel name,
+    run-time scalars cast once, one seed per stochastically rounded tensor) and ``fields``."""
+    stochastic = frozenset(n for n, r in rounding.items() if r == Rounding.STOCHASTIC)
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = rng_lines(stochastic)
-    name = kernel_name(plan, dtypes, stochastic, interpreted)
-    return render("triton_kernel.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
+    return render(template, rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
                   stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=helpers(interpreted), kernel=name,
+                  helpers=helpers(interpreted),
+                  kernel=kernel_name(plan, dtypes, stochastic, interpreted),
                   args="".join(f"{a}, " for a in scalars + seeds),
-                  casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
-                  or "    pass",
-                  pointers="\n".join(rows), rng=rng, full=body(False), tail=body(True))
+                  casts=scalar_casts(plan), rng=rng_lines(stochastic), **fields)
+
+
+def scalar_casts(plan: KernelPlan) -> str:
+    """Run-time scalars arrive as Python floats: each is cast to float32 once."""
+    return "\n".join(f"    {s.name} = tl.cast({s.name}, tl.float32)"
+                     for s in plan.scalar_args) or "    pass"
 
 
 def rounding_test_source(interpreted: bool = False) -> str:

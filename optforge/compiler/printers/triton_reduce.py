@@ -27,86 +27,46 @@ table. Not measured: the interpreter's timings say nothing about a GPU's.
 """
 from __future__ import annotations
 
-import sympy as sp
-
-from ..plan import KernelPlan, ReduceOp, ReduceResult, ScopeTemp
+from ..abi import partial_groups, result_layout
+from ..plan import KernelPlan, ReduceKind, ReduceResult, ResultKind, Rounding, ScopeTemp
+from ..scope_use import ScopeUse, elementwise_exprs, stage_exprs
 from ..templates import render
-from .triton import (TritonPrinter, _load, _store, helpers, kernel_name, pointer_type,
-                     rng_lines, tensor_refs)
-
-
-def result_kind(r: ReduceOp) -> str:
-    """"scalar" (one value per tensor), "row" or "col" (a vector per tensor)."""
-    if r.op in ("numel", "ndim") or r.scope in ("tensor", "group"):
-        return "scalar"
-    return r.scope
-
-
-def result_layout(plan: KernelPlan) -> tuple[list[int], list[int]]:
-    """Positions in ``plan.reductions`` of the scalar-table columns and vector-table rows."""
-    scalars = [i for i, r in enumerate(plan.reductions) if result_kind(r) == "scalar"]
-    vectors = [i for i, r in enumerate(plan.reductions) if result_kind(r) != "scalar"]
-    return scalars, vectors
+from .triton import (TritonPrinter, kernel_name, output_lines, pointer_rows, render_module,
+                     scalar_casts, store_lines)
 
 
 class StagePrinter(TritonPrinter):
     """The triton printer, also printing reduction results and per-scope values as names."""
 
-    def doprint(self, e) -> str:
-        if isinstance(e, (ReduceResult, ScopeTemp)):
-            return e.name
-        return super().doprint(e)
+    SYMBOLS = TritonPrinter.SYMBOLS + (ReduceResult, ScopeTemp)
 
 
-class Scopes:
-    """The results and per-scope values a kernel needs to evaluate ``exprs``, in order."""
+class Scopes(ScopeUse):
+    """Where the triton kernels read the results and per-scope values ``exprs`` need."""
 
     def __init__(self, plan: KernelPlan, pr: StagePrinter, exprs):
+        super().__init__(plan, exprs)
         self.pr = pr
-        self.ops = {r.result: (i, r) for i, r in enumerate(plan.reductions)}
-        self.temps = dict(plan.scope_temps)
-        self.vector: dict[sp.Symbol, bool] = {}
-        self.order: list[sp.Symbol] = []
-        for e in exprs:
-            self._visit(e)
-        scalars, vectors = result_layout(plan)
+        scalars, vectors = result_layout(plan, shapes_known=False)
         self.n_scalars = len(scalars)
         self.column = {i: c for c, i in enumerate(scalars)} | {i: c for c, i in enumerate(vectors)}
 
-    def _visit(self, e) -> bool:
-        vector = False
-        for s in sorted(e.free_symbols, key=str):
-            if s not in self.vector:
-                if isinstance(s, ReduceResult):
-                    self.vector[s] = result_kind(self.ops[s][1]) != "scalar"
-                elif isinstance(s, ScopeTemp):
-                    self.vector[s] = self._visit(self.temps[s])
-                else:
-                    continue
-                self.order.append(s)
-            vector = vector or self.vector[s]
-        return vector
-
-    @property
-    def uses_vectors(self) -> bool:
-        return any(self.vector.values())
-
-    def uses_kind(self, kind: str) -> bool:
-        return any(result_kind(self.ops[s][1]) == kind for s in self.order if s in self.ops)
+    def vector(self, s) -> bool:
+        return self.kind[s] != ResultKind.SCALAR
 
     def program_lines(self) -> list[str]:
         """Scalar results and values, and the pointers of vector results, for tensor tid."""
         out = []
         for s in self.order:
-            if s in self.ops:
-                c = self.column[self.ops[s][0]]
-                if self.vector[s]:
+            if self.result(s) is not None:
+                c = self.column[self.position(s)]
+                if self.vector(s):
                     out.append(f"ptr_{s.name} = tl.load(raddr_tab + {c} * n_tensors + tid)"
                                ".to(tl.pointer_type(tl.float32))")
                 else:
                     out.append(f"{s.name} = tl.load(rs_tab + tid * {self.n_scalars} + {c})")
-            elif not self.vector[s]:
-                out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
+            elif not self.vector(s):
+                out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
         return out
 
     def element_lines(self, row: str, col: str, row_mask: str, col_mask: str,
@@ -118,70 +78,44 @@ class Scopes:
         paths, as triton's if requires)."""
         out = []
         for s in self.order:
-            if not self.vector[s]:
+            if not self.vector(s):
                 continue
-            if s in self.ops:
-                kind = result_kind(self.ops[s][1])
-                index, mask = (row, row_mask) if kind == "row" else (col, col_mask)
-                masked = f", mask={mask}, other=0.0" if mask else ""
-                if kind == "row" and one_row is not None:
-                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {one_row})"
-                               " + tl.zeros([BLOCK_SIZE], tl.float32)")
-                else:
-                    out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
+            if self.result(s) is None:
+                out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
+                continue
+            by_row = self.kind[s] == ResultKind.ROW
+            index, mask = (row, row_mask) if by_row else (col, col_mask)
+            masked = f", mask={mask}, other=0.0" if mask else ""
+            if by_row and one_row is not None:
+                out.append(f"{s.name} = tl.load(ptr_{s.name} + {one_row})"
+                           " + tl.zeros([BLOCK_SIZE], tl.float32)")
             else:
-                out.append(f"{s.name} = {self.pr.doprint(self.temps[s])}")
+                out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
         return out
 
 
-def stage_uses_rows_or_cols(plan: KernelPlan, index: int) -> bool:
-    """Whether reduce stage ``index`` needs the (rows, row length) view (else: flat)."""
-    stage = plan.reduce_stages[index]
-    if any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
-           for r in stage.reductions):
-        return True
-    exprs = [e for _, e in stage.temps] + [r.expr for r in stage.reductions]
-    return Scopes(plan, StagePrinter(plan.rule_name), exprs).uses_vectors
-
-
-def _pointers(refs, dtypes, names, interpreted) -> list[str]:
-    return [f"ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
-            for i, r in enumerate(refs) if r.name in names]
-
-
-def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
+def _elementwise(plan, dtypes, rounding, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name)
-    exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
-    scopes = Scopes(plan, pr, exprs)
-    refs = tensor_refs(plan)
-    rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
-            f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
-            for i, r in enumerate(refs)]
+    scopes = Scopes(plan, pr, elementwise_exprs(plan))
+    rows = pointer_rows(plan, dtypes, interpreted)
     head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)"] if scopes.uses_vectors else []
     head += scopes.program_lines()
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    outputs = []
-    for ref, e in plan.stores:
-        value = pr.doprint(e)
-        if not pr.tensor(e):  # no loaded tensor in it: make it a block (a no-op otherwise)
-            value = f"{value} + tl.zeros([BLOCK_SIZE], tl.float32)"
-        outputs.append(f"o_{ref.name} = {value}")
+    outputs = output_lines(pr, plan)
 
     def body(masked: bool, index: list[str], indent: str = "        ",
              one_row: str | None = None) -> str:
         m = "mask" if masked else ""
-        lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + index
+        lines = ([pr.load(r.name, dtypes[r.name], masked) for r in plan.loads] + index
                  + scopes.element_lines("row", "col", m, m, one_row) + temps + outputs
-                 + [_store(r, dtypes[r.name], r.name in stochastic, masked)
-                    for r, _ in plan.stores])
+                 + store_lines(pr, plan, dtypes, rounding, masked))
         return "\n".join(indent + line for line in lines)
 
+    pointers = "\n".join(rows + ["    " + x for x in head])
     if not scopes.uses_vectors:
-        return dict(pointers="\n".join(rows + ["    " + x for x in head]),
-                    full=body(False, []), tail=body(True, []))
+        return dict(pointers=pointers, full=body(False, []), tail=body(True, []))
     per_element = ["row = offs // n_cols", "col = offs - row * n_cols"]
-    return dict(pointers="\n".join(rows + ["    " + x for x in head]),
+    return dict(pointers=pointers,
                 full=_row_paths(lambda index, one_row=None: body(False, index, " " * 12,
                                                                   one_row), per_element),
                 tail=body(True, per_element))
@@ -206,79 +140,69 @@ def _row_paths(body, per_element: list[str]) -> str:
     return "\n".join(lines)
 
 
-_IDENTITY = {"sum": "0.0", "nonfinite": "0.0", "max": "float('-inf')"}
+_IDENTITY = {ReduceKind.SUM: "0.0", ReduceKind.NONFINITE: "0.0", ReduceKind.MAX: "float('-inf')"}
 
 
 def _reduce_all(op: str, x: str, axis: int | None) -> str:
-    if op == "max":
+    if op == ReduceKind.MAX:
         return f"amax_axis({x}, {axis})" if axis is not None else f"amax_all({x})"
     return f"tl.sum({x}, {axis})" if axis is not None else f"tl.sum(tl.sum({x}, 1), 0)"
 
 
+# where each group of partials goes: (output, its index expression, the axis reduced, mask)
+_PARTIALS = {
+    "tensor": ("out_t + {q} * n_programs + pid", None, ""),
+    "row": ("out_row + {q} * row_total + rpos + ri * rstride", 1, ", mask=row0 + ri < n_rows"),
+    "col": ("out_col + {q} * col_total + cpos + ci * cstride", 0, ", mask=col0 + ci < n_cols"),
+}
+
+
 def _reduce_body(plan, stage, pr, scopes, dtypes, masked: bool) -> list[str]:
     """One path of a reduce kernel: loads, values, and each reduction's partials."""
-    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
     m = "mask" if masked else ""
-    lines = [_load(r, dtypes[r.name], masked) for r in stage.loads]
+    lines = [pr.load(r.name, dtypes[r.name], masked) for r in stage.loads]
     lines += scopes.element_lines("rr", "cc", m and "rmask", m and "cmask")
     lines += [f"{s.name} = {pr.doprint(e)}" for s, e in stage.temps]
-    counters = {"t": 0, "row": 0, "col": 0}
-    for k, r in enumerate(ops):
+    groups = partial_groups(stage)
+    where = {id(r): (kind, q) for kind in _PARTIALS
+             for q, r in enumerate(getattr(groups, kind))}
+    for k, r in enumerate(r for r in stage.reductions if not r.op.from_shape):
         x = pr.doprint(r.expr)
-        if r.op == "nonfinite":  # NaN and +-inf: x - x is not 0
+        if r.op == ReduceKind.NONFINITE:  # NaN and +-inf: x - x is not 0
             x = f"tl.where(({x}) - ({x}) == 0.0, 0.0, 1.0)"
         lines.append(f"x{k} = tl.where(mask, {x} + zero, {_IDENTITY[r.op]})" if masked
                      else f"x{k} = {x} + zero")
-        kind = "t" if r.scope in ("tensor", "group") else r.scope
-        q = counters[kind]
-        counters[kind] += 1
-        if kind == "t":
-            lines.append(f"tl.store(out_t + {q} * n_programs + pid, "
-                         f"{_reduce_all(r.op, f'x{k}', None)})")
-        elif kind == "row":
-            lines.append(f"tl.store(out_row + {q} * row_total + rpos + ri * rstride, "
-                         f"{_reduce_all(r.op, f'x{k}', 1)}, mask=row0 + ri < n_rows)")
-        else:
-            lines.append(f"tl.store(out_col + {q} * col_total + cpos + ci * cstride, "
-                         f"{_reduce_all(r.op, f'x{k}', 0)}, mask=col0 + ci < n_cols)")
+        kind, q = where[id(r)]
+        target, axis, bound = _PARTIALS[kind]
+        lines.append(f"tl.store({target.format(q=q)}, {_reduce_all(r.op, f'x{k}', axis)}"
+                     f"{bound})")
     return lines
 
 
 def _reduce(plan, dtypes, name, index, interpreted) -> str:
     stage = plan.reduce_stages[index]
     pr = StagePrinter(plan.rule_name)
-    ops = [r for r in stage.reductions if r.op not in ("numel", "ndim")]
-    scopes = Scopes(plan, pr, [e for _, e in stage.temps] + [r.expr for r in ops])
-    head = _pointers(tensor_refs(plan), dtypes, {r.name for r in stage.loads}, interpreted)
-    head += scopes.program_lines()
-    scalars = [s.name for s in plan.scalar_args]
+    scopes = Scopes(plan, pr, stage_exprs(plan, index))
+    head = pointer_rows(plan, dtypes, interpreted, {r.name for r in stage.loads})
+    head = [line.strip() for line in head] + scopes.program_lines()
 
     def path(masked):  # (a stage of only numel/ndim reduces nothing here)
         lines = _reduce_body(plan, stage, pr, scopes, dtypes, masked) or ["pass"]
         return "\n".join("        " + line for line in lines)
     return render("triton_reduce_kernel.py", kernel=f"{name}_r{index}", index=str(index),
-                  args="".join(f"{a}, " for a in scalars),
-                  casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
-                  or "    pass",
-                  pointers="\n".join("    " + line for line in head),
+                  args="".join(f"{s.name}, " for s in plan.scalar_args),
+                  casts=scalar_casts(plan), pointers="\n".join("    " + line for line in head),
                   full=path(False), tail=path(True))
 
 
-def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozenset,
+def stages_source(plan: KernelPlan, dtypes: dict[str, str], rounding: dict[str, Rounding],
                   interpreted: bool = False) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
+    stochastic = frozenset(n for n, r in rounding.items() if r == Rounding.STOCHASTIC)
     name = kernel_name(plan, dtypes, stochastic, interpreted)
-    scalars = [s.name for s in plan.scalar_args]
-    seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = rng_lines(stochastic)
     reduces = [_reduce(plan, dtypes, name, k, interpreted)
                for k in range(len(plan.reduce_stages))]
     stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))
-    return render("triton_stages.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
-                  dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
-                  stochastic=", ".join(sorted(stochastic)) or "none",
-                  helpers=helpers(interpreted), kernel=name,
-                  args="".join(f"{a}, " for a in scalars + seeds),
-                  casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
-                  or "    pass", rng=rng, reduce_kernels="\n\n".join(reduces),
-                  stages=stages, **_elementwise(plan, dtypes, stochastic, interpreted))
+    return render_module("triton_stages.py", plan, dtypes, rounding, interpreted,
+                         reduce_kernels="\n\n".join(reduces), stages=stages,
+                         **_elementwise(plan, dtypes, rounding, interpreted))

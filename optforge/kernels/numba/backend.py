@@ -29,8 +29,8 @@ def build(plan: KernelPlan):
 
 
 def source(plan: KernelPlan) -> str:
-    from ...compiler.printers.numba import numba_source
-    return numba_source(plan)
+    from ...compiler.codegen import source as generated
+    return generated(plan, "numba")
 
 
 def _available(device: torch.device) -> bool:

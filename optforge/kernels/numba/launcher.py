@@ -42,7 +42,8 @@ import numpy as np
 import torch
 
 from ...compiler.plan import KernelPlan
-from ...compiler.printers.numba import kernel_slots, numba_source, storage_dtypes
+from ...compiler.abi import kernel_slots, partial_groups, storage_dtypes
+from ...compiler.codegen import source as generated_source
 from ..cache import load_module
 from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
 from .jit import prepare, run_parallel
@@ -105,7 +106,7 @@ class NumbaLauncher:
     def __init__(self, plan: KernelPlan):
         self.plan = plan
         self.slots = kernel_slots(plan)
-        self.source = numba_source(plan, "float32")
+        self.source = generated_source(plan, "numba", param_dtype="float32")
         self._kernels: dict[str, object] = {}
         self._blocks: dict[tuple, np.ndarray] = {}
         self._layouts: dict[tuple, Layout] = {}
@@ -113,14 +114,13 @@ class NumbaLauncher:
         self._results = StageResults(plan)
         self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
-        self._by_rows = any(r.scope in ("row", "col") and r.op not in ("numel", "ndim")
-                            for r in plan.reductions)
+        self._by_rows = any(partial_groups(stage).by_rows for stage in plan.reduce_stages)
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
         found = self._kernels.get(param_dtype)
         if found is None:
-            source = numba_source(self.plan, param_dtype)
+            source = generated_source(self.plan, "numba", param_dtype=param_dtype)
             source += f"\n# helpers {helpers_digest()}\n"
             found = self._kernels[param_dtype] = load_module(source, "numba")
         return found
@@ -144,7 +144,7 @@ class NumbaLauncher:
                             f"supported (supported: {list(_DTYPE_NAMES.values())})")
         storage = self._storage.get(dtype)
         if storage is None:
-            storage = self._storage[dtype] = storage_dtypes(self.plan, dtype)
+            storage = self._storage[dtype] = storage_dtypes(self.plan, dtype, "numba")
         columns = {"p": params, "g": grads}
         columns.update(zip(self.plan.states, states))
         numels = tuple(p.numel() for p in params)

@@ -5,7 +5,7 @@ tensor/group scopes, vectors for rows and columns); the kernels read scalar resu
 from one table ``rs[j, c]`` and row/column vectors through their addresses
 ``raddr[c, j]`` (no copy: the vectors are the launcher's own outputs, viewed by the
 runtime). Per-scope math on them is done inside the kernels (see
-``compiler/printers/numba_scopes.py``).
+``compiler/scope_use.py`` and ``compiler/printers/numba_scopes.py``).
 
 Out: a reduce kernel's partials, combined per tensor/row/column (``reduce.py``), are
 returned per parameter in the stage's order, as the torch launcher returns them.
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ...compiler.plan import KernelPlan
-from ...compiler.printers.numba_scopes import result_kind, result_layout
+from ...compiler.abi import partial_groups, result_layout
 from .jit import run_parallel
 from .reduce import Layout, finish_cols, finish_rows, finish_tensors
 
@@ -26,8 +26,8 @@ _IDENTITY = {"max": -np.inf, "sum": 0.0, "nonfinite": 0.0}
 class StageResults:
     def __init__(self, plan: KernelPlan):
         self.plan = plan
-        self.scalar_pos, self.vector_pos = result_layout(plan)
-        self.kind = [result_kind(r) for r in plan.reductions]
+        self.scalar_pos, self.vector_pos = result_layout(plan, shapes_known=True)
+        self.kind = [r.result_kind for r in plan.reductions]
 
     def tables(self, reduced, params, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
         """(rs, raddr) from each parameter's finished results (those available so far)."""
@@ -61,10 +61,8 @@ class StageResults:
         """Launch reduce stage ``stage`` and return each parameter's partials."""
         ops = self.plan.reduce_stages[stage].reductions
         cdt = np.float64 if params[0].dtype == torch.float64 else np.float32
-        groups = {"t": [r for r in ops if r.op not in ("numel", "ndim")
-                        and r.scope in ("tensor", "group")],
-                  "row": [r for r in ops if r.op not in ("numel", "ndim") and r.scope == "row"],
-                  "col": [r for r in ops if r.op not in ("numel", "ndim") and r.scope == "col"]}
+        partials = partial_groups(self.plan.reduce_stages[stage])
+        groups = {"t": partials.tensor, "row": partials.row, "col": partials.col}
         nb = len(layout.blocks)
         out_t = np.empty((len(groups["t"]), nb), dtype=cdt)
         out_seg = np.empty((len(groups["row"]), layout.n_segments if groups["row"] else 0),

@@ -21,8 +21,8 @@ def build(plan: KernelPlan, **options):
 
 
 def source(plan: KernelPlan) -> str:
-    from ...compiler.printers.triton import triton_source
-    return triton_source(plan)
+    from ...compiler.codegen import source as generated
+    return generated(plan, "triton")
 
 
 TRITON = Backend("triton", triton_supports, build, source, CAPABILITIES,

@@ -28,9 +28,9 @@ import torch
 
 from ...compiler.errors import CompileError
 from ...compiler.plan import KernelPlan
-from ...compiler.printers.triton import storage_dtypes, tensor_refs, triton_source
-from ...compiler.printers.triton_reduce import (result_kind, result_layout,
-                                                stage_uses_rows_or_cols)
+from ...compiler.abi import result_layout, storage_dtypes, tensor_refs
+from ...compiler.codegen import source as generated_source
+from ...compiler.scope_use import stage_uses_rows_or_cols
 from ..cache import load_module
 from . import configs
 from .available import check_interpreter_consistent, interpreter_on
@@ -87,8 +87,8 @@ class TritonLauncher:
         self._stage_layouts: dict[tuple, StageLayout] = {}
         self._checked = None  # (kernel, addresses, sizes) the last check passed
         self._flat = [not stage_uses_rows_or_cols(plan, k) for k in range(len(plan.reduce_stages))]
-        self._result_pos = result_layout(plan)
-        self._kinds = [result_kind(r) for r in plan.reductions]
+        self._result_pos = result_layout(plan, shapes_known=False)
+        self._kinds = [r.result_kind for r in plan.reductions]
         self.source = self.kernel(torch.float32).source  # for `optforge show`
 
     @property
@@ -106,9 +106,10 @@ class TritonLauncher:
                                    f"run {param_dtype} parameters (supported: "
                                    f"{sorted(TORCH_DTYPES)})")
             name = DTYPE_NAMES[param_dtype]
-            dtypes = storage_dtypes(self.plan, name)
+            dtypes = storage_dtypes(self.plan, name, "triton")
             sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
-            source = triton_source(self.plan, name, sr, interpreted=interpreter_on())
+            source = generated_source(self.plan, "triton", param_dtype=name, stochastic=sr,
+                                      interpreted=interpreter_on())
             if sr:
                 check_interpreter_consistent()
             module = load_module(source, "triton")

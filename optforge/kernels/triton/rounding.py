@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ...compiler.printers.triton import rounding_test_source
+from ...compiler.codegen import rounding_kernel_source
 from ..cache import load_module
 from .available import check_interpreter_consistent, interpreter_on
 from .configs import FP_FUSION
@@ -31,7 +31,7 @@ def round_to_bf16(x: torch.Tensor, stochastic: bool = False, seed: int = 0) -> t
     if n:
         if stochastic:
             check_interpreter_consistent()
-        kernel = load_module(rounding_test_source(interpreter_on()), "triton").round_to_bf16
+        kernel = load_module(rounding_kernel_source(interpreter_on()), "triton").round_to_bf16
         kernel[(triton_cdiv(n, BLOCK_SIZE),)](x, bits, n, seed, STOCHASTIC=stochastic,
                                               BLOCK_SIZE=BLOCK_SIZE,
                                               enable_fp_fusion=FP_FUSION)
