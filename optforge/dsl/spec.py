@@ -69,6 +69,18 @@ def _checked_rule_name(name) -> str:
     return name
 
 
+def momentum_aliases(defaults: dict) -> dict[str, tuple[str, int]]:
+    """torch's schedulers cycle momentum (OneCycleLR, CyclicLR with cycle_momentum)
+    through ``group["betas"][0]`` when the *optimizer's* defaults have ``betas``, else
+    through ``group["momentum"]``. In a param group whose own rule has ``betas`` but no
+    ``momentum`` (an AdamW group in an SGD or Muon optimizer), ``momentum`` is therefore
+    the first beta, as torch's Adam would see it through ``betas``."""
+    betas = defaults.get("betas")
+    if isinstance(betas, tuple) and "momentum" not in defaults:
+        return {"momentum": ("betas", 0)}
+    return {}
+
+
 class RuleSpec:
     """A rule function with its hyperparameters classified, and its variants built on demand."""
 
@@ -83,6 +95,8 @@ class RuleSpec:
         self.static: list[str] = []
         self.slots: list[HyperSlot] = []
         self.zero_specialized = tuple(getattr(fn, "_optforge_zero_specialized", ()))
+        # group key -> (key, index) it stands for (see momentum_aliases)
+        self.aliases: dict[str, tuple[str, int]] = {}
         self._symbols: dict[str, object] = {}
         self._variants: dict[Variant, Rule] = {}
         self._read_signature()
@@ -117,6 +131,7 @@ class RuleSpec:
                                f"{default!r} ({type(default).__name__}); hyperparameters must be "
                                "scalars: numbers, bools, or tuples of numbers")
             self.defaults[key] = default
+        self.aliases = momentum_aliases(self.defaults)
         names = [s.symbol.name for s in self.slots]
         if len(set(names)) != len(names):
             raise DSLError(f"rule {self.name!r}: hyperparameter names collide: {names}")
@@ -181,6 +196,9 @@ class RuleSpec:
         for s in self.slots:
             v = group[s.key] if s.index is None else group[s.key][s.index]
             out[s.symbol.name] = float(v)
+        for alias, (key, index) in self.aliases.items():
+            if alias in group:  # written by a scheduler: it is the current value
+                out[self._symbols[key][index].name] = float(group[alias])
         return out
 
     def __repr__(self) -> str:
