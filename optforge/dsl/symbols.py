@@ -149,8 +149,9 @@ def _current_rule_name() -> str:
 def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     """Declare a per-element state tensor and return its current value.
 
-    ``init`` is a number, a hyperparameter, or an expression of the parameter
-    (``init=param()`` copies it). ``dtype`` is the storage dtype, one of
+    ``init`` is a number, a hyperparameter, or an expression of the parameter and the
+    first gradient (``init=param()`` copies the parameter; ``init=grad()`` makes the
+    state the gradient of the step that creates it). ``dtype`` is the storage dtype, one of
     ``STATE_DTYPES``; by default the parameter's dtype.
     """
     rule = _current_rule_name()
@@ -163,10 +164,11 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses a reduction; an "
                        "initial value is computed per element when the state is created")
     bad = sorted((s for s in init_expr.free_symbols
-                  if not isinstance(s, (HyperSymbol, ParamSymbol))), key=str)
+                  if not isinstance(s, (HyperSymbol, ParamSymbol, GradSymbol))), key=str)
     if bad:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
-                       "an initial value may use only numbers, hyperparameters and param()")
+                       "an initial value may use only numbers, hyperparameters, param() "
+                       "and grad()")
     declare(StateDecl(name, init_expr, dtype))
     return StateSymbol(name, real=True)
 
@@ -190,7 +192,7 @@ def _init_expr(rule: str, name: str, init) -> sp.Expr:
     if problem is not None:
         raise DSLError(f"rule {rule!r}: state {name!r} has initial value {init!r}, which is "
                        f"{problem} (use a finite number, a hyperparameter or an expression "
-                       "of param())")
+                       "of param() and grad())")
     return expr
 
 
