@@ -55,6 +55,7 @@ class Rule:
                         for k, v in new_states.items()}
         self.states: dict[str, StateDecl] = {}
         self.randoms: dict[str, str] = {}  # random scalars: name -> distribution
+        self.intervals: set[str] = set()  # hyperparameter names used as every()'s k
         self.names = current_names()  # named(expr, "m_hat") intermediates, for latex()
 
     def outputs(self) -> dict[str, sp.Expr]:

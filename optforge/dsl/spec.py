@@ -188,7 +188,14 @@ class RuleSpec:
             raise DSLError(f"rule {self.name!r} returned {type(rule).__name__}, not Rule(...)")
         rule.states = dict(ctx.states)
         rule.randoms = dict(ctx.randoms)
+        rule.intervals = set(ctx.intervals)
         return rule
+
+    def interval_keys(self, group: dict) -> list[str]:
+        """The hyperparameters (group keys) the group's rule uses as ``every(k, ...)``'s
+        interval k in elementwise math: they must be whole numbers >= 1."""
+        names = self.build(self.variant_of(group)).intervals
+        return [s.key for s in self.slots if s.symbol.name in names and s.index is None]
 
     def hyper_values(self, group: dict) -> dict[str, float]:
         """Symbol name -> float value for one param group (run-time kernel scalars)."""

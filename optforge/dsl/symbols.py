@@ -111,6 +111,7 @@ class _BuildContext:
         self.rule_name = rule_name
         self.states: dict[str, StateDecl] = {}  # states, matrix states and inputs
         self.randoms: dict[str, str] = {}  # random scalar name -> distribution
+        self.intervals: set[str] = set()  # hyperparameters used as every(k, ...)'s k
 
 
 # The rules being built, innermost last, one stack per thread: two threads building rules

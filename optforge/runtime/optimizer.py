@@ -27,7 +27,8 @@ from .routing import RULE_KEY, resolve_rule
 from . import stepping
 from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
-                         check_ranges, check_tensor_sizes, check_types, fused_devices)
+                         check_intervals, check_ranges, check_tensor_sizes, check_types,
+                         fused_devices)
 
 
 
@@ -104,6 +105,7 @@ class Optimizer(torch.optim.Optimizer):
         check_types(group, spec.defaults, name, where)
         check_ranges(group, spec.defaults, name)
         check_aliases(group, spec.aliases, name, where)
+        check_intervals(group, spec.interval_keys(group), name, where)
         check_flags(group, self.torch_flags, name)
         check_differentiable(group, spec.defaults, name)
 

@@ -107,6 +107,15 @@ def check_types(group: dict, defaults: dict, name: str, where: str) -> None:
                              f"expected {expected}")
 
 
+def check_intervals(group: dict, keys, name: str, where: str) -> None:
+    """Hyperparameters a rule uses as every(k, ...)'s interval: whole numbers >= 1."""
+    for key in keys:
+        number = _number(group[key])
+        if number is None or not (1 <= number < math.inf and number == int(number)):
+            raise ValueError(f"{name}: {key}={group[key]!r} in {where}: every(k, ...)'s "
+                             "interval k must be a whole number >= 1")
+
+
 def check_aliases(group: dict, aliases: dict, name: str, where: str) -> None:
     """A ``momentum`` standing for ``betas[0]`` (RuleSpec.aliases) is a beta: a finite
     number in [0, 1), checked as torch checks betas."""
