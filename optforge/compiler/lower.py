@@ -7,7 +7,7 @@ from ..dsl.matrix import Orthogonalize
 from ..dsl.rule import Rule
 from ..dsl.randomness import RandomSymbol
 from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
-                           TensorSymbol)
+                           TensorSymbol, initial_lr, reads_initial_lr)
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage, split_reductions
 from .plan import KernelPlan, MatrixStage, ReduceOp, ReduceResult, ReduceStage, TensorRef
 
@@ -121,8 +121,9 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     matrix_stages = [_matrix_stage(reduce_args, list(matrix_outputs), refs,
                                    matrix_state_names)] \
         if matrix_outputs else []
-    prologue_inputs = list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms] \
-        + [StepSymbol("t", positive=True)]
+    # initial_lr() only where the rule reads it (RuleSpec.hyper_values supplies it then)
+    prologue_inputs = list(hyper_symbols) + [initial_lr()] * reads_initial_lr(rule) \
+        + [RandomSymbol(n, real=True) for n in rule.randoms] + [StepSymbol("t", positive=True)]
 
     # States first, the parameter last: the order values are written.
     stores = [(refs[name], outputs[name]) for name in list(rule.states) + ["p"] if name in outputs]

@@ -22,7 +22,7 @@ import sympy as sp
 from .errors import DSLError, misuse_hint
 from .determinism import check_deterministic
 from .rule import Rule
-from .symbols import HyperSymbol, build_context, is_reserved
+from .symbols import HyperSymbol, build_context, is_reserved, reads_initial_lr
 from .validate import validate
 
 Variant = tuple
@@ -172,6 +172,9 @@ class RuleSpec:
         # random, numpy, torch) would otherwise be frozen into a constant of the kernel
         check_deterministic(rule, self._call(kwargs))
         validate(rule, set(self.hyper_symbols))
+        if reads_initial_lr(rule) and not isinstance(self._symbols.get("lr"), HyperSymbol):
+            raise DSLError(f"rule {self.name!r} reads initial_lr() but has no scalar "
+                           "hyperparameter 'lr' (initial_lr is the lr a group started from)")
         return rule
 
     def _call(self, kwargs: dict) -> Rule:
@@ -203,6 +206,9 @@ class RuleSpec:
         for s in self.slots:
             v = group[s.key] if s.index is None else group[s.key][s.index]
             out[s.symbol.name] = float(v)
+        if reads_initial_lr(self.build(self.variant_of(group))):
+            # torch's schedulers set it to the lr they started from (LRScheduler.__init__)
+            out["initial_lr"] = float(group.get("initial_lr", group["lr"]))
         for alias, (key, index) in self.aliases.items():
             if alias in group:  # written by a scheduler: it is the current value
                 out[self._symbols[key][index].name] = float(group[alias])

@@ -21,7 +21,7 @@ from .errors import DSLError
 
 # Storage dtypes a state may declare. None means "the parameter's dtype".
 STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
-RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad"})
+RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad", "initial_lr"})
 # The compiler names its temporaries s0, h0, e0, m0, q0, r0, mat0 (tensors v_<name>): a
 # user name of that shape would silently alias one in generated code.
 _TEMP_NAME = re.compile(r"^([sehmqr]\d+|mat\d+|v_.*)$")
@@ -64,6 +64,17 @@ class StepSymbol(ScalarSymbol):
 
 class HyperSymbol(ScalarSymbol):
     """A hyperparameter: a ``param_groups`` key (or one element of a tuple-valued key)."""
+
+
+class InitialLrSymbol(HyperSymbol):
+    """The group's initial learning rate: ``group["initial_lr"]``, which torch's lr
+    schedulers set to the lr they started from, else the group's current ``lr``."""
+
+
+def initial_lr() -> InitialLrSymbol:
+    """The learning rate the group started with (see InitialLrSymbol): ``lr /
+    initial_lr()`` is how far a scheduler has moved it (AdaBound's bounds follow it)."""
+    return InitialLrSymbol("initial_lr", positive=True)
 
 
 def param() -> ParamSymbol:
@@ -222,3 +233,9 @@ def declare(decl: StateDecl) -> None:
 def is_tensor_expr(expr: sp.Basic) -> bool:
     """True when the expression varies per element (it reads a tensor)."""
     return any(isinstance(s, TensorSymbol) for s in expr.free_symbols)
+
+
+def reads_initial_lr(rule) -> bool:
+    """Whether a built rule uses initial_lr() (in its math or a state's initial value)."""
+    exprs = [*rule.outputs().values(), *(d.init for d in rule.states.values())]
+    return any(isinstance(s, InitialLrSymbol) for e in exprs for s in e.free_symbols)

@@ -11,8 +11,8 @@ from .matrix_shapes import PARAM, SCALAR, ShapeChecker, show_shape
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
-from .symbols import (GradSymbol, HyperSymbol, InputSymbol, ParamSymbol, StateSymbol,
-                      StepSymbol, is_tensor_expr)
+from .symbols import (GradSymbol, HyperSymbol, InitialLrSymbol, InputSymbol, ParamSymbol,
+                      StateSymbol, StepSymbol, is_tensor_expr)
 
 # The node types every printer supports. Anything else is refused here, not in a backend.
 ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min)
@@ -126,7 +126,7 @@ class _Checker:
             return
         if isinstance(s, RandomSymbol) and s.name in self.rule.randoms:
             return
-        if isinstance(s, HyperSymbol) and s in self.hypers:
+        if isinstance(s, HyperSymbol) and s in self.hypers or isinstance(s, InitialLrSymbol):
             return
         self.fail(f"unknown symbol {s} (use param(), grad(), step(), state(...) or a "
                   "keyword hyperparameter of the rule function)", s)
