@@ -91,7 +91,8 @@ def check_ranges(group: dict, keys, name: str) -> None:
 
 def check_types(group: dict, defaults: dict, name: str, where: str) -> None:
     """Each hyperparameter has its default's kind: a bool, a tuple of as many finite
-    numbers, or a finite number."""
+    numbers, or a finite number; None where the default is None ("off"), an infinity
+    where the default is one (RuleSpec makes both structural)."""
     for key, default in defaults.items():
         value = group[key]
         if isinstance(default, bool):
@@ -100,6 +101,12 @@ def check_types(group: dict, defaults: dict, name: str, where: str) -> None:
             ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
                   and all(is_finite_number(x) for x in value))
             expected = f"a tuple of {len(default)} finite numbers"
+        elif default is None:
+            ok, expected = value is None or is_finite_number(value), "None or a finite number"
+        elif math.isinf(default):
+            number = _number(value)
+            ok = number is not None and not math.isnan(number)
+            expected = "a number (infinities allowed)"
         else:
             ok, expected = is_finite_number(value), "a finite number"
         if not ok:
