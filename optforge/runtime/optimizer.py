@@ -84,14 +84,16 @@ class Optimizer(torch.optim.Optimizer):
         """Constructor keywords must be the rule's (a TypeError, as torch's); a group's
         keys that no rule reads are a warning (torch lets any key into a group)."""
         spec = self.spec_of(group)
-        unknown = unread_keys(group, self._readable_keys(spec))
-        if not unknown:
+        if where == "the constructor":  # only the rule's own names and flags, as torch
+            unknown = sorted(set(group) - {*spec.defaults, *self.torch_flags})
+            if unknown:
+                raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
+                                f"hyperparameter(s) {unknown} in {where}; known: "
+                                f"{sorted(spec.defaults)}")
             return
-        if where == "the constructor":
-            raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
-                            f"hyperparameter(s) {unknown} in {where}; known: "
-                            f"{sorted(spec.defaults)}")
-        warn_unread(type(self).__name__, spec.name, where, unknown, spec.defaults)
+        unknown = unread_keys(group, self._readable_keys(spec))
+        if unknown:
+            warn_unread(type(self).__name__, spec.name, where, unknown, spec.defaults)
 
     def _readable_keys(self, spec: RuleSpec) -> set:
         return {*spec.defaults, *spec.aliases, *self.torch_flags, *self.own_group_keys,

@@ -56,6 +56,9 @@ def test_a_key_no_rule_reads_is_a_warning_naming_key_and_group():
     assert opt.param_groups[1]["weight_decay"] == 0.01  # the typo changed nothing
     with pytest.raises(TypeError, match="weight_decy"):  # constructor keywords: as torch
         optforge.AdamW([a], weight_decy=0.1)
+    for key in ("name", "initial_lr", "momentum"):  # fine in a group, not as a keyword
+        with pytest.raises(TypeError, match=key):
+            optforge.AdamW([a], **{key: 0.1})
 
 
 def test_keys_torch_and_schedulers_add_do_not_warn():
