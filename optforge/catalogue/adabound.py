@@ -5,12 +5,13 @@ semantics.
 Adam whose per-coordinate step size lr sqrt(1 - beta2^t) / (1 - beta1^t) / (sqrt(v) + eps)
 is clipped into [final_lr (1 - 1/(gamma t + 1)), final_lr (1 + 1/(gamma t))]: the bounds
 close in on final_lr, so the method moves from Adam towards SGD with lr final_lr.
-``ams_bound`` is AMSBound (the running max of v). The references scale final_lr by
-lr / initial lr so that an lr scheduler moves the bounds too; the group's initial lr is
-not a rule symbol yet (issue 15), so here ``final_lr`` is absolute: the same as the
-references at a constant lr, and under a scheduler set ``final_lr`` with it.
+``ams_bound`` is AMSBound (the running max of v). As in the references, final_lr is
+scaled by lr / initial lr, so an lr scheduler moves the bounds too: the references divide
+by the lr the group had when the optimizer was built, here by ``initial_lr()`` (torch's
+schedulers' ``group["initial_lr"]``, else the current lr): the same under a scheduler
+built after the optimizer, and at a constant lr.
 """
-from ..dsl import Rule, clamp, grad, lerp, maximum, param, sqrt, state, step
+from ..dsl import Rule, clamp, grad, initial_lr, lerp, maximum, param, sqrt, state, step
 from ._base import CatalogueOptimizer
 from ._weight_decay import apply_weight_decay
 
@@ -28,6 +29,7 @@ def adabound(lr=1e-3, final_lr=1e-1, betas=(0.9, 0.999), gamma=1e-3, weight_deca
     if ams_bound:
         v = states["max_exp_avg_sq"] = maximum(state("max_exp_avg_sq"), v)
     step_size = lr * sqrt(1 - beta2**t) / (1 - beta1**t)
+    final_lr = final_lr * lr / initial_lr()
     lower, upper = final_lr * (1 - 1 / (gamma * t + 1)), final_lr * (1 + 1 / (gamma * t))
     return Rule(p - clamp(step_size / (sqrt(v) + eps), lower, upper) * m, **states)
 

@@ -87,6 +87,7 @@ class OASIS(CatalogueOptimizer):
     """
 
     rule = oasis
+    own_group_keys = frozenset({ETA, THETA, BASE})
     source = "Jahani et al. (2021), arXiv:2109.05198, Algorithm 1"
 
     def _step_group(self, index: int, group: dict, given: dict | None = None):

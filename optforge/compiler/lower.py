@@ -8,7 +8,8 @@ import sympy as sp
 from ..dsl.matrix import Orthogonalize
 from ..dsl.randomness import RandomSymbol
 from ..dsl.rule import Rule
-from ..dsl.symbols import GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol, TensorSymbol
+from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
+                           TensorSymbol, initial_lr, reads_initial_lr)
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage, split_reductions
 from .passes.hoist_scalars import Levels
 from .passes.split_prestage import PrestageSplit
@@ -174,8 +175,9 @@ def _pre_plan(rule: Rule, outputs: dict, tensors: _Tensors,
 def _assemble(rule: Rule, hyper_symbols, stage_ops, pre: PrestageSplit, levels: Levels,
               tensors: _Tensors, guard: ReduceOp | None) -> KernelPlan:
     main = _optimized(levels.prologue, levels.outputs)
-    prologue_inputs = list(hyper_symbols) + [RandomSymbol(n, real=True) for n in rule.randoms] \
-        + [StepSymbol("t", positive=True)]
+    # initial_lr() only where the rule reads it (RuleSpec.hyper_values supplies it then)
+    prologue_inputs = list(hyper_symbols) + [initial_lr()] * reads_initial_lr(rule) \
+        + [RandomSymbol(n, real=True) for n in rule.randoms] + [StepSymbol("t", positive=True)]
     return KernelPlan(
         rule_name=rule.name, randoms=dict(rule.randoms), prologue_inputs=prologue_inputs,
         pre_plan=_pre_plan(rule, pre.pre, tensors, prologue_inputs),

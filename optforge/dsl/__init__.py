@@ -13,13 +13,14 @@ from .randomness import random_scalar
 from .latex import named
 from .rule import Rule
 from .spec import RuleSpec, specialize_on_zero
-from .symbols import grad, param, state, step
+from .symbols import grad, initial_lr, param, state, step
 from .transforms import (Transform, add_decayed_weights, cautious_mask, clip_by_global_norm,
                          scale, scale_by_adam, scale_by_lr, scale_by_rms, scale_by_sign, trace)
 from .combine import cautious, chain, with_ema
 
 __all__ = [
     "DSLError", "Rule", "RuleSpec", "named", "specialize_on_zero", "param", "grad", "step", "state",
+    "initial_lr",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
     "lerp", "where", "eq", "ne", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",

@@ -20,9 +20,10 @@ from __future__ import annotations
 import sympy as sp
 
 from .errors import DSLError
-from .functions import _expr
-from .symbols import (STATE_DTYPES, InputSymbol, StateDecl, StateSymbol, StepSymbol,
-                      _current_rule_name, check_name, declare, is_tensor_expr)
+from .functions import _expr, eq, where
+from .symbols import (STATE_DTYPES, HyperSymbol, InputSymbol, StateDecl, StateSymbol,
+                      StepSymbol, _current_rule_name, active_context, check_name, declare,
+                      is_tensor_expr)
 
 MATRIX_DTYPES = ("bfloat16", "float32")
 INV_ROOT_METHODS = ("eigh", "newton")
@@ -202,9 +203,35 @@ def batch_size(x):
 
 def every(k, value, otherwise):
     """``value`` on steps 1, 1+k, 1+2k... and ``otherwise`` (typically the state's current
-    value) between them; ``value`` is not computed on the other steps."""
-    return Every(StepSymbol("t", positive=True), _scalar(k, "every", "k"),
-                 _tensor(value, "every", "value"), _tensor(otherwise, "every", "otherwise"))
+    value) between them; ``value`` is not computed on the other steps.
+
+    With matrix operations (or matrix states) in a branch it is a matrix-stage node;
+    otherwise elementwise math: ``where(eq((t - 1) % k, 0), value, otherwise)``, whose
+    condition the host evaluates each step (so only the taken branch's scalars are
+    computed there)."""
+    t, k = StepSymbol("t", positive=True), _interval(k)
+    value, otherwise = _expr(value, "every", "value"), _expr(otherwise, "every", "otherwise")
+    if not (_has_matrix(value) or _has_matrix(otherwise)):
+        return where(eq(sp.Mod(t - 1, k), 0), value, otherwise)
+    return Every(t, k, _tensor(value, "every", "value"), _tensor(otherwise, "every", "otherwise"))
+
+
+def _has_matrix(e: sp.Expr) -> bool:
+    return e.has(MatrixOp) or any(isinstance(s, MatrixStateSymbol) for s in e.free_symbols)
+
+
+def _interval(k) -> sp.Expr:
+    """every()'s k: a whole number >= 1, or a hyperparameter (checked by the runtime when
+    a group is added or loaded: RuleSpec.interval_keys)."""
+    k = _scalar(k, "every", "k")
+    if k.is_Number and not (float(k) >= 1 and float(k) == int(float(k))):
+        raise DSLError(f"rule {_current_rule_name()!r}: every(k={k}, ...): the interval must "
+                       "be a whole number >= 1")
+    if isinstance(k, HyperSymbol):
+        ctx = active_context()
+        if ctx is not None:
+            ctx.intervals.add(k.name)
+    return k
 
 
 def matrix_state(name: str, shape=("rows", "rows"), init="identity", scale=1.0,

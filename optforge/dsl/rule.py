@@ -31,6 +31,8 @@ _ALIASES = {"eps": "epsilon"}
 
 def _latex_name(name: str) -> str:
     """beta_1 -> \\beta_{1}; exp_avg -> \\mathrm{exp\\_avg}; single letters stay italic."""
+    if name == "initial_lr":  # initial_lr(): the lr a group started from
+        return "\\mathrm{lr}_{0}"
     stem, _, sub = name.partition("_")
     stem = _ALIASES.get(stem, stem)
     if stem in _GREEK:
@@ -55,6 +57,7 @@ class Rule:
                         for k, v in new_states.items()}
         self.states: dict[str, StateDecl] = {}
         self.randoms: dict[str, str] = {}  # random scalars: name -> distribution
+        self.intervals: set[str] = set()  # hyperparameter names used as every()'s k
         self.names = current_names()  # named(expr, "m_hat") intermediates, for latex()
 
     def outputs(self) -> dict[str, sp.Expr]:

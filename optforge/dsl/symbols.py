@@ -21,7 +21,7 @@ from .errors import DSLError
 
 # Storage dtypes a state may declare. None means "the parameter's dtype".
 STATE_DTYPES = ("float32", "float64", "bfloat16", "float16")
-RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad"})
+RESERVED_NAMES = frozenset({"p", "g", "t", "step", "params", "param", "grad", "initial_lr"})
 # The compiler names its temporaries s0, h0, e0, m0, q0, r0, mat0 (tensors v_<name>): a
 # user name of that shape would silently alias one in generated code.
 _TEMP_NAME = re.compile(r"^([sehmqr]\d+|mat\d+|v_.*)$")
@@ -64,6 +64,17 @@ class StepSymbol(ScalarSymbol):
 
 class HyperSymbol(ScalarSymbol):
     """A hyperparameter: a ``param_groups`` key (or one element of a tuple-valued key)."""
+
+
+class InitialLrSymbol(HyperSymbol):
+    """The group's initial learning rate: ``group["initial_lr"]``, which torch's lr
+    schedulers set to the lr they started from, else the group's current ``lr``."""
+
+
+def initial_lr() -> InitialLrSymbol:
+    """The learning rate the group started with (see InitialLrSymbol): ``lr /
+    initial_lr()`` is how far a scheduler has moved it (AdaBound's bounds follow it)."""
+    return InitialLrSymbol("initial_lr", positive=True)
 
 
 def param() -> ParamSymbol:
@@ -111,6 +122,7 @@ class _BuildContext:
         self.rule_name = rule_name
         self.states: dict[str, StateDecl] = {}  # states, matrix states and inputs
         self.randoms: dict[str, str] = {}  # random scalar name -> distribution
+        self.intervals: set[str] = set()  # hyperparameters used as every(k, ...)'s k
 
 
 # The rules being built, innermost last, one stack per thread: two threads building rules
@@ -149,8 +161,9 @@ def _current_rule_name() -> str:
 def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
     """Declare a per-element state tensor and return its current value.
 
-    ``init`` is a number, a hyperparameter, or an expression of the parameter
-    (``init=param()`` copies it). ``dtype`` is the storage dtype, one of
+    ``init`` is a number, a hyperparameter, or an expression of the parameter and the
+    first gradient (``init=param()`` copies the parameter; ``init=grad()`` makes the
+    state the gradient of the step that creates it). ``dtype`` is the storage dtype, one of
     ``STATE_DTYPES``; by default the parameter's dtype.
     """
     rule = _current_rule_name()
@@ -163,10 +176,11 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses a reduction; an "
                        "initial value is computed per element when the state is created")
     bad = sorted((s for s in init_expr.free_symbols
-                  if not isinstance(s, (HyperSymbol, ParamSymbol))), key=str)
+                  if not isinstance(s, (HyperSymbol, ParamSymbol, GradSymbol))), key=str)
     if bad:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
-                       "an initial value may use only numbers, hyperparameters and param()")
+                       "an initial value may use only numbers, hyperparameters, param() "
+                       "and grad()")
     declare(StateDecl(name, init_expr, dtype))
     return StateSymbol(name, real=True)
 
@@ -190,7 +204,7 @@ def _init_expr(rule: str, name: str, init) -> sp.Expr:
     if problem is not None:
         raise DSLError(f"rule {rule!r}: state {name!r} has initial value {init!r}, which is "
                        f"{problem} (use a finite number, a hyperparameter or an expression "
-                       "of param())")
+                       "of param() and grad())")
     return expr
 
 
@@ -219,3 +233,9 @@ def declare(decl: StateDecl) -> None:
 def is_tensor_expr(expr: sp.Basic) -> bool:
     """True when the expression varies per element (it reads a tensor)."""
     return any(isinstance(s, TensorSymbol) for s in expr.free_symbols)
+
+
+def reads_initial_lr(rule) -> bool:
+    """Whether a built rule uses initial_lr() (in its math or a state's initial value)."""
+    exprs = [*rule.outputs().values(), *(d.init for d in rule.states.values())]
+    return any(isinstance(s, InitialLrSymbol) for e in exprs for s in e.free_symbols)

@@ -11,8 +11,8 @@ from .matrix_shapes import PARAM, SCALAR, ShapeChecker, show_shape
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
-from .symbols import (GradSymbol, HyperSymbol, InputSymbol, ParamSymbol, StateSymbol,
-                      StepSymbol)
+from .symbols import (GradSymbol, HyperSymbol, InitialLrSymbol, InputSymbol, ParamSymbol,
+                      StateSymbol, StepSymbol, is_tensor_expr)
 
 # The node types every printer supports. Anything else is refused here, not in a backend.
 ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min)
@@ -64,9 +64,21 @@ class _Checker:
         elif isinstance(e, ELEMENTWISE_NODES):
             for a in e.args:
                 self.value(a)
+        elif isinstance(e, sp.Mod):
+            self.modulo(e)
         else:
             self.fail(f"unsupported operation {type(e).__name__} (supported: sqrt, rsqrt, abs, "
                       "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
+
+    def modulo(self, e) -> None:
+        """``t % k``: a host-side scalar (periodic steps); per element it is refused (the
+        kernels' printers have no modulo, and C's and Python's disagree on signs)."""
+        if is_tensor_expr(e) or e.has(Reduction, MatrixOp):
+            self.fail("% (modulo) works on scalars only: the step and hyperparameters "
+                      "(periodic steps: every(k, value, otherwise) or where(eq(step() % k, "
+                      "0), ...))", e)
+        for a in e.args:
+            self.value(a)
 
     def reduction(self, e) -> None:
         if not isinstance(e, (Numel, NDim)):  # nested ones become successive reduce stages
@@ -114,7 +126,7 @@ class _Checker:
             return
         if isinstance(s, RandomSymbol) and s.name in self.rule.randoms:
             return
-        if isinstance(s, HyperSymbol) and s in self.hypers:
+        if isinstance(s, HyperSymbol) and s in self.hypers or isinstance(s, InitialLrSymbol):
             return
         self.fail(f"unknown symbol {s} (use param(), grad(), step(), state(...) or a "
                   "keyword hyperparameter of the rule function)", s)

@@ -18,14 +18,16 @@ from . import staging
 from .compiled import compile_rule
 from .copies import get_state, restore_spec
 from .gc_pause import gc_paused
+from .group_keys import inherited, unread_keys, warn_new_keys, warn_unread
 from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
 from . import stepping
 from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
-from .torch_args import (IMPL_FLAGS, check_differentiable, check_flags, check_ranges,
-                         check_tensor_sizes, fused_devices, is_finite_number)
+from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
+                         check_intervals, check_ranges, check_tensor_sizes, check_types,
+                         fused_devices)
 
 
 
@@ -43,6 +45,8 @@ class Optimizer(torch.optim.Optimizer):
     # gradients may be sparse (torch: SGD, Adagrad); they are stepped as their dense sum,
     # which is what torch's sparse paths compute for these rules
     supports_sparse_grads: bool = False
+    # param_groups keys a subclass writes itself (OASIS's step size): never warned about
+    own_group_keys: frozenset = frozenset()
 
     def __init__(self, params, rule, *, backend: str = "auto", skip_nonfinite: bool = False,
                  seed: int = 0, **hyper):
@@ -64,6 +68,8 @@ class Optimizer(torch.optim.Optimizer):
         self.skip_nonfinite = bool(skip_nonfinite)
         # Random scalars (random_scalar in the DSL) are drawn from (seed, group, step, name).
         self.seed = int(seed)
+        # what a group with its own "rule" inherits (see group_keys)
+        self.constructor_hyper = dict(hyper)
         super().__init__(params, defaults)
 
     # ---- param groups -------------------------------------------------------------
@@ -74,49 +80,51 @@ class Optimizer(torch.optim.Optimizer):
         return resolve_rule(group[RULE_KEY], f"{type(self).__name__}: a param group")
 
     def _check_keys(self, group: dict, where: str) -> None:
+        """Constructor keywords must be the rule's (a TypeError, as torch's); a group's
+        keys that no rule reads are a warning (torch lets any key into a group)."""
         spec = self.spec_of(group)
-        unknown = sorted(set(group) - set(spec.defaults) - set(self.torch_flags)
-                         - {"params", "param_names", SKIP_COUNTER, RULE_KEY})
+        if where == "the constructor":  # only the rule's own names and flags, as torch
+            unknown = sorted(set(group) - {*spec.defaults, *self.torch_flags})
+            if unknown:
+                raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
+                                f"hyperparameter(s) {unknown} in {where}; known: "
+                                f"{sorted(spec.defaults)}")
+            return
+        unknown = unread_keys(group, self._readable_keys(spec))
         if unknown:
-            raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
-                            f"hyperparameter(s) {unknown} in {where}; known: "
-                            f"{sorted(spec.defaults)}")
+            warn_unread(type(self).__name__, spec.name, where, unknown, spec.defaults)
+
+    def _readable_keys(self, spec: RuleSpec) -> set:
+        return {*spec.defaults, *spec.aliases, *self.torch_flags, *self.own_group_keys,
+                SKIP_COUNTER, RULE_KEY}
 
     def _check_values(self, group: dict, where: str) -> None:
         """Types and torch's ranges and messages (subclasses add their own rules)."""
         name = type(self).__name__
-        defaults = self.spec_of(group).defaults
-        check_tensor_sizes(group, defaults, name)
-        for key, default in defaults.items():
-            value = group[key]
-            if isinstance(default, bool):
-                ok = isinstance(value, bool)
-                expected = "a bool"
-            elif isinstance(default, tuple):
-                ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
-                      and all(is_finite_number(x) for x in value))
-                expected = f"a tuple of {len(default)} finite numbers"
-            else:
-                ok = is_finite_number(value)
-                expected = "a finite number"
-            if not ok:
-                raise ValueError(f"{name}: hyperparameter {key!r} = {value!r} in {where}: "
-                                 f"expected {expected}")
-        check_ranges(group, defaults, name)
+        spec = self.spec_of(group)
+        check_tensor_sizes(group, spec.defaults, name)
+        check_types(group, spec.defaults, name, where)
+        check_ranges(group, spec.defaults, name)
+        check_aliases(group, spec.aliases, name, where)
+        check_intervals(group, spec.interval_keys(group), name, where)
         check_flags(group, self.torch_flags, name)
-        check_differentiable(group, defaults, name)
+        check_differentiable(group, spec.defaults, name)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f"param group {len(self.param_groups)}"
         self._check_keys(param_group, where)
         routed = RULE_KEY in param_group
-        if routed:  # that rule's defaults, not the optimizer's
+        if routed:  # that rule's defaults and the constructor's values it shares
             flags = {k: self.defaults[k] for k in self.torch_flags if k in self.defaults}
-            param_group = {**self.spec_of(param_group).defaults, **flags, **param_group}
+            rule_defaults = self.spec_of(param_group).defaults
+            shared = inherited(getattr(self, "constructor_hyper", {}), rule_defaults)
+            param_group = {**rule_defaults, **flags, **shared, **param_group}
         # checked before torch appends it: a refused group leaves no trace
         self._check_values({**self.defaults, **param_group}, where)
         own = set(param_group)
         super().add_param_group(param_group)
+        self.__dict__.setdefault("_warned_keys", set()).update(
+            (len(self.param_groups) - 1, k) for k in own)  # warned once, above
         if routed:
             for key in set(self.param_groups[-1]) - own:
                 del self.param_groups[-1][key]
@@ -183,6 +191,7 @@ class Optimizer(torch.optim.Optimizer):
         return "; ".join(f"rule {name} ({', '.join(sorted(w))})" for name, w in parts.items())
 
     def _step_groups(self, first: bool, closure, inputs) -> None:
+        warn_new_keys(self)
         # torch's convention: autograd records the step only with differentiable=True
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
             if first:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..compiler.printers.torch import TorchPrinter
-from ..dsl.symbols import ParamSymbol, StateDecl
+from ..dsl.symbols import GradSymbol, ParamSymbol, StateDecl
 
 STORAGE_DTYPES = {"float32": torch.float32, "float64": torch.float64,
                   "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -33,14 +33,25 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
         if decl.eye:
             return float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
         return torch.full(shape, float(init), dtype=dtype, device=param.device)
-    if not any(isinstance(s, ParamSymbol) for s in init.free_symbols):
+    if not any(isinstance(s, (ParamSymbol, GradSymbol)) for s in init.free_symbols):
         # a complex parameter is stepped as its real view (runtime/staging.py): both
         # components start at the value, as in torch.optim (Adagrad's initial sum)
         value = complex(float(init), float(init)) if dtype.is_complex else float(init)
         return torch.full_like(param, value, dtype=dtype, memory_format=torch.preserve_format)
     code = TorchPrinter(decl.name).doprint(init)
-    value = eval(code, {"torch": torch, "v_p": param.detach()})  # noqa: S307 - our own printer
+    value = eval(code, {"torch": torch, "v_p": param.detach(),  # noqa: S307 - our printer
+                        "v_g": _first_grad(param)})
     return value.to(dtype=dtype, memory_format=torch.preserve_format).clone()
+
+
+def _first_grad(param: torch.Tensor) -> torch.Tensor:
+    """The gradient a state with ``init=grad()`` starts from: that of the step creating
+    it. A state made without one (a checkpoint completed before a flag's first step,
+    checkpoint._fill_states) starts from a zero gradient."""
+    g = param.grad
+    if g is None:
+        return torch.zeros_like(param.detach())
+    return (g.to_dense() if g.is_sparse else g).detach()
 
 
 def new_state(decls: dict[str, StateDecl], param, hyper_values) -> dict:

@@ -89,6 +89,53 @@ def check_ranges(group: dict, keys, name: str) -> None:
                     raise ValueError(f"{name}: Invalid beta parameter at index {i}: {beta}")
 
 
+def check_types(group: dict, defaults: dict, name: str, where: str) -> None:
+    """Each hyperparameter has its default's kind: a bool, a tuple of as many finite
+    numbers, or a finite number; None where the default is None ("off"), an infinity
+    where the default is one (RuleSpec makes both structural)."""
+    for key, default in defaults.items():
+        value = group[key]
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "a bool"
+        elif isinstance(default, tuple):
+            ok = (isinstance(value, (tuple, list)) and len(value) == len(default)
+                  and all(is_finite_number(x) for x in value))
+            expected = f"a tuple of {len(default)} finite numbers"
+        elif default is None:
+            ok, expected = value is None or is_finite_number(value), "None or a finite number"
+        elif math.isinf(default):
+            number = _number(value)
+            ok = number is not None and not math.isnan(number)
+            expected = "a number (infinities allowed)"
+        else:
+            ok, expected = is_finite_number(value), "a finite number"
+        if not ok:
+            raise ValueError(f"{name}: hyperparameter {key!r} = {value!r} in {where}: "
+                             f"expected {expected}")
+
+
+def check_intervals(group: dict, keys, name: str, where: str) -> None:
+    """Hyperparameters a rule uses as every(k, ...)'s interval: whole numbers >= 1."""
+    for key in keys:
+        number = _number(group[key])
+        if number is None or not (1 <= number < math.inf and number == int(number)):
+            raise ValueError(f"{name}: {key}={group[key]!r} in {where}: every(k, ...)'s "
+                             "interval k must be a whole number >= 1")
+
+
+def check_aliases(group: dict, aliases: dict, name: str, where: str) -> None:
+    """A ``momentum`` standing for ``betas[0]`` (RuleSpec.aliases) is a beta: a finite
+    number in [0, 1), checked as torch checks betas."""
+    for alias, (key, index) in aliases.items():
+        if alias not in group:
+            continue
+        number = _number(group[alias])
+        if number is None or not (math.isfinite(number) and 0.0 <= number < 1.0):
+            raise ValueError(f"{name}: {alias}={group[alias]!r} in {where} stands for "
+                             f"{key}[{index}] (torch's schedulers cycle it): Invalid beta "
+                             f"parameter at index {index}: {group[alias]}")
+
+
 def check_differentiable(group: dict, keys, name: str) -> None:
     """With differentiable=True, a hyperparameter that requires grad would silently get
     none: the kernels take hyperparameters as numbers. Refuse it."""

@@ -24,10 +24,11 @@ class ReferenceAdaBound(torch.optim.Optimizer):
         super().__init__(params, dict(lr=lr, final_lr=final_lr, betas=betas, gamma=gamma,
                                       weight_decay=weight_decay, weight_decouple=weight_decouple,
                                       ams_bound=ams_bound, eps=eps))
+        self.base_lrs = [group["lr"] for group in self.param_groups]  # the official code's
 
     @torch.no_grad()
     def step(self):
-        for group in self.param_groups:
+        for group, base_lr in zip(self.param_groups, self.base_lrs):
             (b1, b2), lr, wd = group["betas"], group["lr"], group["weight_decay"]
             for p in group["params"]:
                 state = self.state[p]
@@ -47,7 +48,7 @@ class ReferenceAdaBound(torch.optim.Optimizer):
                     torch.maximum(state["v_max"], v, out=state["v_max"])
                     v = state["v_max"]
                 step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
-                final_lr, gamma = group["final_lr"], group["gamma"]
+                final_lr, gamma = group["final_lr"] * lr / base_lr, group["gamma"]
                 eta = (step_size / (v.sqrt() + group["eps"])).clamp(
                     final_lr * (1 - 1 / (gamma * t + 1)), final_lr * (1 + 1 / (gamma * t)))
                 p.sub_(eta * state["m"])
@@ -75,6 +76,29 @@ def test_adabound_matches_pytorch_optimizer(kw):
     ours, ref, _, _ = run_side_by_side(lambda ps: optforge.AdaBound(ps, **kw),
                                        lambda ps: po.AdaBound(ps, foreach=False, **kw), (257, 129))
     assert norm_rel(ours, ref) < TOL
+
+
+def _under_step_lr(make_opt, steps=20):
+    """20 steps under StepLR (lr halves every 5): the bounds follow lr / initial lr."""
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(257, generator=gen))
+    opt = make_opt([p])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=5, gamma=0.5)
+    for _ in range(steps):
+        p.grad = torch.randn(257, generator=gen) + p.detach()
+        opt.step()
+        sched.step()
+    return p.detach()
+
+
+@pytest.mark.parametrize("kw", CONFIGS[:2], ids=config_id)
+def test_bounds_follow_a_scheduler(kw, backend):
+    ours = _under_step_lr(lambda ps: optforge.AdaBound(ps, backend=backend, **kw))
+    ref = _under_step_lr(lambda ps: ReferenceAdaBound(ps, **kw))
+    assert norm_rel(ours, ref) < TOL
+    po = pytest.importorskip("pytorch_optimizer")
+    theirs = _under_step_lr(lambda ps: po.AdaBound(ps, foreach=False, **kw))
+    assert norm_rel(ours, theirs) < TOL
 
 
 def test_the_bounds_are_active():

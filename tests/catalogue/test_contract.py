@@ -27,7 +27,8 @@ NOT_LR_PROPORTIONAL = {
     "ExponentiatedGradient": "p is renormalised onto the simplex every step",
     "OASIS": "lr is the first step size of its automatic step size: lr = 0 is refused",
     "Rprop": "lr only seeds the per-element step sizes, clamped to step_sizes[0] > 0",
-    "AdaBound": "final_lr is absolute: the clamp's lower bound is > 0 from step 1",
+    "AdaBound": "final_lr is scaled by lr / initial lr (as the references): a group that "
+                "starts at lr = 0 divides by zero, refused (the references raise too)",
 }
 
 
@@ -113,7 +114,10 @@ def test_the_exceptions_really_are_exceptions():
         _run("FTRL", "torch", 1, lr=0.0)
     with pytest.raises(ValueError, match="OASIS: lr = 0.0 in param group 0"):
         _run("OASIS", "torch", 1, lr=0.0)
-    for name in set(NOT_LR_PROPORTIONAL) - {"FTRL", "OASIS"}:
+    with pytest.raises(ValueError, match="rule 'AdaBound' at step 1: the scalar prologue failed "
+                                         r"\(float division by zero\).*initial_lr=0"):
+        _run("AdaBound", "torch", 1, lr=0.0)
+    for name in set(NOT_LR_PROPORTIONAL) - {"FTRL", "OASIS", "AdaBound"}:
         gen = torch.Generator().manual_seed(1)
         params = [torch.nn.Parameter(3 * torch.randn(s, generator=gen))
                   for s in _shapes(optforge.CATALOGUE[name])]

@@ -71,8 +71,9 @@ def rule_reserved_state_name(lr=0.1):
     return Rule(param() - lr * m, step=grad())
 
 
-def rule_state_init_uses_grad(lr=0.1):
-    m = state("m", init=grad())
+def rule_state_init_uses_step(lr=0.1):
+    # (init=grad() is allowed: the gradient of the step that creates the state)
+    m = state("m", init=step())
     return Rule(param() - lr * m, m=grad())
 
 
@@ -112,7 +113,7 @@ CASES = [
     (rule_positional_argument, "argument 'lr' has no default"),
     (rule_bad_state_dtype, "dtype 'int8'"),
     (rule_reserved_state_name, "'step' is reserved"),
-    (rule_state_init_uses_grad, "init g uses g"),
+    (rule_state_init_uses_step, "init t uses t"),
     (rule_where_without_condition, "where() condition g is not a comparison"),
     (rule_none_param, "the new parameter is None"),
     (rule_conflicting_state, "declared twice"),

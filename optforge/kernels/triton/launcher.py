@@ -134,7 +134,7 @@ class TritonLauncher:
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        kern, layout, table, _ = self._prepare(params, grads, states, scalars)
+        kern, layout, table, _ = self._prepare(params, grads, states, scalars, reducing=True)
         slayout = self._stage_layout(params, self._flat[stage])
         rs, raddr = self._tables(reduced, slayout, layout.device)
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
@@ -183,12 +183,19 @@ class TritonLauncher:
                       for r in roles], params[0].device, numels_of(params), labels)
         self._checked = key
 
-    def _prepare(self, params, grads, states, scalars):
+    def _prepare(self, params, grads, states, scalars, reducing: bool = False):
         """(kernel, layout, address table, config) of a bucket, its tensors checked."""
         device, dtype = params[0].device, params[0].dtype
         kern = self.kernel(dtype)
         by_role = {"p": params, "g": grads, **dict(zip(self.plan.states, states))}
-        rows = [by_role[r.name] for r in self.refs]
+        # a reduce stage runs before the matrix stage has made its buffers (None): they
+        # hold the parameters' addresses there, which no reduce kernel reads (a reduction
+        # of a matrix operation's result is refused by the DSL)
+        made = [r for r in self.refs if not any(t is None for t in by_role[r.name])]
+        if len(made) != len(self.refs) and not reducing:  # the elementwise kernel reads them
+            raise RuntimeError(f"rule {self.plan.rule_name!r}: the matrix stage's buffers "
+                               "are missing at the elementwise launch")
+        rows = [by_role[r.name] if r in made else params for r in self.refs]
         numels = numels_of(params)
         layout = self._layouts.get((device, numels))
         if layout is None:
@@ -200,7 +207,7 @@ class TritonLauncher:
             # checked whenever a tensor changes (not every step: ~1 us per tensor adds
             # up to a noticeable share of a 300-tensor step)
             check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
-                          for r in self.refs], device, numels)
+                          for r in made], device, numels)
         config = self._config(kern, layout, rows, scalars)
         return kern, layout, layout.address_table(addresses), config
 

@@ -1,0 +1,61 @@
+"""Which param-group keys a rule reads, and what a group inherits from the constructor.
+
+torch lets any key into a param group, and code relies on that: schedulers write
+``initial_lr``, ``max_lr``, ``base_momentum``...; users tag groups with ``name``. A key
+that no rule reads is usually a typo (``weight_decy``) or a setting meant for another
+optimizer (OneCycleLR's ``momentum`` in an AdamW group), silently ignored by torch. Here
+such a key is a warning naming the key and the group, once per group and key: when the
+group is added, and when something (a scheduler, the user) writes it later (checked at
+each step, a set difference over a dozen keys).
+
+A group with its own ``"rule"`` starts from that rule's defaults (not the optimizer's
+rule's) and takes the hyperparameters given to the constructor that the rule shares, as
+a torch group takes the constructor's defaults: ``optforge.Muon(groups, weight_decay=0.01)``
+applies weight decay in an AdamW-routed group too.
+"""
+from __future__ import annotations
+
+import warnings
+
+from .torch_args import IMPL_FLAGS
+
+# keys torch, its schedulers and common training code put into param groups, whether or
+# not a rule reads them (schedulers: LRScheduler, OneCycleLR, CyclicLR, SWALR)
+BENIGN_KEYS = frozenset({
+    "params", "param_names", "name", "rule", "lr", "initial_lr", "max_lr", "min_lr",
+    "base_momentum", "max_momentum", "swa_lr", *IMPL_FLAGS,
+})
+
+
+def unread_keys(group: dict, readable) -> list[str]:
+    """The group's keys that nothing reads: not a hyperparameter of its rule (or an alias
+    of one, ``readable``), not an implementation flag, not a key torch's schedulers add."""
+    return sorted(k for k in group if k not in readable and k not in BENIGN_KEYS)
+
+
+def warn_unread(owner: str, rule: str, where: str, keys: list[str], known) -> None:
+    """One warning naming the keys no rule reads, the group and what the rule does read."""
+    warnings.warn(f"{owner} ({rule}): {where} has key(s) {keys} that rule {rule} does not "
+                  f"read (a typo? a setting of another optimizer?); its hyperparameters: "
+                  f"{sorted(known)}", UserWarning, stacklevel=4)
+
+
+def inherited(constructor_hyper: dict, rule_defaults: dict) -> dict:
+    """The constructor's hyperparameters a routed group's rule shares (same name)."""
+    return {k: v for k, v in constructor_hyper.items() if k in rule_defaults}
+
+
+def warn_new_keys(opt) -> None:
+    """Keys written into a group after it was added (a scheduler's ``momentum`` in a
+    group whose rule has none, a hand-set typo): warned once per group and key."""
+    warned = opt.__dict__.setdefault("_warned_keys", set())
+    for index, group in enumerate(opt.param_groups):
+        if all((index, k) in warned for k in group):
+            continue  # the common case: nothing new since the last step
+        spec = opt.spec_of(group)
+        new = [k for k in unread_keys(group, opt._readable_keys(spec))
+               if (index, k) not in warned]
+        warned.update((index, k) for k in group)
+        if new:
+            warn_unread(type(opt).__name__, spec.name, f"param group {index}", new,
+                        spec.defaults)
