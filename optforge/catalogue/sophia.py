@@ -1,6 +1,8 @@
 """SophiaH (Liu, Li, Hall, Liang & Ma (2023), "Sophia: A Scalable Stochastic Second-order
 Optimizer for Language Model Pre-training", arXiv:2305.14342), its Hutchinson variant,
-with pytorch-optimizer's (3.x/4.x) ``SophiaH`` parametrisation and conventions:
+with pytorch-optimizer's (3.x/4.x) ``SophiaH`` parametrisation and conventions: momentum
+divided by an EMA of Hutchinson's Hessian-diagonal estimate, refreshed every k steps, each
+entry of the step clipped to [-clip, clip].
 
     m_t = β1 m + (1 - β1) g                 g += wd p first when weight decay is coupled
     ĥ_t = u ⊙ (H u)                         Hutchinson estimate, u ~ N(0, I) (rademacher:
