@@ -42,6 +42,12 @@ class SparseAdam(CatalogueOptimizer):
     supports_sparse_grads = True
 
     def __init__(self, params, *args, **kwargs):
+        if kwargs.get("skip_nonfinite"):
+            # its check is a reduce stage over whole gradients; lazy staging runs
+            # elementwise kernels over the present elements only
+            raise ValueError("SparseAdam: skip_nonfinite=True is not supported (the "
+                             "non-finite check is a reduction; lazy sparse staging steps "
+                             "elementwise rules only)")
         super().__init__(params, *args, **kwargs)
         sparse, complex_ = [], []
         for i, group in enumerate(self.param_groups):
