@@ -104,3 +104,9 @@ __all__ += ["RAdam", "Adadelta", "Rprop", "AdaBelief", "AdaBound", "AdaMod", "Ad
 from .distributed_sign import DistributedLion, SignumMV, distributed_lion, signum_mv  # noqa: E402
 
 __all__ += ["DistributedLion", "SignumMV", "distributed_lion", "signum_mv"]
+
+# issue 15: sparse gradients (lazy sparse staging) and Sophia's clipped Hessian step
+from .sophia import SophiaH, sophia_h  # noqa: E402
+from .sparse_adam import SparseAdam, sparse_adam  # noqa: E402
+
+__all__ += ["SparseAdam", "sparse_adam", "SophiaH", "sophia_h"]

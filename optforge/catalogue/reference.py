@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 
 from ._base import REGISTRY, CatalogueOptimizer
+from .not_included import not_included_markdown
 
 
 def _module_doc(cls: type[CatalogueOptimizer]) -> str:
@@ -44,4 +45,5 @@ def catalogue_markdown() -> str:
     lines.append("")
     for name, cls in REGISTRY.items():
         lines += _section(name, cls)
+    lines += not_included_markdown()
     return "\n".join(lines)

@@ -8,6 +8,8 @@ Registered on import (``optforge.runtime.inputs.register_provider``):
   got a closure and the gradients carry no graph, from re-evaluating the closure with
   ``backward`` made to keep the graph. The group's ``num_samples`` (default 1) probes are
   averaged.
+* ``"hutchinson_gaussian"``: the same estimate with a standard normal probe ``z``
+  (Sophia's; pytorch-optimizer's ``hessian_distribution="gaussian"``).
 * ``"hutchinson_spatial"``: the same estimate with AdaHessian's spatial averaging: for a
   4-D (convolution) weight, ``|z * Hz|`` averaged over the kernel's two spatial dims and
   broadcast back; other shapes are as ``"hutchinson"``.
@@ -149,8 +151,9 @@ def _num_samples(optimizer, group: dict) -> int:
     return int(n)
 
 
-def _hutchinson_all(optimizer, closure) -> dict:
-    groups = _asking_groups(optimizer, ("hutchinson", "hutchinson_spatial"))
+def _hutchinson_all(optimizer, closure, gaussian: bool = False) -> dict:
+    groups = _asking_groups(optimizer, ("hutchinson_gaussian",) if gaussian
+                            else ("hutchinson", "hutchinson_spatial"))
     params = [p for g in groups for p in g["params"] if p.grad is not None]
     if not params:
         return {}
@@ -180,8 +183,10 @@ def _hutchinson_all(optimizer, closure) -> dict:
             if p.device not in gens:
                 gens[p.device] = torch.Generator(p.device).manual_seed(
                     probe_seed(getattr(optimizer, "seed", 0), step))
-            zs[p] = torch.randint(0, 2, p.shape, generator=gens[p.device], dtype=p.dtype,
-                                  device=p.device) * 2.0 - 1.0
+            zs[p] = (torch.randn(p.shape, generator=gens[p.device], dtype=p.dtype,
+                                 device=p.device) if gaussian else
+                     torch.randint(0, 2, p.shape, generator=gens[p.device], dtype=p.dtype,
+                                   device=p.device) * 2.0 - 1.0)
         hzs = torch.autograd.grad([p.grad for p in outputs], params,
                                   grad_outputs=[zs[p] for p in outputs],
                                   retain_graph=i < n - 1, allow_unused=True)
@@ -205,6 +210,11 @@ def spatial_average(h: torch.Tensor) -> torch.Tensor:
 def hutchinson(optimizer, group, params, closure):
     return _cached(optimizer, "hutchinson", list(params),
                    lambda: _hutchinson_all(optimizer, closure))
+
+
+def hutchinson_gaussian(optimizer, group, params, closure):
+    return _cached(optimizer, "hutchinson_gaussian", list(params),
+                   lambda: _hutchinson_all(optimizer, closure, gaussian=True))
 
 
 def hutchinson_spatial(optimizer, group, params, closure):
@@ -253,4 +263,5 @@ def grad_at_prev(optimizer, group, params, closure):
 
 register_provider("hutchinson", hutchinson)
 register_provider("hutchinson_spatial", hutchinson_spatial)
+register_provider("hutchinson_gaussian", hutchinson_gaussian)
 register_provider("grad_at_prev", grad_at_prev)

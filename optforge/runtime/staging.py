@@ -4,7 +4,8 @@ The kernels address a parameter's elements as one flat run (triton: contiguous o
 numba and torch: contiguous, or one dense permuted layout shared by the parameter, its
 gradient and its states, e.g. channels_last throughout). Everything else is staged:
 
-* a sparse gradient (optimizers that accept one: SGD, Adagrad) is handed over dense;
+* a sparse gradient (optimizers that accept one: SGD, Adagrad) is handed over dense
+  (SparseAdam's lazy meaning, only the elements it holds, is ``runtime/lazy_sparse.py``);
 * a complex parameter (with its gradient and states) is handed over as
   ``torch.view_as_real``, as torch.optim does: a view, so the kernel writes in place;
 * a parameter whose tensors are not laid out that way (a view such as

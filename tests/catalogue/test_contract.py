@@ -58,6 +58,10 @@ def _inputs(cls, params, gen):
     return given or None
 
 
+# Rules that step sparse gradients only (torch.optim.SparseAdam refuses dense ones): their
+# gradients hold a random ~half of the elements, as a sparse COO tensor.
+SPARSE_GRADIENTS = {"SparseAdam"}
+
 # Rules defined on a domain start inside it.
 ON_THE_SIMPLEX = {"ExponentiatedGradient"}  # p >= 0, summing to 1: 0/0 elsewhere
 
@@ -78,6 +82,8 @@ def _run(name, backend, steps, params=None, opt=None, seed=0, **hyper):
     for _ in range(steps):
         for p in params:
             p.grad = torch.randn(p.shape, generator=gen) + 0.5 * p.detach()
+            if name in SPARSE_GRADIENTS:
+                p.grad = (p.grad * (torch.rand(p.shape, generator=gen) < 0.5)).to_sparse()
         opt.step(inputs=_inputs(cls, params, gen), **extra)
     return params, opt
 

@@ -54,6 +54,9 @@ def _step(model, opt, name: str, k: int) -> None:
         opt.zero_grad()
         loss = torch.nn.functional.mse_loss(model(x), y)
         loss.backward(create_graph=name in {"AdaHessian", "OASIS"})
+        if name == "SparseAdam":  # it steps sparse gradients only
+            for p in model.parameters():
+                p.grad = p.grad.to_sparse()
         return loss
 
     closure()

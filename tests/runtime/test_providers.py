@@ -47,6 +47,34 @@ def test_probe_estimate_is_z_times_hz_with_the_documented_probe():
     assert torch.allclose(h, z * (A @ z), rtol=1e-6, atol=1e-6)
 
 
+def gaussian_newton(lr=1.0, num_samples=1):
+    """As ``newton``, from Gaussian probes (SophiaH's)."""
+    return Rule(param() - lr * grad() / given("hutchinson_gaussian"))
+
+
+def test_gaussian_probe_estimate_is_z_times_hz_with_a_normal_probe():
+    A = _quadratic()
+    x = torch.nn.Parameter(torch.randn(6))
+    opt = optforge.Optimizer([x], gaussian_newton, seed=7)
+    (0.5 * x @ A @ x).backward(create_graph=True)
+    h = providers.hutchinson_gaussian(opt, opt.param_groups[0], [x], None)[0]
+    gen = torch.Generator().manual_seed(probe_seed(7, 1))
+    z = torch.randn(6, generator=gen)
+    assert torch.allclose(h, z * (A @ z), rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(z.abs(), torch.ones(6))  # not a Rademacher probe
+
+
+def test_many_gaussian_probes_average_to_the_diagonal():
+    A = _quadratic()
+    x = torch.nn.Parameter(torch.randn(6))
+    opt = optforge.Optimizer([x], gaussian_newton, num_samples=4000)
+    (0.5 * x @ A @ x).backward(create_graph=True)
+    h = providers.hutchinson_gaussian(opt, opt.param_groups[0], [x], None)[0]
+    # one sample z_i (A z)_i has variance 2 A_ii^2 + sum_{j != i} A_ij^2
+    std = (2 * A.diag() ** 2 + (A - torch.diag(A.diag())).pow(2).sum(1)).sqrt()
+    assert ((h - A.diag()).abs() < 5 * std / 4000**0.5).all()
+
+
 def test_many_probes_average_to_the_diagonal():
     A = _quadratic()
     x = torch.nn.Parameter(torch.randn(6))
