@@ -38,7 +38,8 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, refs) -> ReduceStage:
     args = {str(r.result): reduce_args[str(r.result)] for r in ops if r.op not in SHAPE_OPS}
     temps, args = cse(args, prefix="q")
     temps, args = pow_to_mul(temps, args, prefix="q")
-    ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr)) for r in ops]
+    ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr), r.span)
+           for r in ops]
     loads = _used_tensors(refs, [e for _, e in temps] + [r.expr for r in ops])
     return ReduceStage(loads, temps, ops)
 

@@ -18,6 +18,9 @@ from ..plan import ReduceOp, ReduceResult
 
 _OPS = {ReduceSum: "sum", ReduceMax: "max", Numel: "numel", NDim: "ndim"}
 _SHAPE_ONLY = (Numel, NDim)  # known from the tensor's shape: no argument to reduce
+# an optimizer-wide reduction is a group one to the kernels (one partial per tensor);
+# only its total differs, which the runtime makes (ReduceOp.span)
+_KERNEL_SCOPE = {"optimizer": "group"}
 
 
 def _innermost(outputs) -> list[Reduction]:
@@ -43,7 +46,8 @@ def split_reductions(outputs: dict[str, sp.Expr]) -> tuple[list[list[ReduceOp]],
         for node in nodes:
             results[node] = ReduceResult(f"r{count}", real=True)
             count += 1
-        stages.append([ReduceOp(results[n], _OPS[type(n)], n.scope,
-                                sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0])
+        stages.append([ReduceOp(results[n], _OPS[type(n)], _KERNEL_SCOPE.get(n.scope, n.scope),
+                                sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0],
+                                span="optimizer" if n.scope == "optimizer" else "group")
                        for n in nodes])
         outputs = {k: e.xreplace(results) for k, e in outputs.items()}

@@ -1,0 +1,81 @@
+"""The reduce stage of a step, for every param group at once (runtime/stepping.py).
+
+Stage ``k`` runs for every group that has one before stage ``k + 1`` runs for any:
+
+1. each bucket's launcher returns one partial per tensor and reduction (shape-only
+   reductions, Muon's fan-in/fan-out, come from the shapes, with no kernel);
+2. sharding hook: a DTensor parameter's partials cover its local shard; they are
+   combined over its mesh, one all-reduce per stage (``shards.combine``);
+3. reductions spanning the whole optimizer (``over="optimizer"``: global clipping) are
+   totalled over every group whose rule computes the same reduction at this stage;
+4. ``finish`` totals the group scopes and shapes every value to broadcast against its
+   parameter; the non-finite count of stage 0 decides whether the group skips its step.
+
+Nothing is written: an error here leaves every parameter and state as it was.
+"""
+from __future__ import annotations
+
+import sympy as sp
+
+from ..kernels.torch_launcher import compute_dtype
+from . import shards
+from .reductions import combine, finish, from_shapes
+
+
+def reduce(opt, works: list) -> None:
+    """Run every reduce stage of every group's plan; fills each ``work.reduced``."""
+    for work in works:
+        plan = work.compiled.plan
+        if plan.reductions or plan.matrix_stages:
+            work.reduced = {p: () for b in work.buckets for p in b.keys}
+    depth = max((len(w.compiled.plan.reduce_stages) for w in works), default=0)
+    for k in range(depth):
+        active = [w for w in works if k < len(w.compiled.plan.reduce_stages) and not w.skipped]
+        partials = {id(w): _partials(w, k) for w in active}
+        shards.combine([(w.compiled.plan.reduce_stages[k].reductions, partials[id(w)])
+                        for w in active])
+        spanning = _optimizer_totals(k, active, partials)
+        for w in active:
+            stage = w.compiled.plan.reduce_stages[k]
+            for p, values in finish(stage.reductions, partials[id(w)],
+                                    spanning.get(id(w), {})).items():
+                w.reduced[p] += values
+            if k == 0 and w.compiled.plan.nonfinite_check is not None:
+                at = [r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
+                w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
+
+
+def _partials(work, k: int) -> list[tuple]:
+    """``[(param, its partials of stage k)]`` over the group's buckets."""
+    stage = work.compiled.plan.reduce_stages[k]
+    out = []
+    for b in work.buckets:
+        parts = from_shapes(stage.reductions, b.params, compute_dtype)
+        if parts is None:
+            parts = b.launcher.reduce(k, b.params, b.grads, b.states, b.scalars,
+                                      b.reduced(work))
+        out += zip(b.keys, parts)
+    return out
+
+
+def optimizer_key(k: int, r) -> tuple:
+    """Which ``over="optimizer"`` reductions are one total: the same stage, operation and
+    expression (scalars included: the hyperparameters' values may differ per group,
+    their names are the rule's own)."""
+    return k, r.op, sp.srepr(r.expr)
+
+
+def _optimizer_totals(k: int, works: list, partials: dict) -> dict:
+    """{id(work): {reduction index: total over every group}} for optimizer-wide scopes."""
+    members: dict[tuple, list] = {}
+    for w in works:
+        for i, r in enumerate(w.compiled.plan.reduce_stages[k].reductions):
+            if r.span == "optimizer":
+                members.setdefault(optimizer_key(k, r), []).append((w, i))
+    out: dict = {}
+    for (_, op, _), found in members.items():
+        # summed in a fixed order (groups, then their parameters): the same bits every run
+        total = combine(op, [parts[i] for w, i in found for _, parts in partials[id(w)]])
+        for w, i in found:
+            out.setdefault(id(w), {})[i] = total
+    return out
