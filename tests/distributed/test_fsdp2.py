@@ -69,17 +69,23 @@ def test_lamb_trust_ratio_from_shard_partials(rules_run):
 
 
 def test_muon_gathers_each_matrix_on_one_rank(rules_run):
-    """Muon's Newton-Schulz runs in bfloat16 on the owner's gathered matrix, exactly as in
-    one process, but on a gradient that differs in its last float32 bits (see the module
-    docstring): a bf16 rounding of the orthogonalized update can flip (2^-8 relative on
-    that element, times lr), so parameters agree to 1e-5 relative, not 1e-6."""
+    """Tolerance 1e-6, as for the elementwise rules (measured: 1.2e-7 on the momentum, the
+    parameters equal bit for bit): the owner runs Newton-Schulz on the gathered matrix
+    exactly as one process does, and its input is the pre-stage's bfloat16 buffer, so
+    the gradients' last-bit differences vanish unless they flip a bf16 rounding. Such a
+    flip (2^-8 of one element's update) would show as ~1e-5 here: this case has none, and
+    the check is deterministic (the same data and kernels every run)."""
     ref = _one_process("muon")
     for rank in range(2):
-        _assert_close(load(rules_run, "muon", rank), ref, 1e-5, f"Muon rank {rank}")
-    # each step: the 7x5 and 3x7 matrices' bf16 pre-stage buffers gathered on their owner
-    # (rank 0 and rank 1, round robin) and their bf16 results scattered back
+        _assert_close(load(rules_run, "muon", rank), ref, 1e-6, f"Muon rank {rank}")
+    # per step, the bytes each rank hands to gather and scatter: the 7x5 weight (rows 4 + 3,
+    # padded to 4) is owned by rank 0, the 3x7 one (rows 2 + 1, padded to 2) by rank 1
+    # (round robin); each rank sends its padded bf16 pre-stage shard to the owner and the
+    # owner scatters the padded bf16 result to both ranks (its own piece included)
+    big, small = 4 * 5 * 2, 2 * 7 * 2
+    per_step = [big + 2 * big + small, big + small + 2 * small]
     sent = [load(rules_run, "muon-matrix-bytes", rank) for rank in range(2)]
-    assert sum(sent) > 0 and all(s > 0 for s in sent)
+    assert sent == [workers.DP_STEPS * b for b in per_step]
 
 
 def test_clipping_spans_every_group_and_rank(rules_run):

@@ -1,6 +1,6 @@
 """Run by test_tensor_subclasses.py in a fresh process: a 1-rank gloo group, FSDP2's
-fully_shard on a tiny Linear (DTensor parameters), optforge.AdamW on it. Prints one
-JSON line: what each backend did."""
+fully_shard on a tiny Linear (DTensor parameters), optforge.AdamW on it and
+torch.optim.AdamW on an unsharded copy. Prints one JSON line: what each backend did."""
 import json
 import sys
 import tempfile
