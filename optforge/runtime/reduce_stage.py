@@ -43,6 +43,18 @@ def reduce(opt, works: list) -> None:
             if k == 0 and w.compiled.plan.nonfinite_check is not None:
                 at = [r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
                 w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
+        if k == 0:
+            _skip_together(active)
+
+
+def _skip_together(works: list) -> None:
+    """A non-finite gradient in one group poisons every optimizer-wide total it is part
+    of (a global norm is NaN): the groups that share such totals skip together."""
+    spanning = [w for w in works if w.compiled.plan.nonfinite_check is not None
+                and any(r.span == "optimizer" for r in w.compiled.plan.reductions)]
+    if any(w.skipped for w in spanning):
+        for w in spanning:
+            w.skipped = True
 
 
 def _partials(work, k: int) -> list[tuple]:
@@ -51,9 +63,17 @@ def _partials(work, k: int) -> list[tuple]:
     out = []
     for b in work.buckets:
         parts = from_shapes(stage.reductions, b.params, compute_dtype)
-        if parts is None:
+        if parts is None and b.members is None:
             parts = b.launcher.reduce(k, b.params, b.grads, b.states, b.scalars,
                                       b.reduced(work))
+        elif parts is None:  # a sharded bucket: empty shards reduce to the identity
+            parts = [shards.empty_partials(stage.reductions, key, compute_dtype)
+                     for key in b.keys]
+            if b.members:
+                params, grads, states, _, reduced = b.kernel_args(work)
+                found = b.launcher.reduce(k, params, grads, states, b.scalars, reduced)
+                for j, value in zip(b.members, found):
+                    parts[j] = value
         out += zip(b.keys, parts)
     return out
 

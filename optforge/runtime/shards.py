@@ -83,6 +83,28 @@ def check(p, label: str, compiled, state: dict | None) -> None:
         check_matrix(p, label, compiled)
 
 
+def nonempty(views: list) -> list[int] | None:
+    """Indices of the local shards that have elements; None when all have (no filter)."""
+    found = [j for j, t in enumerate(views) if t.numel()]
+    return None if len(found) == len(views) else found
+
+
+def empty_partials(ops, p, dtype_of) -> tuple:
+    """A sharded parameter's partials over an empty local shard: the identity of each
+    combination (0 for sums and counts, -inf for maxima), columns as wide as the global
+    tensor's, no rows."""
+    view = local(p)
+    cols = p.numel() // max(p.shape[0], 1) if p.dim() else 1
+    out = []
+    for r in ops:
+        fill = float("-inf") if r.op == "max" else float(p.dim()) if r.op == "ndim" else 0.0
+        shape = ((cols,) if r.scope == "col" else (0,) if r.scope == "row" else ())
+        if r.op in ("numel", "ndim"):
+            shape = ()
+        out.append(torch.full(shape, fill, dtype=dtype_of(view.dtype), device=view.device))
+    return tuple(out)
+
+
 def _mesh_dims_to_combine(op: str, scope: str, p) -> list[int]:
     """The mesh dimensions over which this reduction's shard partials must be combined."""
     if op == "ndim":  # the same on every shard

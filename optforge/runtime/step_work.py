@@ -68,10 +68,23 @@ class Bucket:
     pre: tuple | None  # (pre-stage launcher, its scalars)
     prepared: object = None  # what the launcher's check derived, reused by its launch
     sharded: bool = False  # some parameter is a DTensor: its matrix stage is gathered
+    # which parameters the kernels get: None for all; in a sharded bucket, those whose
+    # local shard has elements (a rank may hold no rows of a small tensor)
+    members: list[int] | None = None
 
     def reduced(self, work: "GroupStep") -> list | None:
         """The finished reductions of each parameter, aligned with ``params``."""
         return None if work.reduced is None else [work.reduced[k] for k in self.keys]
+
+    def kernel_args(self, work: "GroupStep | None" = None) -> tuple:
+        """(params, grads, states, labels, reduced) for a kernel launch over ``members``."""
+        reduced = self.reduced(work) if work is not None else None
+        if self.members is None:
+            return self.params, self.grads, self.states, self.labels, reduced
+        def pick(values):
+            return None if values is None else [values[j] for j in self.members]
+        return (pick(self.params), pick(self.grads), [pick(s) for s in self.states],
+                Labels(pick(self.labels.indices), self.labels.group), pick(reduced))
 
 
 @dataclass

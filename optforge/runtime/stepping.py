@@ -129,7 +129,8 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members) -> B
                   Labels([i for i, _ in members], index),
                   [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
                   [column(name) for name in decls],
-                  compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded)
+                  compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
+                  members=shards.nonempty(params) if sharded else None)
 
 
 def _torch_launcher(compiled, device, dtype):
@@ -159,9 +160,12 @@ def check(opt, work: GroupStep) -> None:
                                             else STORAGE_DTYPES[decl.dtype])):
                     _check_state(name, decl, p, value, opt, b.labels[j])  # explains
         # what the launcher derived (its address tables) is reused by the launch
-        b.prepared = b.launcher.check(b.params, b.grads, b.states, b.labels)
+        if b.members == []:  # only empty shards: no kernel runs
+            continue
+        params, grads, states, labels, _ = b.kernel_args()
+        b.prepared = b.launcher.check(params, grads, states, labels)
         if b.pre is not None:
-            b.pre[0].check(b.params, b.grads, b.states, b.labels)
+            b.pre[0].check(params, grads, states, labels)
 
 
 def _check_state(name, decl, p, value, opt, label) -> None:
@@ -199,8 +203,9 @@ def install_states(opt, work: GroupStep) -> None:
 
 def pre_stage(b: Bucket) -> None:
     """Fills the ``pre<i>`` buffers (and steps the states nothing later reads)."""
-    if b.pre is not None:
-        b.pre[0](b.params, b.grads, b.states, b.pre[1])
+    if b.pre is not None and b.members != []:
+        params, grads, states, _, _ = b.kernel_args()
+        b.pre[0](params, grads, states, b.pre[1])
 
 
 def matrix(opt, work: GroupStep, b: Bucket) -> dict:
@@ -229,10 +234,13 @@ def matrix(opt, work: GroupStep, b: Bucket) -> dict:
 def elementwise(work: GroupStep, b: Bucket) -> None:
     """The fused elementwise kernel: new parameters and states, rounded to their storage
     dtypes on store (the low-precision hook)."""
-    kwargs = {"reduced": b.reduced(work)} if work.compiled.plan.reductions else {}
+    if b.members == []:
+        return
+    params, grads, states, _, reduced = b.kernel_args(work)
+    kwargs = {"reduced": reduced} if work.compiled.plan.reductions else {}
     if b.prepared is not None:
         kwargs["prepared"] = b.prepared
-    b.launcher(b.params, b.grads, b.states, b.scalars, **kwargs)
+    b.launcher(params, grads, states, b.scalars, **kwargs)
 
 
 def commit_bucket(opt, b: Bucket, new_matrices: dict) -> None:

@@ -64,6 +64,24 @@ MUON = dict(lr=0.02, weight_decay=0.1)
 CLIP = dict(lr=0.1, momentum=0.9, max_norm=0.05)  # small enough that every step clips
 
 
+def every_scope(lr=0.01):
+    """Sums and maxima over a tensor, its rows, its columns and the group: reductions whose
+    shard partials are all-reduced (sum or max), and rows that stay local under Shard(0)."""
+    from optforge.dsl import Rule, abs, amax, grad, norm, param, total
+    g = grad()
+    u = (g / (norm(g) + 1e-3) + g / (amax(abs(g)) + 1e-3) + 0.1 * total(g, over="col")
+         + g / (total(g * g, over="row") + 1e-3) + g / (norm(g, over="group") + 1e-3))
+    return Rule(param() - lr * u)
+
+
+def every_mean(lr=0.01):
+    """Means: element counts over a tensor and its columns change under sharding."""
+    from optforge.dsl import Rule, grad, mean, param
+    g = grad()
+    return Rule(param() - lr * (g - mean(g) + 0.5 * mean(g, over="col")
+                                - 0.5 * mean(g, over="row")))
+
+
 def clip_groups(model, decay: float = 0.1) -> list[dict]:
     """The usual decay / no-decay split: weights decay, biases do not."""
     return [{"params": [p for p in model.parameters() if p.dim() > 1], "weight_decay": decay},
@@ -79,6 +97,9 @@ def make_optimizer(kind: str, model):
                                                           lr=0.01), **MUON)
     if kind == "clip":
         return optforge.ClippedSGD(clip_groups(model), backend="numba", **CLIP)
+    if kind in ("scopes", "means"):
+        rule = every_scope if kind == "scopes" else every_mean
+        return optforge.Optimizer(model.parameters(), rule, backend="numba")
     raise ValueError(kind)
 
 

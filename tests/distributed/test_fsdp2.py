@@ -88,6 +88,23 @@ def test_muon_gathers_each_matrix_on_one_rank(rules_run):
     assert sent == [workers.DP_STEPS * b for b in per_step]
 
 
+@pytest.fixture(scope="module")
+def four_ranks():
+    return run_ranks(fsdp_workers.rules, 4, ("scopes", "means"), timeout_s=55)
+
+
+@pytest.mark.parametrize("kind", ["scopes", "means"])
+def test_every_scope_on_four_ranks_with_an_empty_shard(four_ranks, kind):
+    """4 ranks: the 3-row weight and the 3-element bias leave rank 3 an empty shard (its
+    partials are a sum's 0 and a max's -inf; no kernel runs on it). Sums, maxima, rows,
+    columns, group (on numba) and means (element counts: the torch backend, see
+    shards.shapes_differ)."""
+    out = four_ranks
+    ref = _one_process(kind)
+    for rank in range(4):
+        _assert_close(load(out, kind, rank), ref, 1e-6, f"{kind} rank {rank}")
+
+
 def test_clipping_spans_every_group_and_rank(rules_run):
     """ClippedSGD with decay / no-decay groups equals clip_grad_norm_ over all parameters
     then torch.optim.SGD, both under FSDP2 and in one process."""

@@ -111,3 +111,21 @@ def test_the_scope_is_named_in_the_dsl_and_the_plan():
     assert [(r.scope, r.span) for r in plan.reductions] == [("group", "optimizer")]
     with pytest.raises(Exception, match="over must be one of"):
         RuleSpec(lambda lr=0.1: Rule(param() - lr * norm(grad(), over="world"))).build(())
+
+
+def test_a_nonfinite_gradient_skips_every_group_of_the_global_norm(backend):
+    """skip_nonfinite: a NaN in one group makes the global norm NaN, so every group that
+    shares it skips (none moves), and each counts the skip."""
+    params = _params()
+    before = [p.detach().clone() for p in params]
+    opt = optforge.ClippedSGD(_groups(params), lr=0.1, max_norm=0.5, skip_nonfinite=True,
+                              backend=backend)
+    for p in params:
+        p.grad = torch.ones(p.shape)
+    params[4].grad[3] = float("nan")  # the third group only
+    opt.step()
+    assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
+    assert [g["nonfinite_skips"] for g in opt.param_groups] == [1, 1, 1]
+    params[4].grad[3] = 1.0
+    opt.step()
+    assert all(not torch.equal(p.detach(), b) for p, b in zip(params, before))
