@@ -32,8 +32,9 @@ def reduce(opt, works: list) -> None:
     for k in range(depth):
         active = [w for w in works if k < len(w.compiled.plan.reduce_stages) and not w.skipped]
         partials = {id(w): _partials(w, k) for w in active}
-        shards.combine([(w.compiled.plan.reduce_stages[k].reductions, partials[id(w)])
-                        for w in active])
+        if any(b.sharded for w in active for b in w.buckets):
+            shards.combine([(w.compiled.plan.reduce_stages[k].reductions, partials[id(w)])
+                            for w in active])
         spanning = _optimizer_totals(k, active, partials)
         for w in active:
             stage = w.compiled.plan.reduce_stages[k]
