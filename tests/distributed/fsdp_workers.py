@@ -11,13 +11,18 @@ from tests.distributed.spawn import save
 from tests.distributed.workers import ADAMW, DP_STEPS, loss_of, make_model, rank_rows
 
 
-def shard(model: torch.nn.Module) -> torch.nn.Module:
-    """FSDP2 as a user writes it: each Linear its own unit, then the root."""
+def shard(model: torch.nn.Module, mesh_shape: tuple | None = None) -> torch.nn.Module:
+    """FSDP2 as a user writes it: each Linear its own unit, then the root. ``mesh_shape``
+    (replicas, shards): HSDP, placements (Replicate(), Shard(0))."""
     from torch.distributed.fsdp import fully_shard
+    mesh = None
+    if mesh_shape is not None:
+        from torch.distributed.device_mesh import init_device_mesh
+        mesh = init_device_mesh("cpu", mesh_shape, mesh_dim_names=("replicate", "shard"))
     for layer in model:
         if isinstance(layer, torch.nn.Linear):
-            fully_shard(layer)
-    return fully_shard(model)
+            fully_shard(layer, mesh=mesh)
+    return fully_shard(model, mesh=mesh)
 
 
 def train(model, opt, rank: int, world: int, steps: int = DP_STEPS, start: int = 0) -> None:
@@ -103,18 +108,19 @@ def make_optimizer(kind: str, model):
     raise ValueError(kind)
 
 
-def rules(rank: int, world: int, out_dir: str, kinds: tuple) -> None:
-    """Each optimizer of ``kinds`` trained DP_STEPS steps on FSDP2 shards."""
+def rules(rank: int, world: int, out_dir: str, kinds: tuple, mesh_shape=None) -> None:
+    """Each optimizer of ``kinds`` trained DP_STEPS steps on FSDP2 (or HSDP) shards."""
     import torch.distributed as dist
     from optforge.runtime import shard_matrix
     for kind in kinds:
-        model = shard(make_model())
+        model = shard(make_model(), mesh_shape)
         opt = make_optimizer(kind, model)
         sent = _count_matrix_bytes(dist, shard_matrix)
         train(model, opt, rank, world)
         sent["on"] = False
         save(out_dir, kind, rank, full(model, opt))
         save(out_dir, f"{kind}-matrix-bytes", rank, sent["bytes"])
+    save(out_dir, "placements", rank, str(next(model.parameters()).placements))
 
 
 def _count_matrix_bytes(dist, module) -> dict:

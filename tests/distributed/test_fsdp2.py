@@ -105,6 +105,20 @@ def test_every_scope_on_four_ranks_with_an_empty_shard(four_ranks, kind):
         _assert_close(load(out, kind, rank), ref, 1e-6, f"{kind} rank {rank}")
 
 
+def test_hsdp_replicates_over_one_mesh_dimension_and_shards_over_the_other():
+    """4 ranks as a (2 replicas, 2 shards) mesh: partials are combined over the shard
+    dimension only, matrices gathered within their shard group."""
+    kinds = ("lamb", "muon", "clip")
+    out = run_ranks(fsdp_workers.rules, 4, kinds, (2, 2), timeout_s=55)
+    assert load(out, "placements", 0) == "(Replicate(), Shard(dim=0))"
+    for kind in kinds:
+        ref = _one_process(kind)
+        for rank in range(4):
+            got = load(out, kind, rank)
+            for a, b in zip(got["params"], ref["params"]):
+                assert norm_rel(a, b) < 1e-6, f"HSDP {kind} rank {rank}"
+
+
 def test_clipping_spans_every_group_and_rank(rules_run):
     """ClippedSGD with decay / no-decay groups equals clip_grad_norm_ over all parameters
     then torch.optim.SGD, both under FSDP2 and in one process."""
