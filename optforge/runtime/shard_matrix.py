@@ -8,7 +8,8 @@ is spread over the ranks as distributed Muon implementations do; then
 1. the tensors the matrix stage reads (``MatrixStage.loads``: usually the pre-stage's
    ``pre<i>`` buffer, bfloat16 for Muon) and row-wise reductions are gathered on the
    owner (``torch.distributed.gather``, shards padded to equal length);
-2. the owner runs the matrix stage on the full matrices, as a single process would;
+2. the owner runs the matrix stage on the full matrices, as a single process would
+   (all gathers come first, so the owners of different matrices compute at once);
 3. each output buffer is cut into the shards' pieces and scattered back
    (``torch.distributed.scatter``), where the elementwise kernel reads it.
 
@@ -58,6 +59,7 @@ class _Shards:
         self.owner_global = dist.get_global_rank(self.group, self.owner)
         self.sizes = chunk_sizes(p.shape[self.dim], self.world)
         self.global_shape = tuple(p.shape)
+        self.inputs = None  # the gathered ([p], [g], [[state]...], reduced) on the owner
 
     @property
     def owns(self) -> bool:
@@ -101,25 +103,37 @@ class _Shards:
 
 def run(work, b) -> list[tuple]:
     """Sharding hook of the matrix stage: per parameter of bucket ``b``, its outputs (as
-    ``TorchLauncher.matrix`` returns them), each sharded one computed on its owner."""
+    ``TorchLauncher.matrix`` returns them), each sharded one computed on its owner.
+
+    Three phases, so that the owners compute at the same time: every gather, then each
+    rank's own matrices (and the unsharded ones), then every scatter."""
     plan = work.compiled.plan
     launcher = work.compiled.launcher(BACKENDS["torch"])
+    outputs_of = plan.matrix_stages[0].outputs
     reduced = b.reduced(work)
-    results = []
+    jobs = {}
     for j, key in enumerate(b.keys):
-        states = [[s[j]] for s in b.states]
-        if not is_sharded(key):
-            results += launcher.matrix(0, [b.params[j]], [b.grads[j]], states, b.scalars,
-                                       [reduced[j]])
-            continue
-        comm = _Shards(key, work.index + work.matrix_turn)
-        work.matrix_turn += 1
-        full = _gathered(plan, comm, b, j, states, reduced[j])
-        outputs = (launcher.matrix(0, *full[:3], b.scalars, [full[3]])[0]
-                   if comm.owns else [None] * len(plan.matrix_stages[0].outputs))
-        results.append(tuple(
+        if is_sharded(key):
+            comm = jobs[j] = _Shards(key, work.index + work.matrix_turn)
+            work.matrix_turn += 1
+            comm.inputs = _gathered(plan, comm, b, j, [[s[j]] for s in b.states], reduced[j])
+    results = []
+    for j in range(len(b.keys)):
+        comm = jobs.get(j)
+        if comm is None:
+            results += launcher.matrix(0, [b.params[j]], [b.grads[j]],
+                                       [[s[j]] for s in b.states], b.scalars, [reduced[j]])
+        elif comm.owns:
+            full = comm.inputs
+            results.append(launcher.matrix(0, *full[:3], b.scalars, [full[3]])[0])
+        else:
+            results.append((None,) * len(outputs_of))
+        if comm is not None:
+            comm.inputs = None  # the gathered matrices are not needed any more
+    for j, comm in jobs.items():
+        results[j] = tuple(
             comm.scatter(out, b.params[j].shape, storage_dtype(plan.states[name], b.params[j]))
-            for out, (name, _) in zip(outputs, plan.matrix_stages[0].outputs)))
+            for out, (name, _) in zip(results[j], outputs_of))
     return results
 
 
