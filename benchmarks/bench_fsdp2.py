@@ -13,7 +13,8 @@ unit, then the root; every parameter a DTensor sharded on dimension 0.
 
 Time: ``optimizer.step()`` alone on fixed gradients (one backward before the warm-up),
 median of STEPS steps after WARMUP, rank 0's clock, the ranks aligned by a barrier
-before each step, the variants interleaved; wall and process CPU time. Bytes per rank
+before each step, the variants interleaved; wall time, and each rank's process CPU time
+(a rank waiting in a collective spends none: the CPU times show where the work ran). Bytes per rank
 and step: the *payload* optforge hands to torch.distributed in its step (all-reduce,
 gather, scatter; counted by wrapping those functions), and the loopback interface's
 transmitted bytes over the timed steps (both ranks, divided by 2: TCP framing
@@ -160,21 +161,20 @@ def _entry(rank, store_dir, out_dir):
     dist.init_process_group("gloo", init_method=f"file://{store_dir}/store", rank=rank,
                             world_size=WORLD, timeout=timedelta(seconds=120))
     try:
-        out = measure(rank)
-        if rank == 0:
-            Path(out_dir, "rank0.json").write_text(json.dumps(out))
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(measure(rank)))
     finally:
         dist.destroy_process_group()
 
 
 def table(found: dict) -> str:
-    lines = [f"{'variant':26} {'ms/step':>8} {'CPU ms':>8} {'payload B/step':>15} "
-             f"{'loopback B/step':>16}"]
+    lines = [f"{'variant':26} {'ms/step':>8} {'CPU ms r0':>10} {'CPU ms r1':>10} "
+             f"{'payload B r0':>13} {'payload B r1':>13} {'loopback B/step':>16}"]
     for name, r in found.items():
         if "error" in r:
             lines.append(f"{name:26} n/a: {r['error']}")
             continue
-        lines.append(f"{name:26} {r['ms']:8.2f} {r['cpu_ms']:8.2f} {r['payload_bytes']:15,.0f} "
+        lines.append(f"{name:26} {r['ms']:8.2f} {r['cpu_ms']:10.2f} {r['cpu_ms_rank1']:10.2f} "
+                     f"{r['payload_bytes']:13,.0f} {r['payload_bytes_rank1']:13,.0f} "
                      f"{r['loopback_bytes']:16,.0f}")
     return "\n".join(lines)
 
@@ -186,6 +186,9 @@ def main():
     store_dir, out_dir = tempfile.mkdtemp(), tempfile.mkdtemp()
     mp.start_processes(_entry, args=(store_dir, out_dir), nprocs=WORLD, start_method="spawn")
     found = json.loads(Path(out_dir, "rank0.json").read_text())
+    for name, r in json.loads(Path(out_dir, "rank1.json").read_text()).items():
+        if "error" not in r:  # rank 1's own work: its CPU time and what it sent
+            found[name].update(cpu_ms_rank1=r["cpu_ms"], payload_bytes_rank1=r["payload_bytes"])
     text = table(found)
     print(f"machine: {info['cpus']} CPUs, {info['model']}, torch {info['torch']}; {WORLD} gloo "
           f"ranks on loopback; load average at start {info['load_avg_at_start']}")
