@@ -31,7 +31,8 @@ automatic step size (with no scheduler the factor is 1: the paper's algorithm).
 Implementation: η_t, θ_t and η_1 are group-level scalars kept in the param group (keys
 ``"eta"``, ``"theta"``, ``"eta_base"``, absent before the first step and dropped while
 ``adaptive_lr`` is off; saved by ``state_dict()``). The rule writes w_t and ĝ_t to the per-element states ``prev_param`` and
-``prev_grad``; before each group's kernel, ``_step_group`` computes the two D̂-norms with
+``prev_grad``; before each group's kernel, ``step_hyperparameters`` (the optimizer's
+public per-step hook) computes the two D̂-norms with
 torch ops on the host (an extra pass reading w, prev_param, g, prev_grad, hessian_diag and
 the Hutchinson estimate) and hands η_t to the kernel as its run-time ``lr`` scalar, so
 nothing recompiles. Parameters without a previous iterate (joined the group later) are
@@ -48,7 +49,6 @@ import torch
 
 from ..dsl import Rule, abs, given, grad, maximum, param, state, step, where
 from ..runtime import providers  # noqa: F401 - registers "hutchinson"
-from ..runtime.optimizer import SKIP_COUNTER
 from ._base import CatalogueOptimizer
 
 # param group keys of the adaptive step size: η_t, θ_t and η_1 (the lr it started from)
@@ -90,27 +90,22 @@ class OASIS(CatalogueOptimizer):
     own_group_keys = frozenset({ETA, THETA, BASE})
     source = "Jahani et al. (2021), arXiv:2109.05198, Algorithm 1"
 
-    def _step_group(self, index: int, group: dict, given: dict | None = None):
-        params = [p for p in group["params"] if p.grad is not None]
+    def step_hyperparameters(self, index: int, group: dict, params: list, given: dict):
+        """The kernel's lr is η_t (scaled by a scheduler's change of lr since the start);
+        η_t, θ_t and η_1 ride along to ``step_committed``, which keeps them."""
         if not group["adaptive_lr"] or not params:
             for key in (ETA, THETA, BASE):  # turned off: a later re-enable starts afresh
                 group.pop(key, None)
-            return super()._step_group(index, group, given)
-        eta, theta, base = self._adaptive_step(index, group, params,
-                                               (given or {})["hutchinson"])
-        # the kernel's lr is η_t, scaled by a scheduler's change of lr since the start
-        view = dict(group, lr=eta * float(group["lr"]) / base)
-        work = super()._step_group(index, view, given)
+            return group
+        eta, theta, base = self.adaptive_step(index, group, params, given["hutchinson"])
+        return dict(group, lr=eta * float(group["lr"]) / base,
+                    **{ETA: eta, THETA: theta, BASE: base})
 
-        def commit(work) -> None:  # after the step is applied (or skipped): nothing earlier
-            if work.skipped:  # nothing moved
-                group[SKIP_COUNTER] = view[SKIP_COUNTER]
-                return
-            group[ETA], group[THETA], group[BASE] = eta, theta, base
-        work.on_commit.append(commit)
-        return work
+    def step_committed(self, index: int, group: dict, hyper: dict, skipped: bool) -> None:
+        if hyper is not group and not skipped:  # a skipped step moved nothing
+            group[ETA], group[THETA], group[BASE] = hyper[ETA], hyper[THETA], hyper[BASE]
 
-    def _adaptive_step(self, index: int, group: dict, params, hutchinson: dict):
+    def adaptive_step(self, index: int, group: dict, params, hutchinson: dict):
         """(η_t, θ_t, η_1) for the group's next step; the norms are one host pass over it."""
         if ETA not in group:  # first step (or adaptive_lr just turned on): η_1 = lr
             # a scheduler's starting lr (torch schedulers keep it as "initial_lr"), so a

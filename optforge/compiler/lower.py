@@ -136,7 +136,8 @@ def _reduce_stage(ops: list[ReduceOp], reduce_args: dict, tensors: _Tensors) -> 
     args = {str(r.result): reduce_args[str(r.result)] for r in ops if not r.op.from_shape}
     temps, args = cse(args, prefix="q")
     temps, args = pow_to_mul(temps, args, prefix="q")
-    ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr)) for r in ops]
+    ops = [ReduceOp(r.result, r.op, r.scope, args.get(str(r.result), r.expr), r.span)
+           for r in ops]
     return ReduceStage(tensors.used([e for _, e in temps] + [r.expr for r in ops]), temps, ops)
 
 

@@ -44,12 +44,21 @@ class ScopeTemp(sp.Symbol):
 
 @dataclass(frozen=True)
 class ReduceOp:
-    """``result = op over scope of expr``."""
+    """``result = op over scope of expr``.
+
+    Kernels see four scopes; a ``group`` scope's total spans ``span``: the param group,
+    or every group of the optimizer (the DSL's ``over="optimizer"``), which only the
+    runtime's totalling differs for (each tensor's partial is the same)."""
 
     result: ReduceResult
     op: ReduceKind
     scope: Scope
     expr: sp.Expr  # over loaded tensors, scalars and reduce-stage temporaries
+    span: str = "group"  # "group" | "optimizer": what a group scope's total covers
+
+    @property
+    def shown_scope(self) -> str:
+        return "optimizer" if self.span == "optimizer" else self.scope
 
     def __post_init__(self):  # the passes may name them as strings: typed here, once
         object.__setattr__(self, "op", ReduceKind(self.op))
@@ -181,7 +190,7 @@ class KernelPlan:
             lines.append(f"# reduce stage {k} (float32 accumulation, writes nothing):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in stage.temps]
-            lines += [f"  {r.result} = {r.op} over {r.scope} of {sp.sstr(r.expr)}"
+            lines += [f"  {r.result} = {r.op} over {r.shown_scope} of {sp.sstr(r.expr)}"
                       for r in stage.reductions]
         if self.pre_plan is not None:
             pre = self.pre_plan

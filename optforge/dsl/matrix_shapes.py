@@ -62,7 +62,7 @@ class ShapeChecker:
             return PARAM if isinstance(e, TensorSymbol) else SCALAR
         if isinstance(e, Reduction):
             scope = getattr(e, "scope", "tensor")
-            if scope not in ("tensor", "group"):
+            if scope not in ("tensor", "group", "optimizer"):
                 self.fail(f"a per-{scope} reduction inside a matrix operation (use a "
                           "tensor-wide one, or fnorm/trace)", e)
             return SCALAR

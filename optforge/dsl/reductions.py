@@ -10,7 +10,9 @@ and each backend handle exactly these:
 The scope says what is reduced: ``"tensor"`` (the whole parameter tensor),
 ``"row"`` (per output channel: the tensor viewed as ``(shape[0], -1)``, one value
 per row, as AdamP's channel view), ``"col"`` (one value per column of that view) or
-``"group"`` (every tensor of the param group together, e.g. global-norm clipping).
+``"group"`` (every tensor of the param group together) or ``"optimizer"`` (every
+tensor of every param group of the optimizer, and of every rank for sharded
+parameters: global-norm clipping as ``torch.nn.utils.clip_grad_norm_`` computes it).
 A reduction's value is the same for every element of its scope; math on it (the
 square root of a norm, a trust ratio) runs once per scope, not once per element.
 """
@@ -22,7 +24,7 @@ from .errors import DSLError
 from .functions import _expr, abs as _abs, sqrt, where
 from .symbols import _current_rule_name, is_tensor_expr
 
-SCOPES = ("tensor", "row", "col", "group")
+SCOPES = ("tensor", "row", "col", "group", "optimizer")
 
 
 class Reduction(sp.Function):

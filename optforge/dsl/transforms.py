@@ -114,9 +114,11 @@ def cautious_step() -> Transform:
     return Transform("cautious", {}, lambda u, h, writes: u * cautious_mask(u, grad()))
 
 
-def clip_by_global_norm(max_norm=1.0) -> Transform:
-    """Scale the update by ``min(1, max_norm / (||u||_group + 1e-6))``, the norm taken over
-    the whole param group: torch.nn.utils.clip_grad_norm_ fused into the step."""
+def clip_by_global_norm(max_norm=1.0, over: str = "optimizer") -> Transform:
+    """Scale the update by ``min(1, max_norm / (||u|| + 1e-6))``, the norm taken over every
+    parameter of the optimizer (every param group and, for sharded parameters, every
+    rank): torch.nn.utils.clip_grad_norm_ fused into the step. ``over="group"`` takes it
+    per param group instead."""
     def apply(u, h, writes):
-        return u * minimum(1, h["max_norm"] / (norm(u, over="group") + 1e-6))
+        return u * minimum(1, h["max_norm"] / (norm(u, over=over) + 1e-6))
     return Transform("clip_by_global_norm", {"max_norm": max_norm}, apply)

@@ -203,14 +203,8 @@ class Optimizer(torch.optim.Optimizer):
                      for index, group in enumerate(self.param_groups)]
             with gc_paused(first):
                 # collect and check every group, then reduce every group (no writes),
-                # then apply: an error before the first write leaves everything as it was
-                work = [self._step_group(index, group, given[index])
-                        for index, group in enumerate(self.param_groups)]
-                work = [w for w in work if w is not None]
-                for w in work:
-                    stepping.reduce(self, w)
-                for w in work:
-                    stepping.apply(self, w)
+                # then the writes: an error before the first write leaves all as it was
+                stepping.run(self, given)
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
@@ -229,33 +223,27 @@ class Optimizer(torch.optim.Optimizer):
         found = gather(self, group, index, params, decls, closure, inputs)
         return {name: dict(zip(params, values)) for name, values in found.items()}
 
-    def _step_group(self, index: int, group: dict, given: dict | None = None):
-        """Collect and check one group's step (see runtime/stepping.py): its buckets and
-        new states, every tensor checked; writes nothing. ``step()`` applies the returned
-        work once every group has passed (None: no parameter has a gradient). Subclasses
-        that adjust a group's step (OASIS) override this and add ``on_commit`` hooks."""
-        work = stepping.collect(self, index, group, given or {})
-        if work is not None:
-            stepping.check(self, work)
-        return work
+    # ---- hooks for subclasses (public: the step's stages call them) --------------------
+    def step_hyperparameters(self, index: int, group: dict, params: list,
+                             given: dict) -> dict:
+        """The hyperparameter values group ``index``'s next step runs with: the group
+        itself unless a subclass derives some per step (OASIS: its automatic step size as
+        ``lr``). ``params``: the group's parameters that have a gradient (maybe none);
+        ``given``: the rule's inputs, ``{name: {param: tensor}}``. Called in the collect
+        stage, before anything is written: an error here leaves everything as it was.
+        The returned mapping reaches ``step_committed`` unchanged."""
+        return group
 
-    def _matrix_stage(self, compiled, params, grads, states, scalars, reduced) -> dict:
-        """Run the plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: fill the
-        buffers the elementwise kernel reads into ``states``; return the matrix states'
-        new values, written once the elementwise kernel has succeeded."""
-        plan = compiled.plan  # (called only for plans with a matrix stage)
-        names = list(plan.states)
-        stage = plan.matrix_stages[0]
+    def step_committed(self, index: int, group: dict, hyper: dict, skipped: bool) -> None:
+        """Called once group ``index``'s step was applied (or skipped for a non-finite
+        gradient, ``skipped``), with the values ``step_hyperparameters`` returned: where a
+        subclass records per-step values of its own (nothing by default)."""
+
+    def _matrix_stage(self, compiled, params, grads, states, scalars, reduced) -> list:
+        """The plan's matrix stage (torch: BLAS / cuBLAS) for a bucket: per parameter, its
+        outputs in ``plan.matrix_stages[0].outputs`` order (see ``stepping.matrix``)."""
         torch_launcher = compiled.launcher(BACKENDS["torch"])
-        results = torch_launcher.matrix(0, params, grads, states, scalars, reduced)
-        new_matrices = {}
-        for j, (name, _) in enumerate(stage.outputs):
-            values = [r[j] for r in results]
-            if plan.states[name].kind == "buffer":
-                states[names.index(name)] = values
-            else:
-                new_matrices[name] = values
-        return new_matrices
+        return torch_launcher.matrix(0, params, grads, states, scalars, reduced)
 
     def _launcher(self, compiled, device, dtype):
         """The bucket's launcher (looked up once per rule variant, device and dtype)."""

@@ -3,7 +3,8 @@
 Backends return one partial result per tensor and reduction: a 0-dim tensor for
 ``tensor`` and ``group`` scopes, a vector for ``row`` / ``col``. Here ``group``
 partials are combined over every tensor of the param group (whatever their device
-or dtype bucket), and every value is shaped to broadcast against its parameter, so
+or dtype bucket), or taken from the optimizer-wide total (``over="optimizer"``,
+see runtime/reduce_stage.py), and every value is shaped to broadcast against its parameter, so
 the elementwise stage reads it like any other operand.
 """
 from __future__ import annotations
@@ -13,7 +14,8 @@ import torch
 from ..compiler.plan import ReduceOp
 
 
-def _combine(op: str, values: list[torch.Tensor]) -> torch.Tensor:
+def combine(op: str, values: list[torch.Tensor]) -> torch.Tensor:
+    """One total of partial results: their maximum for ``max``, else their sum."""
     device = values[0].device
     stacked = torch.stack([v.to(device=device, dtype=torch.float32) for v in values])
     # sum in a fixed order (the group's parameter order): the same bits every run
@@ -61,12 +63,15 @@ def from_shapes(ops: list[ReduceOp], params, dtype_of) -> list[tuple] | None:
 _SHAPE_VALUES: dict = {}  # (ops, shape, dtype, device) -> the stage's partials
 
 
-def finish(ops: list[ReduceOp], partials: list[tuple[torch.Tensor, tuple]]) -> dict:
-    """``[(param, its partials)]`` of one reduce stage -> ``{param: finished values}``."""
-    totals = {}
+def finish(ops: list[ReduceOp], partials: list[tuple[torch.Tensor, tuple]],
+           spanning: dict | None = None) -> dict:
+    """``[(param, its partials)]`` of one reduce stage -> ``{param: finished values}``.
+    ``spanning``: {reduction index: total} for reductions over more than the group
+    (``over="optimizer"``), totalled by the caller over every group."""
+    totals = dict(spanning or {})
     for i, r in enumerate(ops):
-        if r.scope == "group":
-            totals[i] = _combine(r.op, [parts[i] for _, parts in partials])
+        if r.scope == "group" and i not in totals:
+            totals[i] = combine(r.op, [parts[i] for _, parts in partials])
     out = {}
     for p, parts in partials:
         values = []

@@ -1,125 +1,109 @@
-"""One ``Optimizer.step()`` as named stages: collect -> check -> reduce -> apply.
+"""One ``Optimizer.step()`` as named stages, each a small function:
 
-A step is all or nothing up to its first write: *collect* and *check* run for every
-param group before anything runs (they build the buckets and the states a new
-parameter gets, but install nothing), then the reduce stages of every group (they write
-nothing), then the matrix-stage argument checks of every group, and only then *apply*
-writes: it installs new states, runs the pre-stage, matrix and elementwise kernels and
-commits ``step`` and matrix states. An error in any check of any group therefore leaves
-every parameter, state and step count as it was, and names the parameter by its index
-in its group (``parameter 1 of group 2``), not by its place in a bucket.
+    collect -> check -> reduce -> finish scalars -> pre-stage -> matrix -> elementwise -> commit
+
+A step is all or nothing up to its first write. *collect* (the parameters with a
+gradient, grouped into buckets, and the states a new parameter gets, not installed)
+and *check* (every tensor every kernel will touch) run for every param group first;
+then the *reduce* stages of every group (they write nothing; ``over="optimizer"``
+totals span all groups, so they run side by side, see runtime/reduce_stage.py); then
+*finish scalars* (the non-finite decision was taken, the matrix stage's run-time
+arguments are checked). Only then do the writes start, bucket by bucket: new states
+are installed, the *pre-stage*, *matrix* and *elementwise* kernels run, and *commit*
+writes ``step`` and matrix states and calls the optimizer's ``step_committed`` hook. An
+error in any check of any group therefore leaves every parameter, state and step
+count as it was, and names the parameter by its index in its group
+(``parameter 1 of group 2``), not by its place in a bucket.
+
+Where sharding hooks in (runtime/shards.py, runtime/shard_matrix.py): *collect* hands
+the kernels a DTensor parameter's local shard (``shards.local``), *reduce* combines
+the shards' partial reductions with one all-reduce per stage (``shards.combine``), and
+*matrix* gathers each sharded matrix on one owning rank and scatters the result
+(``shard_matrix.run``). Where low-precision storage hooks in: a state's storage dtype is
+the plan's (``TensorRef.dtype``); *collect* allocates states and buffers in it, the
+kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
+or stochastic where the plan asks), and *check* refuses a state of another dtype.
+Scales of scaled storage formats would be run-time scalars made in *finish scalars*.
 """
 from __future__ import annotations
 
-import functools
-import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
 from ..dsl.randomness import draw
-from ..kernels.torch_launcher import compute_dtype
+from . import shard_matrix, shards, staging
 from .backends import BACKENDS
-from .reductions import finish, from_shapes
+from .reduce_stage import reduce
 from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
+from .step_work import Bucket, GroupStep, Labels, serialised, step_lock  # noqa: F401
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
+_PLAIN_TYPES = frozenset({torch.Tensor, torch.nn.Parameter})
+
+__all__ = ["run", "collect", "check", "reduce", "finish_scalars", "pre_stage", "matrix",
+           "elementwise", "commit", "SKIP_COUNTER", "serialised", "step_lock"]
 
 
-def step_lock(opt) -> threading.RLock:
-    """The optimizer's step lock: concurrent ``step()`` calls from several threads run one
-    after another (unserialised, two threads read the same ``step`` and lost updates:
-    300 calls counted 150-253 steps). Made on first use and kept out of the optimizer's
-    state: ``setdefault`` is atomic under the GIL, so two first callers get one lock, and
-    an unpickled or deep-copied optimizer (whose ``__dict__`` lacks it) makes its own.
-    Re-entrant: a closure may step the optimizer again (line searches)."""
-    lock = opt.__dict__.get("_step_lock")
-    return lock if lock is not None else opt.__dict__.setdefault("_step_lock",
-                                                                 threading.RLock())
+def run(opt, given: list[dict]) -> None:
+    """Every stage of one step over every param group (``given[i]``: group i's inputs)."""
+    works = []
+    for index, group in enumerate(opt.param_groups):
+        work = collect(opt, index, group, given[index])
+        if work is not None:
+            check(opt, work)
+            works.append(work)
+    reduce(opt, works)
+    for work in works:
+        finish_scalars(opt, work)
+    for work in works:
+        if not work.skipped:
+            install_states(opt, work)
+            for b in work.buckets:
+                pre_stage(b)
+                new_matrices = matrix(opt, work, b)
+                elementwise(work, b)
+                commit_bucket(opt, b, new_matrices)
+        commit(opt, work)
 
 
-def serialised(step: Callable) -> Callable:
-    """``Optimizer.step`` under the optimizer's step lock."""
-    @functools.wraps(step)
-    def locked(opt, *args, **kwargs):
-        with step_lock(opt):
-            return step(opt, *args, **kwargs)
-    locked.serialised = True
-    return locked
-
-
-@dataclass
-class Bucket:
-    """Same device, dtype and step: one launch of each kernel."""
-
-    launcher: object
-    params: list
-    labels: "Labels"  # labels[j]: "parameter i of group k" for params[j]
-    grads: list
-    states: list[list]  # one list per name of plan.states, aligned with params
-    scalars: tuple
-    step: float
-    pre: tuple | None  # (pre-stage launcher, its scalars)
-    prepared: object = None  # what the launcher's check derived, reused by its launch
-
-
-@dataclass
-class GroupStep:
-    """What one param group's step will do; nothing of it is visible until ``apply``."""
-
-    index: int
-    group: dict
-    compiled: object
-    buckets: list[Bucket]
-    fresh: dict  # param -> {state name: new tensor}, installed by apply
-    reduced: dict | None = None
-    skipped: bool = False  # a non-finite gradient (skip_nonfinite)
-    on_commit: list[Callable] = field(default_factory=list)  # fn(work), after apply
-
-
-class Labels:
-    """``labels[j]``: "parameter i of group k" for a bucket's j-th parameter, made only
-    when an error needs it (hundreds of f-strings per step would be a visible cost)."""
-
-    def __init__(self, indices: list[int], group: int):
-        self.indices, self.group = indices, group
-
-    def __getitem__(self, j: int) -> str:
-        return f"parameter {self.indices[j]} of group {self.group}"
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-
+# ---- collect ---------------------------------------------------------------------------
 def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
     """The group's buckets and the states its new parameters get (not installed)."""
-    compiled = opt._compiled(group)
+    params = [p for p in group["params"] if p.grad is not None]
+    if not params:
+        opt.step_hyperparameters(index, group, params, given)  # (OASIS resets its scalars)
+        return None
+    hyper = opt.step_hyperparameters(index, group, params, given)
+    # plain tensors and Parameters, the usual case, need no shard handling (checked at C
+    # speed: a call per parameter is a visible cost on a 200-tensor group)
+    plain = _PLAIN_TYPES.issuperset(map(type, params))
+    compiled = opt._compiled(hyper)
     decls = compiled.plan.states
     stored = frozenset(compiled.stored_names)
-    hyper_values = opt.spec_of(group).hyper_values(group)
+    hyper_values = opt.spec_of(group).hyper_values(hyper)
     found, fresh, states = defaultdict(list), {}, opt.state
     for i, p in enumerate(group["params"]):
         if p.grad is None:
             continue
         current = states.get(p)  # .get: opt.state is a defaultdict
-        if not current:
+        if not current:  # (a DTensor parameter gets DTensor states, placed like it)
             fresh[p] = current = new_state(decls, p, hyper_values)
         elif not current.keys() >= stored:  # a flag turned on later (amsgrad) adds a state
             fresh[p] = {name: new_state({name: decls[name]}, p, hyper_values)[name]
                         for name in stored - current.keys()}
-        found[(p.device, p.dtype, float(current["step"]) + 1.0)].append((i, p))
-    if not found:
-        return None
-    buckets = [_bucket(opt, index, compiled, hyper_values, given, fresh, key, members)
+        view = p if plain else shards.local(p)  # sharding hook: kernels step local shards
+        found[(view.device, view.dtype, float(current["step"]) + 1.0)].append((i, p))
+    buckets = [_bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plain)
                for key, members in found.items()]
-    return GroupStep(index, group, compiled, buckets, fresh)
+    return GroupStep(index, group, hyper, compiled, buckets, fresh)
 
 
-def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members) -> Bucket:
+def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plain) -> Bucket:
     device, dtype, step = key
-    params = [p for _, p in members]
+    keys = [p for _, p in members]
+    sharded = not plain and any(map(shards.is_sharded, keys))
+    params = [shards.local(p) for p in keys] if sharded else keys
     plan, decls = compiled.plan, compiled.plan.states
     randoms = {name: draw(dist, opt.seed, index, step, name)
                for name, dist in plan.randoms.items()}
@@ -129,30 +113,46 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members) -> B
 
     def column(name):
         if name in given:
-            return [given[name][p] for p in params]
-        if decls[name].kind == "buffer":
+            values = [given[name][p] for p in keys]
+        elif decls[name].kind == "buffer":  # allocated in the state's storage dtype
             return ([torch.empty_like(p, dtype=storage_dtype(decls[name], p)) for p in params]
                     if name in early else [None] * len(params))
-        if not fresh:  # the steady state: every state exists
-            return [opt.state[p][name] for p in params]
-        return [fresh[p][name] if p in fresh and name in fresh[p] else opt.state[p][name]
-                for p in params]
+        elif not fresh:  # the steady state: every state exists
+            values = [opt.state[p][name] for p in keys]
+        else:
+            values = [fresh[p][name] if p in fresh and name in fresh[p] else opt.state[p][name]
+                      for p in keys]
+        return [shards.local(v) for v in values] if sharded else values
 
-    pre = ((opt._launcher(compiled.pre, device, dtype),
+    launcher = opt._launcher
+    if sharded and any(shards.shapes_differ(plan, p) for p in keys if shards.is_sharded(p)):
+        launcher = _torch_launcher  # kernels that count elements from the shard's shape
+    pre = ((launcher(compiled.pre, device, dtype),
             compiled.pre.scalars(hyper_values, step, randoms)) if compiled.pre else None)
-    return Bucket(opt._launcher(compiled, device, dtype), params,
+    return Bucket(launcher(compiled, device, dtype), keys, params,
                   Labels([i for i, _ in members], index),
-                  [p.grad for p in params], [column(name) for name in decls],
-                  compiled.scalars(hyper_values, step, randoms), step, pre)
+                  [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
+                  [column(name) for name in decls],
+                  compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
+                  members=shards.nonempty(params) if sharded else None)
 
 
+def _torch_launcher(compiled, device, dtype):
+    """The torch backend's launcher for a bucket (see ``shards.shapes_differ``)."""
+    return staging.wrap(compiled.launcher(BACKENDS["torch"]),
+                        reduces=bool(compiled.plan.reductions))
+
+
+# ---- check -----------------------------------------------------------------------------
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
     stored = [(k, name, decl) for k, (name, decl) in
               enumerate(work.compiled.plan.states.items()) if decl.stored]
     for b in work.buckets:
-        for j, p in enumerate(b.params):
+        for j, p in enumerate(b.keys):
             opt._check_param(p, b.labels, j, work.compiled)
+            if b.sharded:
+                shards.check(p, b.labels[j], work.compiled, opt.state.get(p))
         # numba and triton check every tensor their kernels touch (dtype, device, size)
         # in check() below; matrix states are the torch matrix stage's, checked here
         own = [s for s in stored if not b.launcher.checks_tensors or s[2].kind == "matrix"]
@@ -164,9 +164,12 @@ def check(opt, work: GroupStep) -> None:
                                             else STORAGE_DTYPES[decl.dtype])):
                     _check_state(name, decl, p, value, opt, b.labels[j])  # explains
         # what the launcher derived (its address tables) is reused by the launch
-        b.prepared = b.launcher.check(b.params, b.grads, b.states, b.labels)
+        if b.members == []:  # only empty shards: no kernel runs
+            continue
+        params, grads, states, labels, _ = b.kernel_args()
+        b.prepared = b.launcher.check(params, grads, states, labels)
         if b.pre is not None:
-            b.pre[0].check(b.params, b.grads, b.states, b.labels)
+            b.pre[0].check(params, grads, states, labels)
 
 
 def _check_state(name, decl, p, value, opt, label) -> None:
@@ -183,61 +186,79 @@ def _check_state(name, decl, p, value, opt, label) -> None:
                            f"step needs {tuple(want)} {storage_dtype(decl, p)} on {p.device}")
 
 
-def reduce(opt, work: GroupStep) -> None:
-    """The reduce stages over all buckets (group scopes span them; they write nothing),
-    the non-finite check, and the matrix stage's run-time argument checks."""
+# ---- finish scalars --------------------------------------------------------------------
+def finish_scalars(opt, work: GroupStep) -> None:
+    """After the reductions: the matrix stage's run-time arguments (out-of-range scalars,
+    which may depend on finished reductions) raise before any write."""
+    if work.skipped or not work.compiled.plan.matrix_stages:
+        return
+    checker = work.compiled.launcher(BACKENDS["torch"])
+    for b in work.buckets:
+        checker.matrix_check(0, b.params, b.grads, b.states, b.scalars, b.reduced(work))
+
+
+# ---- the writes ------------------------------------------------------------------------
+def install_states(opt, work: GroupStep) -> None:
+    """The new parameters' states: installed before the kernels write into them."""
+    for p, states in work.fresh.items():
+        if states:
+            opt.state[p].update(states)
+
+
+def pre_stage(b: Bucket) -> None:
+    """Fills the ``pre<i>`` buffers (and steps the states nothing later reads)."""
+    if b.pre is not None and b.members != []:
+        params, grads, states, _, _ = b.kernel_args()
+        b.pre[0](params, grads, states, b.pre[1])
+
+
+def matrix(opt, work: GroupStep, b: Bucket) -> dict:
+    """The matrix stage: fills the buffers the elementwise kernel reads into ``b.states``;
+    returns the matrix states' new values, written at commit. Sharded parameters are
+    gathered on an owning rank (sharding hook)."""
     plan = work.compiled.plan
-    if plan.reductions or plan.matrix_stages:
-        work.reduced = {p: () for b in work.buckets for p in b.params}
-    for k, stage in enumerate(plan.reduce_stages):
-        partials = []
-        for b in work.buckets:
-            parts = from_shapes(stage.reductions, b.params, compute_dtype)
-            if parts is None:
-                parts = b.launcher.reduce(k, b.params, b.grads, b.states, b.scalars,
-                                          [work.reduced[p] for p in b.params])
-            partials += zip(b.params, parts)
-        for p, values in finish(stage.reductions, partials).items():
-            work.reduced[p] += values
-        if k == 0 and plan.nonfinite_check is not None:
-            at = [r.result for r in stage.reductions].index(plan.nonfinite_check)
-            if float(work.reduced[work.buckets[0].params[0]][at]) > 0:
-                work.skipped = True
-                return
-    if plan.matrix_stages:  # out-of-range run-time scalars raise before any write
-        checker = work.compiled.launcher(BACKENDS["torch"])
-        for b in work.buckets:
-            checker.matrix_check(0, b.params, b.grads, b.states, b.scalars,
-                                 [work.reduced[p] for p in b.params])
-
-
-def apply(opt, work: GroupStep) -> None:
-    """The writes: new states, pre-stage, matrix stage, elementwise kernel, commit."""
-    if work.skipped:
-        work.group[SKIP_COUNTER] = work.group.get(SKIP_COUNTER, 0) + 1
+    if not plan.matrix_stages:
+        return {}
+    if b.sharded:
+        results = shard_matrix.run(work, b)
     else:
-        for p, states in work.fresh.items():
-            if states:
-                opt.state[p].update(states)
-        for b in work.buckets:
-            _apply_bucket(opt, work, b)
-    for fn in work.on_commit:
-        fn(work)
+        results = opt._matrix_stage(work.compiled, b.params, b.grads, b.states, b.scalars,
+                                    b.reduced(work))
+    names = list(plan.states)
+    new_matrices = {}
+    for j, (name, _) in enumerate(plan.matrix_stages[0].outputs):
+        values = [r[j] for r in results]
+        if plan.states[name].kind == "buffer":
+            b.states[names.index(name)] = values
+        else:
+            new_matrices[name] = values
+    return new_matrices
 
 
-def _apply_bucket(opt, work: GroupStep, b: Bucket) -> None:
-    plan = work.compiled.plan
-    reduced = [work.reduced[p] for p in b.params] if work.reduced is not None else None
-    if b.pre is not None:  # fills the pre<i> buffers (and steps states nothing else reads)
-        b.pre[0](b.params, b.grads, b.states, b.pre[1])
-    new_matrices = opt._matrix_stage(work.compiled, b.params, b.grads, b.states, b.scalars,
-                                     reduced) if plan.matrix_stages else {}
-    kwargs = {"reduced": reduced} if plan.reductions else {}
+def elementwise(work: GroupStep, b: Bucket) -> None:
+    """The fused elementwise kernel: new parameters and states, rounded to their storage
+    dtypes on store (the low-precision hook)."""
+    if b.members == []:
+        return
+    params, grads, states, _, reduced = b.kernel_args(work)
+    kwargs = {"reduced": reduced} if work.compiled.plan.reductions else {}
     if b.prepared is not None:
         kwargs["prepared"] = b.prepared
-    b.launcher(b.params, b.grads, b.states, b.scalars, **kwargs)
-    for p in b.params:  # only after the kernel succeeded
+    b.launcher(params, grads, states, b.scalars, **kwargs)
+
+
+def commit_bucket(opt, b: Bucket, new_matrices: dict) -> None:
+    """Only after the kernel succeeded: the step count and the matrix states."""
+    for p in b.keys:
         opt.state[p]["step"].fill_(b.step)
     for name, values in new_matrices.items():
-        for p, value in zip(b.params, values):
+        for p, value in zip(b.keys, values):
             opt.state[p][name].copy_(value)
+
+
+def commit(opt, work: GroupStep) -> None:
+    """The group's step is done (or skipped): its skip counter, then the optimizer's
+    ``step_committed`` hook (OASIS keeps its step size there)."""
+    if work.skipped:
+        work.group[SKIP_COUNTER] = work.group.get(SKIP_COUNTER, 0) + 1
+    opt.step_committed(work.index, work.group, work.hyper, work.skipped)

@@ -150,7 +150,7 @@ def test_well_formed_rule_builds():
 
 @pytest.mark.parametrize("make,message", [
     (lambda lr: norm(grad(), ord=3), "norm(..., ord=3): supported orders are 1, 2"),
-    (lambda lr: mean(grad(), over="batch"), "over must be one of ('tensor', 'row', 'col', 'group')"),
+    (lambda lr: mean(grad(), over="batch"), "over must be one of ('tensor', 'row', 'col', 'group', 'optimizer')"),
     (lambda lr: mean(lr), "mean(lr) reduces a scalar"),
 ])
 def test_bad_reductions_are_named(make, message):

@@ -1,6 +1,6 @@
 """Run by test_tensor_subclasses.py in a fresh process: a 1-rank gloo group, FSDP2's
-fully_shard on a tiny Linear (DTensor parameters), optforge.AdamW on it. Prints one
-JSON line: what each backend did."""
+fully_shard on a tiny Linear (DTensor parameters), optforge.AdamW on it and
+torch.optim.AdamW on an unsharded copy. Prints one JSON line: what each backend did."""
 import json
 import sys
 import tempfile
@@ -16,7 +16,7 @@ def main(store: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=0, world_size=1)
     out = {}
     try:
-        for backend in ("numba", "torch"):
+        for backend in ("numba", "triton", "torch"):
             torch.manual_seed(0)
             model, ref = torch.nn.Linear(4, 3), torch.nn.Linear(4, 3)
             ref.load_state_dict(model.state_dict())

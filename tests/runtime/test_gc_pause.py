@@ -17,13 +17,13 @@ def _param():
 def test_paused_inside_first_step_only(monkeypatch):
     seen = []
     opt = optforge.AdamW([_param()], lr=1e-3, backend="torch")
-    real = opt._step_group
+    real = opt.step_hyperparameters
 
     def spy(*args, **kwargs):
         seen.append(gc.isenabled())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(opt, "_step_group", spy)
+    monkeypatch.setattr(opt, "step_hyperparameters", spy)
     assert gc.isenabled()
     opt.step()
     assert gc.isenabled()
@@ -44,7 +44,7 @@ def test_restored_when_the_step_raises(monkeypatch):
     def fail(*args, **kwargs):
         raise RuntimeError("kernel failed")
 
-    monkeypatch.setattr(opt, "_step_group", fail)
+    monkeypatch.setattr(opt, "step_hyperparameters", fail)
     with pytest.raises(RuntimeError, match="kernel failed"):
         opt.step()
     assert gc.isenabled()

@@ -21,6 +21,9 @@ from ..plan import ReduceKind, ReduceOp, ReduceResult, Scope
 _OPS = {ReduceSum: ReduceKind.SUM, ReduceMax: ReduceKind.MAX, Numel: ReduceKind.NUMEL,
         NDim: ReduceKind.NDIM}
 _SHAPE_ONLY = (Numel, NDim)  # known from the tensor's shape: no argument to reduce
+# an optimizer-wide reduction is a group one to the kernels (one partial per tensor);
+# only its total differs, which the runtime makes (ReduceOp.span)
+_KERNEL_SCOPE = {"optimizer": "group"}
 
 
 def _innermost(outputs) -> list[Reduction]:
@@ -54,7 +57,9 @@ def split_reductions(outputs: dict[str, sp.Expr]) -> ReduceSplit:
         for node in nodes:
             results[node] = ReduceResult(f"r{count}", real=True)
             count += 1
-        stages.append([ReduceOp(results[n], _OPS[type(n)], Scope(n.scope),
-                                sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0])
+        stages.append([ReduceOp(results[n], _OPS[type(n)],
+                                Scope(_KERNEL_SCOPE.get(n.scope, n.scope)),
+                                sp.Integer(1) if isinstance(n, _SHAPE_ONLY) else n.args[0],
+                                span="optimizer" if n.scope == "optimizer" else "group")
                        for n in nodes])
         outputs = {k: e.xreplace(results) for k, e in outputs.items()}
