@@ -139,8 +139,10 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plai
 
 def _torch_launcher(compiled, device, dtype):
     """The torch backend's launcher for a bucket (see ``shards.shapes_differ``)."""
-    return staging.wrap(compiled.launcher(BACKENDS["torch"]),
-                        reduces=bool(compiled.plan.reductions))
+    torch_backend = BACKENDS["torch"]
+    return staging.wrap(compiled.launcher(torch_backend),
+                        reduces=bool(compiled.plan.reductions),
+                        strided_tensors=torch_backend.capabilities.strided_tensors)
 
 
 # ---- check -----------------------------------------------------------------------------
