@@ -179,13 +179,13 @@ class _timer:
 def instrument(name, opt, acc, device):
     """Time the parts of a step in ``acc`` (seconds, summed over the step's tensors)."""
     if name.startswith("optforge"):
-        matrix_stage, launcher = opt._matrix_stage, opt._launcher
+        matrix_stage, launcher = opt._matrix_stage, opt.launcher_for
 
         def timed_matrix(*a, **k):
             with _timer(acc, "matrix stage", device):
                 return matrix_stage(*a, **k)
         opt._matrix_stage = timed_matrix
-        opt._launcher = lambda compiled, *a: _TimedLauncher(
+        opt.launcher_for = lambda compiled, *a: _TimedLauncher(
             launcher(compiled, *a), acc, device,
             "pre-stage kernel" if compiled.plan.rule_name.endswith(":pre") else
             "elementwise kernel")

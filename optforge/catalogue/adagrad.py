@@ -22,8 +22,8 @@ class Adagrad(CatalogueOptimizer):
     # dense step leaves the others unchanged too (g = 0 there), so they agree
     supports_sparse_grads = True
 
-    def _check_param(self, p, labels, j: int, compiled) -> None:
-        super()._check_param(p, labels, j, compiled)
+    def check_parameter(self, p, labels, j: int, compiled) -> None:
+        super().check_parameter(p, labels, j, compiled)
         if p.grad.is_sparse and float(self.param_groups[labels.group]["weight_decay"]) != 0:
             raise RuntimeError(f"Adagrad: {labels[j]}: "
                                "weight_decay option is not compatible with sparse gradients")

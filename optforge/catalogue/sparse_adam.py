@@ -63,12 +63,12 @@ class SparseAdam(CatalogueOptimizer):
             raise ValueError(f"Complex params at indices {complex_}: SparseAdam does not "
                              "support complex parameters")
 
-    def _check_param(self, p, labels, j: int, compiled) -> None:
+    def check_parameter(self, p, labels, j: int, compiled) -> None:
         if not p.grad.is_sparse:
             raise RuntimeError("SparseAdam does not support dense gradients, please consider "
                                f"Adam instead ({type(self).__name__}: {labels[j]})")
-        super()._check_param(p, labels, j, compiled)
+        super().check_parameter(p, labels, j, compiled)
 
-    def _launcher(self, compiled, device, dtype):
+    def launcher_for(self, compiled, device, dtype):
         """The bucket's launcher over the elements its sparse gradients hold."""
-        return lazy_sparse.wrap(super()._launcher(compiled, device, dtype), compiled.plan)
+        return lazy_sparse.wrap(super().launcher_for(compiled, device, dtype), compiled.plan)

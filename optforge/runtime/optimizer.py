@@ -245,8 +245,11 @@ class Optimizer(torch.optim.Optimizer):
         torch_launcher = compiled.launcher(BACKENDS["torch"])
         return torch_launcher.matrix(0, params, grads, states, scalars, reduced)
 
-    def _launcher(self, compiled, device, dtype):
-        """The bucket's launcher (looked up once per rule variant, device and dtype)."""
+    # ---- hooks a subclass may extend (calling super()) ---------------------------------
+    def launcher_for(self, compiled, device, dtype):
+        """The launcher for a bucket of ``dtype`` tensors on ``device`` (looked up once per
+        rule variant, device and dtype). A subclass may wrap what this returns (SparseAdam
+        stages sparse gradients through ``runtime/lazy_sparse.py``)."""
         cache = self.__dict__.get("_launcher_cache")
         if cache is None:  # (not made in __init__: unpickled optimizers skip it)
             cache = self._launcher_cache = {}
@@ -260,10 +263,12 @@ class Optimizer(torch.optim.Optimizer):
                 strided_tensors=backend.capabilities.strided_tensors)
         return found
 
-    def _check_param(self, p, labels, j: int, compiled) -> None:
+    def check_parameter(self, p, labels, j: int, compiled) -> None:
         """A bucket's parameter ``j`` and its gradient as the kernels need them;
         ``labels[j]`` names it ("parameter 1 of group 0"). Sparse gradients (where the rule
-        takes them) and complex parameters are staged for the kernels (runtime/staging)."""
+        takes them) and complex parameters are staged for the kernels (runtime/staging).
+        Runs in the step's check stage, before any kernel; a subclass may add refusals
+        (Adagrad: sparse gradients with weight decay; SparseAdam: dense ones)."""
         g = p.grad
         fused = self.param_groups[labels.group].get("fused")
         if not (g.is_sparse or p.is_complex() or fused or g.shape != p.shape
@@ -275,7 +280,8 @@ class Optimizer(torch.optim.Optimizer):
         if g.is_sparse and not self.supports_sparse_grads:
             # torch refuses them too, except in SGD and Adagrad (and SparseAdam)
             raise NotImplementedError(f"{where} has a sparse gradient; {name} does not "
-                                      "support sparse gradients (SGD and Adagrad do)")
+                                      "support sparse gradients (SGD, Adagrad and SparseAdam "
+                                      "do)")
         if p.is_complex() and compiled.plan.matrix_stages:
             raise RuntimeError(f"{name} does not support complex parameters: {where} is "
                                f"{p.dtype} and the rule uses matrix operations")

@@ -124,7 +124,7 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plai
                       for p in keys]
         return [shards.local(v) for v in values] if sharded else values
 
-    launcher = opt._launcher
+    launcher = opt.launcher_for
     if sharded and any(shards.shapes_differ(plan, p) for p in keys if shards.is_sharded(p)):
         launcher = _torch_launcher  # kernels that count elements from the shard's shape
     pre = ((launcher(compiled.pre, device, dtype),
@@ -152,7 +152,7 @@ def check(opt, work: GroupStep) -> None:
               enumerate(work.compiled.plan.states.items()) if decl.stored]
     for b in work.buckets:
         for j, p in enumerate(b.keys):
-            opt._check_param(p, b.labels, j, work.compiled)
+            opt.check_parameter(p, b.labels, j, work.compiled)
             if b.sharded:
                 shards.check(p, b.labels[j], work.compiled, opt.state.get(p))
         # numba and triton check every tensor their kernels touch (dtype, device, size)

@@ -153,7 +153,7 @@ def test_auto_runs_reduce_stages_on_numba_and_lr_changes_do_not_recompile():
     compiled = compile_rule(opt.spec, opt.spec.variant_of(opt.param_groups[0]))
     launcher = compiled.launcher(BACKENDS["numba"])
     # (the runtime's launcher is staging's wrapper around the backend's: runtime/staging.py)
-    assert isinstance(opt._launcher(compiled, p.device, p.dtype).inner, NumbaLauncher)
+    assert isinstance(opt.launcher_for(compiled, p.device, p.dtype).inner, NumbaLauncher)
     module = launcher.kernel("float32")
     kernels = [module.kernel, *module.REDUCE_STAGES]
     before = STATS["kernels:numba"], [len(k.signatures) for k in kernels]

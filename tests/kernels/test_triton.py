@@ -225,7 +225,7 @@ def test_views_at_any_offset(offset):
         o2.step()
     for a, b in zip(ours, ref):
         assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
-    launcher = o1._launcher(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
+    launcher = o1.launcher_for(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
                             torch.float32)
     layout = launcher._layouts[(ours[0].device, (33000, 7000))]
     assert layout.align == (16 if offset == 0 else 1)
@@ -293,7 +293,7 @@ def test_one_misaligned_view_gets_its_own_launch():
         o2.step()
     for a, b in zip(ours, ref):
         assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
-    launcher = o1._launcher(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
+    launcher = o1.launcher_for(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
                             torch.float32)
     layout = launcher._layouts[(DEVICE, (33000, 7000, 5000))]
     assert layout.groups == [((0, 2), 16), ((1,), 1)]

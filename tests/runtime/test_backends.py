@@ -28,7 +28,7 @@ def _fake(name, rank=30, **flags):
 
 def _bucket_launcher(opt, p):
     compiled = opt._compiled(opt.param_groups[0])
-    return compiled, opt._launcher(compiled, p.device, p.dtype).inner
+    return compiled, opt.launcher_for(compiled, p.device, p.dtype).inner
 
 
 def _param():

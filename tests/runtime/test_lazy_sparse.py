@@ -20,8 +20,8 @@ def heavy_ball(lr=0.1, beta=0.5):
 class LazyOptimizer(optforge.Optimizer):
     supports_sparse_grads = True
 
-    def _launcher(self, compiled, device, dtype):
-        return lazy_sparse.wrap(super()._launcher(compiled, device, dtype), compiled.plan)
+    def launcher_for(self, compiled, device, dtype):
+        return lazy_sparse.wrap(super().launcher_for(compiled, device, dtype), compiled.plan)
 
 
 def reference_step(p, buf, g, lr=0.1, beta=0.5):
@@ -85,7 +85,7 @@ def test_a_failing_kernel_scatters_nothing(backend, monkeypatch):
     p.grad = torch.randn(4, 4).to_sparse()
     opt.step()
     before = (p.detach().clone(), opt.state[p]["momentum_buffer"].clone())
-    launcher = opt._launcher(opt._compiled(opt.param_groups[0]), p.device, p.dtype)
+    launcher = opt.launcher_for(opt._compiled(opt.param_groups[0]), p.device, p.dtype)
 
     def failing(self, params, grads, states, scalars, **kwargs):
         for t in [*params, *states[0]]:

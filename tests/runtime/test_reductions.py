@@ -216,8 +216,8 @@ def test_shape_only_stages_run_on_the_host_with_the_kernels_values(backend, monk
     group = sum(p.numel() for p in ps)
     want = [p.detach() - 0.1 * ((p.numel() // p.shape[0]) / p.shape[0] + p.numel() / group
                                 + p.dim()) for p in ps]
-    real = optforge.Optimizer._launcher
-    monkeypatch.setattr(optforge.Optimizer, "_launcher",
+    real = optforge.Optimizer.launcher_for
+    monkeypatch.setattr(optforge.Optimizer, "launcher_for",
                         lambda self, *a: _NoReduce(real(self, *a)))
     opt = optforge.Optimizer(ps, shape_scaled, backend=backend)
     for p in ps:
