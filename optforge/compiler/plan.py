@@ -100,6 +100,7 @@ class TensorRef:
     name: str
     role: str  # "param" | "grad" | "state" | "input" | "buffer" (a matrix stage's result)
     dtype: str | None = None  # storage dtype; None: the parameter's dtype
+    rounding: str = "nearest"  # a store's: "nearest" | "stochastic" (compiler/rounding.py)
 
 
 @dataclass
@@ -169,4 +170,7 @@ class KernelPlan:
         text = self.describe() + repr(sorted((r.name, r.role, r.dtype) for r in self.loads)) \
             + repr([(r.name, r.dtype) for r, _ in self.stores]) \
             + repr([str(s) for s in self.prologue_inputs])
+        stochastic = sorted(r.name for r, _ in self.stores if r.rounding != "nearest")
+        if stochastic:  # (only then: every other plan keeps its fingerprint)
+            text += repr(stochastic)
         return hashlib.sha256(text.encode()).hexdigest()[:16]

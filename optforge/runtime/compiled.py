@@ -12,6 +12,8 @@ from typing import Callable
 
 from ..compiler import KernelPlan, lower
 from ..compiler.printers.host import prologue_source
+from ..compiler.rounding import mark_stochastic
+from ..compiler.storage import DEFAULT, StorageOptions, with_storage
 from ..dsl.rule import Rule
 from ..dsl.spec import RuleSpec, Variant
 from ..kernels.cache import load_module
@@ -63,23 +65,28 @@ class CompiledPlan:
 
 class CompiledRule(CompiledPlan):
     """A rule variant: its plan (and the plan of its elementwise pre-stage, ``pre``, when
-    a matrix rule has one), prologues and kernels."""
+    a matrix rule has one), prologues and kernels; ``storage``: how its states and
+    parameter are stored (compiler/storage.py)."""
 
-    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False):
-        self.variant = variant
-        self.rule: Rule = spec.build(variant)
-        super().__init__(spec, lower(self.rule, spec.hyper_symbols, guard_nonfinite))
+    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False,
+                 storage: StorageOptions = DEFAULT):
+        self.variant, self.storage = variant, storage
+        self.rule: Rule = with_storage(spec.build(variant), storage)
+        plan = lower(self.rule, spec.hyper_symbols, guard_nonfinite)
+        super().__init__(spec, mark_stochastic(plan, storage))
         self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
         STATS["plans"] += 1
 
 
-def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False) -> CompiledRule:
-    """The shared CompiledRule for a rule function and variant (and non-finite guard)."""
-    key = (spec.fn, variant, guard_nonfinite)
+def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False,
+                 storage: StorageOptions = DEFAULT) -> CompiledRule:
+    """The shared CompiledRule for a rule function and variant (and non-finite guard and
+    storage options)."""
+    key = (spec.fn, variant, guard_nonfinite, storage)
     with _lock:  # an OrderedDict's reordering is not atomic: every touch under the lock
         found = _cache.get(key)
         if found is None:
-            found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite)
+            found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite, storage)
             while len(_cache) > MAX_COMPILED:
                 _cache.popitem(last=False)
         else:

@@ -24,6 +24,7 @@ from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
 from . import stepping
+from . import storage_options
 from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 from .torch_args import (IMPL_FLAGS, check_differentiable, check_flags, check_ranges,
                          check_tensor_sizes, fused_devices, is_finite_number)
@@ -77,7 +78,8 @@ class Optimizer(torch.optim.Optimizer):
     def _check_keys(self, group: dict, where: str) -> None:
         spec = self.spec_of(group)
         unknown = sorted(set(group) - set(spec.defaults) - set(self.torch_flags)
-                         - {"params", "param_names", SKIP_COUNTER, RULE_KEY})
+                         - {"params", "param_names", SKIP_COUNTER, RULE_KEY}
+                         - set(storage_options.STORAGE_KEYS))
         if unknown:
             raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
                             f"hyperparameter(s) {unknown} in {where}; known: "
@@ -106,6 +108,7 @@ class Optimizer(torch.optim.Optimizer):
         check_ranges(group, defaults, name)
         check_flags(group, self.torch_flags, name)
         check_differentiable(group, defaults, name)
+        storage_options.check(self.spec_of(group), group, name, where)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f"param group {len(self.param_groups)}"
@@ -207,7 +210,8 @@ class Optimizer(torch.optim.Optimizer):
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
         spec = self.spec_of(group)
-        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
+        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite,
+                            storage_options.options_of(spec, group))
 
     def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""

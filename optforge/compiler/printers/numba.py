@@ -23,6 +23,7 @@ from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
 from ..templates import render
 from .torch import local
+from . import rounding_spellings as spell
 from .infix import InfixArithmetic
 
 _UNARY = {sp.Abs: "np.abs", sp.sign: "np.sign", sp.exp: "np.exp", sp.log: "np.log"}
@@ -94,6 +95,9 @@ class NumbaPrinter(InfixArithmetic):
             out = f"{fn}({out}, {self.doprint(a)})"
         return out
 
+    def _print_ParamRound(self, e):  # compiler/storage.py (Kahan-compensated updates)
+        return spell.numba_param_round(self.doprint(e.args[0]), getattr(self, "param_dtype", None))
+
     def _print_Max(self, e):
         return self._nest(e, "fmax")  # NaN-propagating, as torch.maximum
 
@@ -156,12 +160,16 @@ def _load(name: str, dtype: str, ftype: str) -> str:
     return value
 
 
-def _store(dtype: str, ftype: str, value: str) -> str:
+def _store(dtype: str, ftype: str, value: str, noise: str | None = None) -> str:
+    """``value`` as stored into ``dtype``; ``noise``: 16 random bits for a stochastic
+    bfloat16 store (compiler/rounding.py)."""
     _, _, _, f32_to_bits = STORAGE[dtype]
     if f32_to_bits is None:
         return value if dtype == ftype else f"{_NP[dtype]}({value})"
     if ftype == "float64":  # via float32, as torch's float64 -> 16-bit casts do
         value = f"np.float32({value})"
+    if noise is not None and dtype == "bfloat16":
+        return f"f32_to_bf16_sr({value}, {noise})"
     return f"{f32_to_bits}({value})"
 
 
@@ -176,7 +184,9 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
         return stages_source(plan, param_dtype)
     ftype = compute_dtype(param_dtype)
     pr = NumbaPrinter(plan.rule_name, ftype)
+    pr.param_dtype = param_dtype
     dtypes = storage_dtypes(plan, param_dtype)
+    sr = spell.rounded_stochastically(plan, dtypes)
     slots = list(dtypes)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
     views = []
@@ -186,7 +196,8 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     loads = [f"            v_{r.name} = {_load(r.name, dtypes[r.name], ftype)}"
              for r in plan.loads]
     temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [f"            a_{r.name}[i] = {_store(dtypes[r.name], ftype, pr.doprint(e))}"
+    stores = [f"            a_{r.name}[i] = "
+              f"{_store(dtypes[r.name], ftype, pr.doprint(e), spell.numba_noise(plan, r.name, 'lo + i') if r.name in sr else None)}"
               for r, e in plan.stores]
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from ..plan import KernelPlan, ReduceOp
 from ..templates import render
+from . import rounding_spellings as spell
 from .numba import (_NP, STORAGE, NumbaPrinter, _load, _store, compute_dtype, kernel_name,
                     storage_dtypes)
 from .numba_scopes import Scopes
@@ -52,6 +53,7 @@ class _Kernel:
         self.ftype = compute_dtype(param_dtype)
         self.f = _NP[self.ftype]
         self.pr = NumbaPrinter(plan.rule_name, self.ftype)
+        self.pr.param_dtype = param_dtype
         self.dtypes = storage_dtypes(plan, param_dtype)
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
@@ -102,7 +104,8 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
         inner = indent + "    "
         lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
         lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        lines += [f"{inner}a_{r.name}[i] = {_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e))}"
+        sr = spell.rounded_stochastically(plan, k.dtypes)
+        lines += [f"{inner}a_{r.name}[i] = {_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e), spell.numba_noise(plan, r.name, 'lo + s + i') if r.name in sr else None)}"
                   for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 

@@ -14,6 +14,7 @@ from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp
 from ..templates import render
 from .infix import InfixArithmetic
+from . import rounding_spellings as spell
 
 _UNARY = {sp.Abs: "torch.abs", sp.sign: "torch.sign", sp.exp: "torch.exp", sp.log: "torch.log"}
 _REL = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
@@ -112,6 +113,9 @@ class TorchPrinter(InfixArithmetic):
             out = f"torch.clamp({out}, {bound}={s})"
         return out
 
+    def _print_ParamRound(self, e):  # compiler/storage.py (Kahan-compensated updates)
+        return spell.torch_param_round(self.doprint(e.args[0]))
+
     def _print_Max(self, e):
         return self._minmax(e, "torch.maximum", "min")
 
@@ -169,13 +173,15 @@ def torch_source(plan: KernelPlan) -> str:
     outputs, stores = [], []
     for ref, e in plan.stores:
         if not pr.tensor(e):  # a value the same for every element
-            stores.append(f"    {arg(ref.name)}.fill_({pr.doprint(e)})")
+            stores.append(f"    {arg(ref.name)}.fill_({pr.doprint(e)})"
+                          if ref.rounding == "nearest" else "    " + spell.torch_store(
+                              plan, ref.name, arg(ref.name), pr.doprint(e)))
             continue
         value = pr.doprint(e)
         if e.is_Symbol and not isinstance(e, ElemTemp):
             value += ".clone()"  # a bare load may alias a tensor written before it
         outputs.append(f"    n_{ref.name} = {value}")
-        stores.append(f"    {arg(ref.name)}.copy_(n_{ref.name})")
+        stores.append("    " + spell.torch_store(plan, ref.name, arg(ref.name), f"n_{ref.name}"))
     return render("torch_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   tensors=", ".join(names),
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),

@@ -30,6 +30,8 @@ from ..errors import CompileError
 from ..plan import ElemTemp, KernelPlan, ScalarTemp, TensorRef
 from ..templates import render
 from .infix import InfixArithmetic
+from . import rounding_spellings as spell
+from ..rounding import salt
 
 # storage dtype -> pointer element type in the kernel (compiled; see pointer_type)
 TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16"}
@@ -49,15 +51,15 @@ def helpers(interpreted: bool) -> str:
         "triton_bf16_bits.py" if interpreted else "triton_bf16_native.py"))
 
 
-def rng_lines(stochastic) -> str:
-    """Per stochastic tensor, the block's 16-bit noise (before the full/tail branch)."""
-    if not stochastic:
-        return ""
-    lines = ["    # Philox counters distinct for every element of every tensor of the launch",
-             "    rng_base = tid.to(tl.int64) * 274877906944 + start // 4"]
-    lines += [f"    noise_{n} = philox_noise16(seed_{n}, rng_base, BLOCK_SIZE)"
-              for n in sorted(stochastic)]
-    return "\n".join(lines) + "\n"
+def rng_lines(stochastic, plan: KernelPlan | None = None, marked=frozenset()) -> str:
+    """Per stochastic tensor, the block's 16-bit noise (before the full/tail branch):
+    ``stochastic`` ones seeded by a ``seed_<name>`` argument (TritonLauncher's
+    ``stochastic=``), ``marked`` ones by the plan's seed and step (compiler/rounding.py)."""
+    lines = [f"    noise_{n} = philox_noise16(seed_{n}, tid, start // 4, 0, "
+             f"{salt(plan, n) if plan is not None else 0}, BLOCK_SIZE)"
+             for n in sorted(stochastic)]
+    lines += spell.triton_plan_rng(plan, marked) if plan is not None else []
+    return "".join(line + "\n" for line in lines)
 
 
 def local(sym: sp.Symbol) -> str:
@@ -133,6 +135,9 @@ class TritonPrinter(InfixArithmetic):
         for a in e.args[1:]:
             out = f"{fn}({out}, {self.doprint(a)}, propagate_nan=tl.PropagateNan.ALL)"
         return out
+
+    def _print_ParamRound(self, e):  # compiler/storage.py (Kahan-compensated updates)
+        return spell.triton_param_round(self.doprint(e.args[0]), getattr(self, "param_dtype", None))
 
     def _print_Max(self, e):
         return self._minmax(e, "tl.maximum")
@@ -236,10 +241,12 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
             raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
                                f"{name!r}, which is not a written bfloat16 tensor here "
                                f"(written: {sorted((n, dtypes[n]) for n in written)})")
+    marked = spell.rounded_stochastically(plan, dtypes)
     if plan.reduce_stages:  # reduce kernels + an elementwise kernel reading their results
         from .triton_reduce import stages_source
         return stages_source(plan, dtypes, stochastic, interpreted)
     pr = TritonPrinter(plan.rule_name)
+    pr.param_dtype = dtypes["p"]
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
             f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"
@@ -260,13 +267,13 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
 
     def body(masked: bool) -> str:
         lines = ([_load(r, dtypes[r.name], masked) for r in plan.loads] + temps + outputs
-                 + [_store(r, dtypes[r.name], r.name in stochastic, masked)
+                 + [_store(r, dtypes[r.name], r.name in stochastic | marked, masked)
                     for r, _ in plan.stores])
         return "\n".join("        " + line for line in lines)
 
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = rng_lines(stochastic)
+    rng = rng_lines(stochastic, plan, marked)
     name = kernel_name(plan, dtypes, stochastic, interpreted)
     return render("triton_kernel.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),

@@ -31,6 +31,7 @@ import sympy as sp
 
 from ..plan import KernelPlan, ReduceOp, ReduceResult, ScopeTemp
 from ..templates import render
+from .rounding_spellings import rounded_stochastically
 from .triton import (TritonPrinter, _load, _store, helpers, kernel_name, pointer_type,
                      rng_lines, tensor_refs)
 
@@ -152,6 +153,7 @@ def _pointers(refs, dtypes, names, interpreted) -> list[str]:
 
 def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name)
+    pr.param_dtype = dtypes["p"]
     exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
     scopes = Scopes(plan, pr, exprs)
     refs = tensor_refs(plan)
@@ -270,7 +272,8 @@ def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozense
     name = kernel_name(plan, dtypes, stochastic, interpreted)
     scalars = [s.name for s in plan.scalar_args]
     seeds = [f"seed_{n}" for n in sorted(stochastic)]
-    rng = rng_lines(stochastic)
+    marked = rounded_stochastically(plan, dtypes)
+    rng = rng_lines(stochastic, plan, marked)
     reduces = [_reduce(plan, dtypes, name, k, interpreted)
                for k in range(len(plan.reduce_stages))]
     stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))
@@ -281,4 +284,4 @@ def stages_source(plan: KernelPlan, dtypes: dict[str, str], stochastic: frozense
                   args="".join(f"{a}, " for a in scalars + seeds),
                   casts="\n".join(f"    {s} = tl.cast({s}, tl.float32)" for s in scalars)
                   or "    pass", rng=rng, reduce_kernels="\n\n".join(reduces),
-                  stages=stages, **_elementwise(plan, dtypes, stochastic, interpreted))
+                  stages=stages, **_elementwise(plan, dtypes, stochastic | marked, interpreted))

@@ -1,0 +1,75 @@
+"""How each backend spells the storage options' code (see compiler/storage.py and
+compiler/rounding.py): a stochastic 16-bit store, and ``ParamRound`` (a value rounded
+to the parameter's storage dtype and read back, for Kahan-compensated updates).
+
+Stochastic rounding is implemented for bfloat16 stores; a float16 store marked
+stochastic is refused by name (its subnormal range needs a different construction).
+"""
+from __future__ import annotations
+
+from ..errors import CompileError
+from ..plan import KernelPlan
+from ..rounding import SEED, STEP, salt, stochastic_names
+
+HALF_DTYPES = ("bfloat16", "float16")
+
+
+def refuse_float16(plan: KernelPlan, dtypes: dict[str, str]) -> None:
+    """Raise naming the tensors marked stochastic but stored as float16."""
+    bad = sorted(n for n in stochastic_names(plan) if dtypes.get(n) == "float16")
+    if bad:
+        raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding is implemented for "
+                           f"bfloat16 stores; {bad} would be stored as float16 (use "
+                           "rounding='nearest' for float16, or store them as bfloat16)")
+
+
+def rounded_stochastically(plan: KernelPlan, dtypes: dict[str, str]) -> frozenset:
+    """The marked stores that really round (bfloat16 ones; float32 stores are exact)."""
+    refuse_float16(plan, dtypes)
+    return frozenset(n for n in stochastic_names(plan) if dtypes.get(n) == "bfloat16")
+
+
+# ---- numba ----------------------------------------------------------------------------
+def numba_noise(plan: KernelPlan, name: str, index: str) -> str:
+    """The 16 noise bits of element ``index`` (global in its tensor) of tensor ``name``;
+    ``j`` is the tensor's index in the bucket (kernels/numba/launcher.py)."""
+    return f"noise16({SEED}, j, {index}, {STEP}, {salt(plan, name)})"
+
+
+def numba_param_round(value: str, param_dtype: str | None) -> str:
+    if param_dtype == "bfloat16":
+        return f"bf16_to_f32(f32_to_bf16({value}))"
+    if param_dtype == "float16":
+        return f"f16_to_f32(f32_to_f16({value}))"
+    return value  # float32 / float64 parameters keep the value exactly
+
+
+# ---- triton ---------------------------------------------------------------------------
+def triton_plan_rng(plan: KernelPlan, names) -> list[str]:
+    """Per marked bf16 store, the block's noise (before the full/tail branch)."""
+    if not names:
+        return []
+    lines = [f"    rng_seed = {SEED}.to(tl.int64)", f"    rng_step = {STEP}.to(tl.uint32)"]
+    return lines + [f"    noise_{n} = philox_noise16(rng_seed, tid, start // 4, rng_step, "
+                    f"{salt(plan, n)}, BLOCK_SIZE)" for n in sorted(names)]
+
+
+def triton_param_round(value: str, param_dtype: str | None) -> str:
+    if param_dtype == "bfloat16":
+        return f"bf16_to_f32(f32_to_bf16_rne({value}))"
+    if param_dtype == "float16":
+        return f"{value}.to(tl.float16).to(tl.float32)"
+    return value
+
+
+# ---- torch ----------------------------------------------------------------------------
+def torch_store(plan: KernelPlan, name: str, target: str, value: str) -> str:
+    """The statement storing ``value`` into ``target`` (the generated step knows the
+    tensor's dtype only at run time: kernels/philox_torch.store decides there)."""
+    if name not in stochastic_names(plan):
+        return f"{target}.copy_({value})"
+    return f"_rnd.store({target}, {value}, {SEED}, tid, {STEP}, {salt(plan, name)})"
+
+
+def torch_param_round(value: str) -> str:
+    return f"{value}.to(t_p.dtype).to(compute_dtype)"

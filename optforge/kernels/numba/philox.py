@@ -1,0 +1,68 @@
+"""Stochastic rounding on the CPU: Philox-4x32-10 exactly as Triton draws it.
+
+One counter-based generator serves every backend (see ``compiler/rounding.py`` for the
+stream layout): the noise for element ``i`` of tensor ``tid`` of a bucket, stored into
+slot ``salt`` at step ``step`` with the group's seed ``seed``, is the low 16 bits of word
+``i % 4`` of ``philox4x32_10(key=(seed, tid), counter=(i // 4 low, i // 4 high, step,
+salt))``. ``triton.language.random.philox_impl`` runs the same rounds (same multipliers
+and key increments), ``kernels/philox_torch.py`` the same in torch integer ops; tests
+check the three agree bit for bit, and with Random123's known answers.
+
+Numba widens integers: every value is a uint64 holding 32 bits, masked after the adds
+(the products of two 32-bit values fit in 64 bits, so the high word is a shift).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+ROUNDS = 10
+MUL_A = np.uint64(0xD2511F53)  # Triton's PHILOX_ROUND_A
+MUL_B = np.uint64(0xCD9E8D57)  # PHILOX_ROUND_B
+KEY_A = np.uint64(0x9E3779B9)  # PHILOX_KEY_A (the golden ratio)
+KEY_B = np.uint64(0xBB67AE85)  # PHILOX_KEY_B
+LOW32 = np.uint64(0xFFFFFFFF)
+SHIFT32 = np.uint64(32)
+
+
+@njit
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Ten Philox rounds on a 4x32-bit counter with a 2x32-bit key (all as uint64)."""
+    c0, c1, c2, c3 = np.uint64(c0), np.uint64(c1), np.uint64(c2), np.uint64(c3)
+    k0, k1 = np.uint64(k0), np.uint64(k1)
+    for _ in range(ROUNDS):
+        product_b = MUL_B * c2
+        product_a = MUL_A * c0
+        c0 = (product_b >> SHIFT32) ^ c1 ^ k0
+        c2 = (product_a >> SHIFT32) ^ c3 ^ k1
+        c1 = product_b & LOW32
+        c3 = product_a & LOW32
+        k0 = (k0 + KEY_A) & LOW32
+        k1 = (k1 + KEY_B) & LOW32
+    return c0, c1, c2, c3
+
+
+@njit
+def noise16(seed, tid, index, step, salt):
+    """16 uniform random bits (as uint32) for element ``index``: see the module doc."""
+    i = np.uint64(index)
+    q = i >> np.uint64(2)
+    w0, w1, w2, w3 = philox4x32(q & LOW32, q >> SHIFT32, np.uint64(step) & LOW32,
+                                np.uint64(salt) & LOW32, np.uint64(seed) & LOW32,
+                                np.uint64(tid) & LOW32)
+    lane = i & np.uint64(3)
+    word = w0 if lane == 0 else (w1 if lane == 1 else (w2 if lane == 2 else w3))
+    return np.uint32(word & np.uint64(0xFFFF))
+
+
+@njit
+def f32_to_bf16_sr(x, noise):
+    """float32 -> bfloat16 bits, rounded stochastically: 16 random bits added below the
+    cut, then truncated, so E[result] = x; NaN -> 0x7FC0 as f32_to_bf16; infinities have
+    zero low bits and never carry; a finite value may round up to inf only from within
+    one bfloat16 step of the largest finite value, with the probability that keeps the
+    mean (as the GPU backends do)."""
+    b = np.float32(x).view(np.uint32)
+    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
+        return np.uint16(0x7FC0)
+    return np.uint16((np.uint64(b) + np.uint64(noise)) >> np.uint64(16))
