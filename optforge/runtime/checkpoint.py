@@ -27,6 +27,7 @@ from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
 from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
 from .storage_options import carry_over, stored_rule
+from ..compiler.storage import KAHAN_STATE
 
 # Catalogue rules that read the step count only to tell the first step from later ones,
 # and whose torch.optim twin keeps no "step": a loaded state that holds its tensors has
@@ -210,6 +211,8 @@ def check_state(rule: Rule, spec, param, state, where: str):
         return None
     decls = {name: d for name, d in rule.states.items() if d.stored}
     for name, decl in decls.items():
+        if state.get(name) is None and name == KAHAN_STATE:
+            continue  # a checkpoint of uncompensated updates: the next step starts it at 0
         if state.get(name) is None:
             # re-created at its initial value it would silently restart (with a zeroed
             # second moment, Adam's next step is several times lr)

@@ -55,8 +55,10 @@ def check(spec, group: dict, owner: str, where: str) -> None:
 
 
 def carry_over(current: dict, loaded: dict) -> None:
-    """A loaded group that names no storage options keeps the current group's: an fp32
-    checkpoint loads into a bf16-state optimizer (its states rounded on load)."""
+    """Storage is this process's choice, not the checkpoint's: options the current group
+    sets win over a loaded group's (an fp32 checkpoint loads into a bf16-state optimizer,
+    its states rounded on load, and a bf16 one into ``state_dtype="float32"``); a loaded
+    group's options apply where the current group sets none."""
     for key in STORAGE_KEYS:
-        if key not in loaded and key in current:
+        if key in current:
             loaded[key] = current[key]

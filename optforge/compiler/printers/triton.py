@@ -246,7 +246,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
         from .triton_reduce import stages_source
         return stages_source(plan, dtypes, stochastic, interpreted)
     pr = TritonPrinter(plan.rule_name)
-    pr.param_dtype = dtypes["p"]
+    pr.param_dtype = dtypes.get("p", param_dtype)
     refs = tensor_refs(plan)
     rows = [f"    ptr_{r.name} = tl.multiple_of(tl.load(addr_tab + {i} * n_tensors + tid)"
             f".to(tl.pointer_type({pointer_type(dtypes[r.name], interpreted)})), ALIGN)"

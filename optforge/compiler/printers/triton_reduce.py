@@ -153,7 +153,7 @@ def _pointers(refs, dtypes, names, interpreted) -> list[str]:
 
 def _elementwise(plan, dtypes, stochastic, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name)
-    pr.param_dtype = dtypes["p"]
+    pr.param_dtype = dtypes.get("p")  # (set wherever p is stored)
     exprs = [e for _, e in plan.temps] + [e for _, e in plan.stores]
     scopes = Scopes(plan, pr, exprs)
     refs = tensor_refs(plan)

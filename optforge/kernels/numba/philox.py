@@ -66,3 +66,15 @@ def f32_to_bf16_sr(x, noise):
     if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
         return np.uint16(0x7FC0)
     return np.uint16((np.uint64(b) + np.uint64(noise)) >> np.uint64(16))
+
+
+@njit
+def bf16_stochastic_bits(x, seed, tid, step, salt):
+    """A float32 array's elements rounded to bfloat16 stochastically: uint16 bits, with
+    the noise a kernel storing ``x`` as tensor ``tid`` of slot ``salt`` would draw (for
+    tests and for rounding a tensor the way the optimizer stores it)."""
+    out = np.empty(x.size, dtype=np.uint16)
+    flat = x.ravel()
+    for i in range(flat.size):
+        out[i] = f32_to_bf16_sr(flat[i], noise16(seed, tid, i, step, salt))
+    return out
