@@ -97,3 +97,12 @@ def test_specials_survive_stochastic_rounding():
         assert torch.isnan(rounded[2])
         assert torch.equal(rounded[3:5].view(torch.int16), x[3:5].bfloat16().view(torch.int16))
         assert rounded[5] == x[5]  # representable: never moved
+
+
+@pytest.mark.parametrize("first,count", [(0, 1), (1, 6), (3, 4097), (2**33 + 2, 9)])
+def test_block_noise_matches_the_per_element_stream(first, count):
+    # a kernel's block may start anywhere (row segments, blocks past 2**32 elements)
+    buf = np.zeros(count + 8, dtype=np.uint32)
+    philox_numba.fill_noise16(buf, first, count, 777, 3, 12, 2)
+    expected = [philox_numba.noise16(777, 3, first + i, 12, 2) for i in range(count)]
+    assert list(buf[(first & 3):(first & 3) + count]) == expected

@@ -185,7 +185,7 @@ def test_kahan_state_starts_at_zero_after_an_uncompensated_checkpoint():
     assert kahan.state_dict()["param_groups"][0]["param_rounding"] == "kahan"
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")
 def test_schedulers_see_the_options_untouched():
     p = torch.randn(3)
     opt = optforge.AdamW([p], lr=1.0, state_dtype="bfloat16")

@@ -196,8 +196,8 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     loads = [f"            v_{r.name} = {_load(r.name, dtypes[r.name], ftype)}"
              for r in plan.loads]
     temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [f"            a_{r.name}[i] = "
-              f"{_store(dtypes[r.name], ftype, pr.doprint(e), spell.numba_noise(plan, r.name, 'lo + i') if r.name in sr else None)}"
+    views += spell.numba_rng_init(plan, sr, "        ")
+    stores = [f"            a_{r.name}[i] = {_store(dtypes[r.name], ftype, pr.doprint(e), spell.numba_noise(r.name, 'i') if r.name in sr else None)}"
               for r, e in plan.stores]
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,

@@ -99,17 +99,20 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
     k = _Kernel(plan, param_dtype, exprs)
     refs = {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
     touched = [refs[n] for n in k.slots if n in refs]
+    sr = spell.rounded_stochastically(plan, k.dtypes)
 
     def body(indent):
         inner = indent + "    "
         lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
         lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        sr = spell.rounded_stochastically(plan, k.dtypes)
-        lines += [f"{inner}a_{r.name}[i] = {_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e), spell.numba_noise(plan, r.name, 'lo + s + i') if r.name in sr else None)}"
-                  for r, e in plan.stores]
+        for r, e in plan.stores:
+            noise = spell.numba_noise(r.name, "s + i") if r.name in sr else None
+            lines.append(f"{inner}a_{r.name}[i] = "
+                         f"{_store(k.dtypes[r.name], k.ftype, k.pr.doprint(e), noise)}")
         return [f"{indent}for i in range(m):", *lines]
 
-    return k.head(kernel_name(plan, param_dtype), "") + k.runs(touched, body, k.scopes.per_row)
+    return (k.head(kernel_name(plan, param_dtype), "") + spell.numba_rng_init(plan, sr, I2)
+            + k.runs(touched, body, k.scopes.per_row))
 
 
 def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:

@@ -30,10 +30,19 @@ def rounded_stochastically(plan: KernelPlan, dtypes: dict[str, str]) -> frozense
 
 
 # ---- numba ----------------------------------------------------------------------------
-def numba_noise(plan: KernelPlan, name: str, index: str) -> str:
-    """The 16 noise bits of element ``index`` (global in its tensor) of tensor ``name``;
-    ``j`` is the tensor's index in the bucket (kernels/numba/launcher.py)."""
-    return f"noise16({SEED}, j, {index}, {STEP}, {salt(plan, name)})"
+# A kernel fills a block's noise per stochastic tensor (``rn_<name>``) before the element
+# loop, with a vectorized Philox (kernels/numba/philox.fill_noise16): the element loop
+# stays branch-free, and one call serves four elements.
+def numba_rng_init(plan: KernelPlan, names, indent: str) -> list[str]:
+    """Before the element loop of block ``lo .. lo + n - 1`` of bucket tensor ``j``."""
+    return [line for n in sorted(names) for line in (
+        f"{indent}rn_{n} = np.empty(n + 8, dtype=np.uint32)",
+        f"{indent}fill_noise16(rn_{n}, lo, n, {SEED}, j, {STEP}, {salt(plan, n)})")]
+
+
+def numba_noise(name: str, offset: str) -> str:
+    """The 16 noise bits of element ``lo + offset``."""
+    return f"rn_{name}[(lo & 3) + {offset}]"
 
 
 def numba_param_round(value: str, param_dtype: str | None) -> str:

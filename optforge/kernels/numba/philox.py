@@ -43,6 +43,43 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 
 
 @njit
+def round_keys(seed, tid):
+    """The key of each of the ten rounds: (seed, tid) plus r times the Weyl constants."""
+    keys = np.empty((ROUNDS, 2), dtype=np.uint64)
+    k0, k1 = np.uint64(seed) & LOW32, np.uint64(tid) & LOW32
+    for r in range(ROUNDS):
+        keys[r, 0], keys[r, 1] = k0, k1
+        k0 = (k0 + KEY_A) & LOW32
+        k1 = (k1 + KEY_B) & LOW32
+    return keys
+
+
+@njit
+def fill_noise16(out, first, count, seed, tid, step, salt):
+    """The noise of elements ``first .. first + count - 1`` into ``out`` (uint32, at least
+    count + 7 long), element ``first + i`` at ``out[(first & 3) + i]``: whole quads from
+    ``first // 4``. The keys are precomputed and the rounds have no branches, so LLVM
+    vectorizes the quad loop (~2 ns a quad, against ~30 ns for one call per quad)."""
+    keys = round_keys(seed, tid)
+    c2_start, c3_start = np.uint64(step) & LOW32, np.uint64(salt) & LOW32
+    first_quad = np.int64(first) >> 2
+    for k in range(((np.int64(first) & 3) + count + 3) >> 2):
+        q = np.uint64(first_quad + k)
+        c0, c1, c2, c3 = q & LOW32, q >> SHIFT32, c2_start, c3_start
+        for r in range(ROUNDS):
+            product_b = MUL_B * c2
+            product_a = MUL_A * c0
+            c0 = (product_b >> SHIFT32) ^ c1 ^ keys[r, 0]
+            c2 = (product_a >> SHIFT32) ^ c3 ^ keys[r, 1]
+            c1 = product_b & LOW32
+            c3 = product_a & LOW32
+        out[4 * k] = np.uint32(c0 & np.uint64(0xFFFF))
+        out[4 * k + 1] = np.uint32(c1 & np.uint64(0xFFFF))
+        out[4 * k + 2] = np.uint32(c2 & np.uint64(0xFFFF))
+        out[4 * k + 3] = np.uint32(c3 & np.uint64(0xFFFF))
+
+
+@njit
 def noise16(seed, tid, index, step, salt):
     """16 uniform random bits (as uint32) for element ``index``: see the module doc."""
     i = np.uint64(index)
@@ -75,6 +112,8 @@ def bf16_stochastic_bits(x, seed, tid, step, salt):
     tests and for rounding a tensor the way the optimizer stores it)."""
     out = np.empty(x.size, dtype=np.uint16)
     flat = x.ravel()
+    noise = np.empty(flat.size + 8, dtype=np.uint32)
+    fill_noise16(noise, 0, flat.size, seed, tid, step, salt)
     for i in range(flat.size):
-        out[i] = f32_to_bf16_sr(flat[i], noise16(seed, tid, i, step, salt))
+        out[i] = f32_to_bf16_sr(flat[i], noise[i])
     return out
