@@ -48,6 +48,8 @@ def mark_stochastic(plan: KernelPlan, options: StorageOptions) -> KernelPlan:
     if pre is not plan.pre_plan:
         plan = replace(plan, pre_plan=pre)
     if not any(r.name in wanted for r, _ in plan.stores):
+        if pre is not None and SEED in pre.randoms:  # the runtime draws the main plan's
+            plan = replace(plan, randoms={**plan.randoms, SEED: SEED_DISTRIBUTION})
         return plan
     if SEED in plan.randoms:
         raise CompileError(f"rule {plan.rule_name!r}: a random scalar named {SEED!r} "

@@ -40,13 +40,16 @@ class CompiledPlan:
         # asked on every step: answered once here
         self.has_inputs = any(d.kind == "input" for d in self.plan.states.values())
         self.stored_names = tuple(n for n, d in self.plan.states.items() if d.stored)
+        self._inputs = frozenset(s.name for s in self.plan.prologue_inputs)
 
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:
         """The kernel's run-time scalars for one group at one step (float64 on the host)."""
         # the prologue's arguments are the user's names prefixed ``u_`` (printers/host.py)
         values = {"u_" + k: v for k, v in hyper_values.items()}
-        values.update({"u_" + k: v for k, v in (random_values or {}).items()})
+        # (a pre-stage and its main stage may take different random scalars: each its own)
+        values.update({"u_" + k: v for k, v in (random_values or {}).items()
+                       if k in self._inputs})
         try:
             return self._prologue(**values, u_t=step)
         except (ArithmeticError, ValueError, TypeError) as exc:
