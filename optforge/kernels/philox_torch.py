@@ -55,13 +55,32 @@ def bf16_stochastic(x: torch.Tensor, seed, tid: int, step, salt: int) -> torch.T
 
 
 def store(target: torch.Tensor, value: torch.Tensor, seed, tid: int, step, salt: int) -> None:
-    """``target.copy_(value)``, rounding stochastically where ``target`` is bfloat16
-    (float32 and float64 targets take the value exactly, as the other backends do)."""
-    if target.dtype == torch.float16:
-        raise TypeError("stochastic rounding is implemented for bfloat16 stores; a float16 "
-                        "tensor was marked (use rounding='nearest' for float16)")
-    if target.dtype != torch.bfloat16:
+    """``target.copy_(value)``, rounding stochastically where ``target`` is bfloat16 or
+    float16 (float32 and float64 targets take the value exactly, as the other backends do)."""
+    if target.dtype not in (torch.bfloat16, torch.float16):
         target.copy_(value)
         return
     value = torch.as_tensor(value, dtype=torch.float32, device=target.device)
-    target.copy_(bf16_stochastic(value.expand(target.shape), seed, tid, step, salt))
+    rounding = bf16_stochastic if target.dtype == torch.bfloat16 else f16_stochastic
+    target.copy_(rounding(value.expand(target.shape), seed, tid, step, salt))
+
+
+def f16_stochastic(x: torch.Tensor, seed, tid: int, step, salt: int) -> torch.Tensor:
+    """``x`` rounded to float16 stochastically, bit for bit as kernels/numba/philox.py's
+    ``f32_to_f16_sr`` (see there), with the shared noise."""
+    flat = x.detach().to(torch.float32).contiguous().reshape(-1)
+    bits = flat.view(torch.int32).to(torch.int64) & LOW32
+    noise = noise16(flat.numel(), int(seed), tid, int(step), salt, flat.device)
+    sign, a = (bits >> 16) & 0x8000, bits & 0x7FFFFFFF
+    normal = (a - 0x38000000 + (noise >> 3)) >> 13
+    exponent = a >> 23
+    significand = (a & 0x7FFFFF) | torch.where(exponent > 0, 0x800000, 0)
+    shift = (126 - exponent.clamp(min=1)).clamp(max=40)
+    scaled = torch.where(shift >= 16, noise << (shift - 16).clamp(min=0),
+                         noise >> (16 - shift).clamp(min=0))
+    subnormal = torch.where(shift >= 40, 0, (significand + scaled) >> shift)
+    out = torch.where(a >= 0x38800000, normal, subnormal)
+    out = torch.where(a >= 0x47800000, 0x7C00, out)
+    out = sign | torch.where(a > 0x7F800000, 0x7E00, out)
+    as_int16 = torch.where(out >= 0x8000, out - 0x10000, out).to(torch.int16)
+    return as_int16.view(torch.float16).reshape(x.shape)

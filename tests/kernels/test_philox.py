@@ -106,3 +106,38 @@ def test_block_noise_matches_the_per_element_stream(first, count):
     philox_numba.fill_noise16(buf, first, count, 777, 3, 12, 2)
     expected = [philox_numba.noise16(777, 3, first + i, 12, 2) for i in range(count)]
     assert list(buf[(first & 3):(first & 3) + count]) == expected
+
+
+def _numba_f16(x, seed):
+    noise = np.empty(x.numel() + 8, dtype=np.uint32)
+    philox_numba.fill_noise16(noise, 0, x.numel(), seed, 0, 0, 0)
+    bits = [philox_numba.f32_to_f16_sr(v, noise[i]) for i, v in enumerate(x.numpy())]
+    return torch.tensor(np.array(bits, dtype=np.uint16).view(np.int16))
+
+
+def test_float16_rounding_agrees_across_numba_and_torch():
+    gen = torch.Generator().manual_seed(3)
+    patterns = torch.randint(-2**31, 2**31 - 1, (20000,), generator=gen).to(torch.int32)
+    x = torch.cat([patterns.view(torch.float32), torch.randn(5000, generator=gen) * 1e-6,
+                   torch.randn(5000, generator=gen) * 1e4,
+                   torch.tensor([65504.0, 65519.0, 65520.0, 65535.0, 65536.0, 6e-8, 3e-8,
+                                 1e-9, 0.0, -0.0, float("inf"), -float("inf")])])
+    ours = philox_torch.f16_stochastic(x, 77, 0, 0, 0)
+    nan = torch.isnan(x)
+    assert torch.equal(ours.view(torch.int16)[~nan], _numba_f16(x, 77)[~nan])
+    assert torch.isnan(ours[nan]).all()
+    exact = torch.randn(5000, generator=gen).half().float()  # representable: never moved
+    assert torch.equal(philox_torch.f16_stochastic(exact, 5, 0, 0, 0).float(), exact)
+
+
+@pytest.mark.parametrize("value,step", [(1 + 0.3 * 2**-10, 2**-10),  # a normal
+                                        (3 * 2**-24 + 0.3 * 2**-24, 2**-24),  # a subnormal
+                                        (65504 + 0.5 * 32, 32.0)])  # inf with p = 0.5
+def test_float16_stochastic_rounding_is_unbiased(value, step):
+    x = torch.full((1 << 16,), value)
+    rounded = philox_torch.f16_stochastic(x, 1, 0, 0, 0).double()
+    if value > 65504:  # the carry past the largest finite value: inf half the time
+        assert abs(torch.isinf(rounded).double().mean().item() - 0.5) < 0.01
+        return
+    assert abs(((rounded - x.double()) / step).mean().item()) < 0.01
+    assert abs(((x.half().double() - x.double()) / step).mean().item()) > 0.2

@@ -91,11 +91,20 @@ def test_a_resumed_run_continues_the_stream():
     assert torch.equal(_bits(resumed.state[q]["exp_avg"]), _bits(whole.state[p]["exp_avg"]))
 
 
-def test_float16_stores_refuse_stochastic_rounding_by_name():
-    p = torch.randn(8)
-    opt = optforge.AdamW([p], backend="numba", state_dtype="float16", rounding="stochastic")
-    p.grad = torch.randn(8)
-    before = p.clone()
-    with pytest.raises(Exception, match="float16"):
-        opt.step()
-    assert torch.equal(p, before) and not opt.state[p]
+@pytest.mark.parametrize("cls,names", [(optforge.AdamW, ("exp_avg", "exp_avg_sq")),
+                                       (optforge.LAMB, ("exp_avg", "exp_avg_sq"))])
+def test_backends_store_the_same_float16_state_bits(cls, names):
+    stored = {b: _stored(*_run(cls, b, state_dtype="float16", rounding="stochastic"), names)
+              for b in BACKENDS}
+    for backend in ("numba", "triton"):
+        assert all(torch.equal(a, b) for a, b in zip(stored["torch"], stored[backend])), backend
+    nearest = _stored(*_run(cls, "torch", state_dtype="float16"), names)
+    assert not all(torch.equal(a, b) for a, b in zip(stored["torch"], nearest))
+
+
+def test_backends_store_the_same_float16_parameters():
+    runs = {b: _run(optforge.SGD, b, torch.float16, lr=0.01, momentum=0.9,
+                    param_rounding="stochastic") for b in BACKENDS}
+    for backend in ("numba", "triton"):
+        assert all(torch.equal(_bits(a), _bits(b))
+                   for a, b in zip(runs[backend][0], runs["torch"][0])), backend

@@ -168,8 +168,8 @@ def _store(dtype: str, ftype: str, value: str, noise: str | None = None) -> str:
         return value if dtype == ftype else f"{_NP[dtype]}({value})"
     if ftype == "float64":  # via float32, as torch's float64 -> 16-bit casts do
         value = f"np.float32({value})"
-    if noise is not None and dtype == "bfloat16":
-        return f"f32_to_bf16_sr({value}, {noise})"
+    if noise is not None:  # (callers pass noise for 16-bit stores only)
+        return f"{f32_to_bits}_sr({value}, {noise})"
     return f"{f32_to_bits}({value})"
 
 

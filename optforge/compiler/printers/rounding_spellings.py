@@ -1,32 +1,18 @@
 """How each backend spells the storage options' code (see compiler/storage.py and
 compiler/rounding.py): a stochastic 16-bit store, and ``ParamRound`` (a value rounded
 to the parameter's storage dtype and read back, for Kahan-compensated updates).
-
-Stochastic rounding is implemented for bfloat16 stores; a float16 store marked
-stochastic is refused by name (its subnormal range needs a different construction).
 """
 from __future__ import annotations
 
-from ..errors import CompileError
 from ..plan import KernelPlan
 from ..rounding import SEED, STEP, salt, stochastic_names
 
 HALF_DTYPES = ("bfloat16", "float16")
 
 
-def refuse_float16(plan: KernelPlan, dtypes: dict[str, str]) -> None:
-    """Raise naming the tensors marked stochastic but stored as float16."""
-    bad = sorted(n for n in stochastic_names(plan) if dtypes.get(n) == "float16")
-    if bad:
-        raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding is implemented for "
-                           f"bfloat16 stores; {bad} would be stored as float16 (use "
-                           "rounding='nearest' for float16, or store them as bfloat16)")
-
-
 def rounded_stochastically(plan: KernelPlan, dtypes: dict[str, str]) -> frozenset:
-    """The marked stores that really round (bfloat16 ones; float32 stores are exact)."""
-    refuse_float16(plan, dtypes)
-    return frozenset(n for n in stochastic_names(plan) if dtypes.get(n) == "bfloat16")
+    """The marked stores that really round (16-bit ones; float32 stores are exact)."""
+    return frozenset(n for n in stochastic_names(plan) if dtypes.get(n) in HALF_DTYPES)
 
 
 # ---- numba ----------------------------------------------------------------------------

@@ -221,7 +221,8 @@ def _store(ref: TensorRef, dtype: str, stochastic: bool, masked: bool) -> str:
         value = (f"f32_to_bf16_sr({value}, noise_{ref.name})" if stochastic
                  else f"f32_to_bf16_rne({value})")
     elif dtype == "float16":
-        value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
+        value = (f"f32_to_f16_sr({value}, noise_{ref.name}).to(tl.float16, bitcast=True)"
+                 if stochastic else f"{value}.to(tl.float16)")  # (nearest even)
     return f"tl.store(ptr_{ref.name} + offs, {value}{', mask=mask' if masked else ''})"
 
 

@@ -117,3 +117,37 @@ def bf16_stochastic_bits(x, seed, tid, step, salt):
     for i in range(flat.size):
         out[i] = f32_to_bf16_sr(flat[i], noise[i])
     return out
+
+
+U32_7FFFFFFF, U32_7F800000 = np.uint32(0x7FFFFFFF), np.uint32(0x7F800000)
+F16_INF_AT = np.uint32(0x47800000)  # 65536: from here (and inf) a float16 is inf
+F16_NORMAL_AT = np.uint32(0x38800000)  # 2**-14: the smallest normal float16
+F16_REBIAS = np.uint32(0x38000000)  # exponent bias 127 -> 15, in place
+F16_MAX_SHIFT = 40  # below 2**-(24 + 16) the 16 noise bits cannot reach the first step
+
+
+@njit
+def f32_to_f16_sr(x, noise):
+    """float32 -> float16 bits, rounded stochastically with 16 noise bits: normals cut 13
+    mantissa bits (the top 13 noise bits added below the cut), subnormals keep whole
+    2**-24 steps of the 24-bit significand (the noise scaled to the cut); the carry
+    moves up to the next exponent (to inf past 65504, with the probability that keeps
+    the mean). NaN -> 0x7E00 as f32_to_f16."""
+    b = np.float32(x).view(np.uint32)
+    sign = np.uint16((b >> np.uint32(16)) & np.uint32(0x8000))
+    a = b & U32_7FFFFFFF
+    if a > U32_7F800000:
+        return np.uint16(sign | np.uint16(0x7E00))
+    if a >= F16_INF_AT:
+        return np.uint16(sign | np.uint16(0x7C00))
+    if a >= F16_NORMAL_AT:
+        return np.uint16(sign | np.uint16((a - F16_REBIAS + (np.uint32(noise) >> np.uint32(3)))
+                                          >> np.uint32(13)))
+    exponent = np.int64(a >> np.uint32(23))
+    significand = np.uint64(a & np.uint32(0x7FFFFF)) | np.uint64(0x800000 if exponent else 0)
+    shift = 126 - max(exponent, 1)  # value / 2**-24 = significand / 2**shift
+    if shift >= F16_MAX_SHIFT:
+        return sign
+    scaled = (np.uint64(noise) << np.uint64(shift - 16)) if shift >= 16 \
+        else (np.uint64(noise) >> np.uint64(16 - shift))
+    return np.uint16(sign | np.uint16((significand + scaled) >> np.uint64(shift)))
