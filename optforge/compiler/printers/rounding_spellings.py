@@ -22,7 +22,7 @@ def rounded_stochastically(plan: KernelPlan, dtypes: dict[str, str]) -> frozense
 def numba_rng_init(plan: KernelPlan, names, indent: str) -> list[str]:
     """Before the element loop of block ``lo .. lo + n - 1`` of bucket tensor ``j``."""
     return [line for n in sorted(names) for line in (
-        f"{indent}rn_{n} = np.empty(n + 8, dtype=np.uint32)",
+        f"{indent}rn_{n} = np.empty(n + 8, dtype=np.uint16)",
         f"{indent}fill_noise16(rn_{n}, lo, n, {SEED}, j, {STEP}, {salt(plan, n)})")]
 
 

@@ -56,9 +56,9 @@ def round_keys(seed, tid):
 
 @njit
 def fill_noise16(out, first, count, seed, tid, step, salt):
-    """The noise of elements ``first .. first + count - 1`` into ``out`` (uint32, at least
-    count + 7 long), element ``first + i`` at ``out[(first & 3) + i]``: whole quads from
-    ``first // 4``. The keys are precomputed and the rounds have no branches, so LLVM
+    """The noise of elements ``first .. first + count - 1`` into ``out`` (uint16 or
+    uint32, at least count + 7 long), element ``first + i`` at ``out[(first & 3) + i]``:
+    whole quads from ``first // 4``. The keys are precomputed and the rounds have no branches, so LLVM
     vectorizes the quad loop (~2 ns a quad, against ~30 ns for one call per quad)."""
     keys = round_keys(seed, tid)
     c2_start, c3_start = np.uint64(step) & LOW32, np.uint64(salt) & LOW32
