@@ -108,3 +108,31 @@ def test_backends_store_the_same_float16_parameters():
     for backend in ("numba", "triton"):
         assert all(torch.equal(_bits(a), _bits(b))
                    for a, b in zip(runs[backend][0], runs["torch"][0])), backend
+
+
+@pytest.mark.parametrize("cls", [optforge.LAMB, optforge.Muon])
+@pytest.mark.parametrize("param_rounding", ["kahan", "stochastic"])
+def test_bf16_parameters_through_reduce_and_matrix_stages(cls, param_rounding):
+    # LAMB: a reduce stage (another elementwise printer per backend); Muon: a matrix
+    # stage and an elementwise pre-stage; bf16 states rounded stochastically as well
+    found = {}
+    for backend in BACKENDS:
+        gen = torch.Generator().manual_seed(0)
+        params = [torch.randn(33, 20, generator=gen).bfloat16() for _ in range(2)]
+        opt = cls(params, backend=backend, param_rounding=param_rounding,
+                  state_dtype="bfloat16", rounding="stochastic")
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).bfloat16()
+            opt.step()
+        # the compensation is float32 math on reduction results (LAMB's trust ratio),
+        # whose summation order differs by backend: compared in value, not in bits
+        momentum = "exp_avg" if cls is optforge.LAMB else "momentum_buffer"
+        found[backend] = ([_bits(p) for p in params] + _stored(params, opt, [momentum]),
+                          [opt.state[p]["kahan_comp"].float() for p in params
+                           if "kahan_comp" in opt.state[p]])
+    for backend in ("numba", "triton"):
+        bits, compensation = found[backend]
+        assert all(torch.equal(a, b) for a, b in zip(found["torch"][0], bits)), backend
+        for a, b in zip(found["torch"][1], compensation):
+            torch.testing.assert_close(a, b, rtol=0, atol=2e-3 * float(b.abs().max()))
