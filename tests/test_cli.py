@@ -62,7 +62,8 @@ def test_show_prints_rule_plan_and_generated_code(capsys):
     assert main(["show", "adamw", "--backend", "torch"]) == 0
     out = capsys.readouterr().out
     assert "exp_avg <-" in out and "# elementwise stage" in out
-    assert "def step(t_p, t_g, t_exp_avg, t_exp_avg_sq, scalars, compute_dtype, reduced=())" in out
+    assert ("def step(t_p, t_g, t_exp_avg, t_exp_avg_sq, scalars, compute_dtype, reduced=(), "
+            "tid=0)") in out
 
 
 def test_show_selects_a_variant(capsys):

@@ -8,6 +8,7 @@ from ..compiler.passes.traffic import DTYPE_BYTES
 from ..dsl import names
 from ..dsl.spec import RuleSpec
 from ..runtime.optimizer import Optimizer
+from ..runtime.storage_options import stored_rule
 
 REGISTRY: dict[str, type["CatalogueOptimizer"]] = {}
 
@@ -45,17 +46,18 @@ class CatalogueOptimizer(Optimizer):
 
     @classmethod
     def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> int:
-        """Bytes of optimizer state per parameter element (``flags`` pick a variant)."""
-        variant = cls.rule.variant_of({**cls.rule.defaults, **flags})
-        rule = cls.rule.build(variant)
+        """Bytes of optimizer state per parameter element (``flags`` pick a variant and
+        may hold storage options: ``state_dtype="bfloat16"``, ``param_rounding="kahan"``)."""
+        rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
         return sum(DTYPE_BYTES[d.dtype or param_dtype] for d in rule.states.values()
                    if d.kind == "state")  # inputs are not stored; matrix states not per element
 
     @classmethod
     def traffic(cls, param_dtype: str = "float32", **flags):
-        """Bytes read and written per parameter element by one step."""
-        variant = cls.rule.variant_of({**cls.rule.defaults, **flags})
-        return traffic(lower(cls.rule.build(variant), cls.rule.hyper_symbols), param_dtype)
+        """Bytes read and written per parameter element by one step (``flags`` as in
+        ``state_bytes_per_param``)."""
+        rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
+        return traffic(lower(rule, cls.rule.hyper_symbols), param_dtype)
 
     @classmethod
     def latex(cls, **flags) -> str:

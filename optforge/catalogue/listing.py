@@ -21,6 +21,8 @@ def entry(name: str) -> dict:
             "summary": " ".join((cls.__doc__ or "").split()),
             "hyperparameters": {k: _json_value(v) for k, v in cls.rule.defaults.items()},
             "state_bytes_per_param": cls.state_bytes_per_param(),
+            # the same states stored as bfloat16 (state_dtype="bfloat16")
+            "state_bytes_per_param_bf16": cls.state_bytes_per_param(state_dtype="bfloat16"),
             "traffic_bytes_per_param": {"read": t.read, "written": t.written, "total": t.total},
             "source": cls.source}
 

@@ -2,7 +2,9 @@
 
 * the tensors a plan's kernels touch, in address-table order (``tensor_refs``), and each
   one's storage dtype for a parameter dtype (``storage_dtypes``);
-* how each written narrow tensor is rounded (``roundings``);
+* how each written narrow tensor is rounded (``roundings``), and which stochastic ones
+  the launcher seeds (``launcher_seeded``; the others draw from the plan's stream,
+  compiler/rounding.py);
 * the generated kernel's name (``kernel_name``);
 * where finished reduction results reach the kernels (``result_layout``: a per-tensor
   table of scalars and a table of row/column vectors) and how a reduce stage's partials
@@ -17,7 +19,8 @@ from dataclasses import dataclass
 from typing import Collection
 
 from .errors import CompileError
-from .plan import KernelPlan, ReduceOp, ReduceStage, ResultKind, Rounding, Scope, TensorRef
+from .plan import (KernelPlan, ReduceOp, ReduceStage, ResultKind, Rounding, Scope, StorageDtype,
+                   TensorRef)
 
 
 def tensor_refs(plan: KernelPlan) -> list[TensorRef]:
@@ -54,18 +57,43 @@ def storage_dtypes(plan: KernelPlan, param_dtype: str, backend: str) -> dict[str
     return out
 
 
-def roundings(plan: KernelPlan, dtypes: dict[str, str],
-              stochastic: Collection[str]) -> dict[str, Rounding]:
-    """How each written tensor is rounded when stored: stochastically where asked (only a
-    written bfloat16 tensor can be), else to nearest even."""
-    written = {r.name for r, _ in plan.stores}
+def roundings(plan: KernelPlan, dtypes: dict[str, str] | None,
+              stochastic: Collection[str] = ()) -> dict[str, Rounding]:
+    """How each written tensor is rounded when stored: the one answer every printer and
+    launcher reads.
+
+    Stochastically where the plan marks the store (the storage options ``rounding`` /
+    ``param_rounding="stochastic"``, see compiler/rounding.py) and the tensor is 16-bit
+    (a float32 or float64 store is exact: the mark changes nothing), and where a launcher
+    asks for it (``stochastic``: the triton launcher's own option, written bfloat16
+    tensors only); to nearest even otherwise. ``dtypes`` None: the dtypes are known only
+    when the kernel runs (the torch backend), so every marked store is stochastic there
+    and the generated code decides per tensor.
+    """
+    written = {r.name: r for r, _ in plan.stores}
     for name in sorted(stochastic):
-        if name not in written or dtypes[name] != "bfloat16":
+        if name not in written or dtypes is None or dtypes[name] != "bfloat16":
             raise CompileError(f"rule {plan.rule_name!r}: stochastic rounding asked for "
                                f"{name!r}, which is not a written bfloat16 tensor here "
-                               f"(written: {sorted((n, dtypes[n]) for n in written)})")
-    return {name: Rounding.STOCHASTIC if name in stochastic else Rounding.NEAREST_EVEN
-            for name in sorted(written)}
+                               f"(written: {sorted((n, (dtypes or {}).get(n)) for n in written)})")
+
+    def rounds_stochastically(ref: TensorRef) -> bool:
+        if ref.name in stochastic:
+            return True
+        return ref.rounding == Rounding.STOCHASTIC and (
+            dtypes is None or StorageDtype(dtypes[ref.name]).half)
+
+    return {name: Rounding.STOCHASTIC if rounds_stochastically(ref) else Rounding.NEAREST_EVEN
+            for name, ref in sorted(written.items())}
+
+
+def launcher_seeded(plan: KernelPlan, rounding: dict[str, Rounding]) -> tuple[str, ...]:
+    """The stochastically rounded tensors whose noise the launcher seeds, one
+    ``seed_<name>`` kernel argument each, in this order: those the plan does not mark (a
+    marked store draws from the plan's own stream, seeded by its run-time scalars)."""
+    marked = {r.name for r, _ in plan.stores if r.rounding == Rounding.STOCHASTIC}
+    return tuple(sorted(n for n, r in rounding.items()
+                        if r == Rounding.STOCHASTIC and n not in marked))
 
 
 def kernel_name(plan: KernelPlan, *variant: str) -> str:

@@ -133,9 +133,13 @@ class TensorRef:
     name: str
     role: TensorRole
     dtype: StorageDtype | None = None  # None: the parameter's dtype
+    # how a store into it rounds where it is 16-bit (set by compiler/rounding.py's
+    # mark_stochastic from the storage options; abi.roundings answers per backend)
+    rounding: Rounding = Rounding.NEAREST_EVEN
 
     def __post_init__(self):  # typed here once, however the compiler spelled them
         object.__setattr__(self, "role", TensorRole(self.role))
+        object.__setattr__(self, "rounding", Rounding(self.rounding))
         if self.dtype in tuple(StorageDtype):
             object.__setattr__(self, "dtype", StorageDtype(self.dtype))
 
@@ -220,6 +224,10 @@ class KernelPlan:
                                              for r in self.loads)) \
             + repr([(r.name, _text(r.dtype)) for r, _ in self.stores]) \
             + repr([str(s) for s in self.prologue_inputs])
+        stochastic = sorted(r.name for r, _ in self.stores
+                            if r.rounding != Rounding.NEAREST_EVEN)
+        if stochastic:  # (only then: every other plan keeps its fingerprint)
+            text += repr(stochastic)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -17,6 +17,9 @@ DISTRIBUTIONS = {
     "exponential": lambda rng: rng.expovariate(1.0),  # Exp(1): mean 1
     "uniform": lambda rng: rng.random(),  # U[0, 1)
     "normal": lambda rng: rng.gauss(0.0, 1.0),  # N(0, 1)
+    # a 24-bit integer (exact as the float32 scalar kernels receive): the Philox seed of
+    # stochastic rounding (compiler/rounding.py)
+    "seed24": lambda rng: float(rng.randrange(2**24)),
 }
 
 

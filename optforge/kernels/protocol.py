@@ -90,8 +90,10 @@ class Capabilities:
     # reads a parameter whose tensors share one dense non-contiguous layout (a transposed
     # weight, channels_last) in place; without it the runtime steps contiguous copies
     strided_tensors: bool = False
-    # the launcher takes ``stochastic=(<written tensor names>)``: bfloat16 stores of
-    # those round stochastically (others round to nearest even, as without it)
+    # rounds the stores a plan marks stochastic (the storage options ``rounding`` /
+    # ``param_rounding="stochastic"``: ``TensorRef.rounding``, ``abi.roundings``) with the
+    # one Philox stream of compiler/rounding.py, bit for bit as the torch backend; without
+    # it the runtime refuses such a plan by name, or runs it on torch under "auto"
     stochastic_rounding: bool = False
     # dispatches through tensor subclasses with their own __torch_dispatch__ (DTensor);
     # without it such tensors are refused in the check phase, naming the parameter

@@ -12,7 +12,7 @@ from .protocol import FLOAT_DTYPES, Backend, Capabilities, declared_support
 
 CAPABILITIES = Capabilities(devices=None, dtypes=FLOAT_DTYPES, reduce_stages=True,
                             row_col_scopes=True, matrix_stages=True, strided_tensors=True,
-                            stochastic_rounding=False, tensor_subclasses=True)
+                            stochastic_rounding=True, tensor_subclasses=True)
 
 
 def build(plan: KernelPlan):

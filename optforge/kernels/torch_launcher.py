@@ -65,4 +65,4 @@ class TorchLauncher:
         cdt = compute_dtype(params[0].dtype)
         for i, p in enumerate(params):
             self._step(p, grads[i], *[s[i] for s in states], scalars=scalars,
-                       compute_dtype=cdt, reduced=reduced[i] if reduced else ())
+                       compute_dtype=cdt, reduced=reduced[i] if reduced else (), tid=i)

@@ -16,6 +16,7 @@ import warnings
 import torch
 
 from ..compiler.errors import CompileError
+from ..compiler.plan import Rounding
 from ..kernels.protocol import FLOAT_DTYPES, Backend, Capabilities, Launcher
 from ..kernels.registry import BACKENDS
 
@@ -94,7 +95,17 @@ def missing_capability(capabilities: Capabilities, plan) -> str | None:
     if not capabilities.row_col_scopes and any(r.scope in ("row", "col")
                                                for r in plan.reductions):
         return "it cannot reduce over rows or columns (the rule uses over='row' or 'col')"
+    if not capabilities.stochastic_rounding and _rounds_stochastically(plan):
+        return ("it cannot round stores stochastically (the param group sets rounding= or "
+                "param_rounding='stochastic')")
     return None
+
+
+def _rounds_stochastically(plan) -> bool:
+    """Whether a store of ``plan`` or of its pre-stage plan is marked stochastic."""
+    return any(ref.rounding == Rounding.STOCHASTIC
+               for stage in (plan, plan.pre_plan) if stage is not None
+               for ref, _ in stage.stores)
 
 
 def bucket_launcher(requested: str, compiled, device: torch.device,

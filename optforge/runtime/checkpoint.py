@@ -26,6 +26,8 @@ from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
 from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
+from .storage_options import carry_over, stored_rule
+from ..compiler.storage import KAHAN_STATE
 
 # Catalogue rules that read the step count only to tell the first step from later ones,
 # and whose torch.optim twin keeps no "step": a loaded state that holds its tensors has
@@ -76,7 +78,7 @@ def _fill_states(spec, group: dict, keys: list, states: dict, eager: bool) -> No
     """Add the states the next step would create, so the checkpoint is complete: those of
     a flag turned on since the last step (amsgrad's max_exp_avg_sq; torch would raise
     KeyError, our load would refuse), and with ``eager`` whole fresh states."""
-    decls = spec.build(spec.variant_of(group)).states
+    decls = stored_rule(spec, group).states
     hyper = None
     for p, key in zip(group["params"], keys):
         state = states.get(key)
@@ -152,7 +154,7 @@ def check(opt, state_dict) -> list[tuple[dict, dict]]:
                              f"{len(saved['params'])} parameters saved, {len(group['params'])} "
                              f"in this {cls}")
         completed, spec = complete_group(opt, group, saved, gi)
-        rule = spec.build(spec.variant_of(completed))
+        rule = stored_rule(spec, completed)
         states = {}
         for i, (key, p) in enumerate(zip(saved["params"], group["params"])):
             if key in state_dict["state"]:
@@ -177,6 +179,7 @@ def complete_group(opt, group: dict, saved: dict, gi: int):
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{where}: {exc}") from exc
     _from_torch_keys(spec, completed, where)
+    carry_over(group, completed)
     for key, default in spec.defaults.items():  # e.g. a checkpoint of torch or another rule
         completed.setdefault(key, default)
     opt._check_values(completed, f"loaded param group {gi}")
@@ -208,6 +211,8 @@ def check_state(rule: Rule, spec, param, state, where: str):
         return None
     decls = {name: d for name, d in rule.states.items() if d.stored}
     for name, decl in decls.items():
+        if state.get(name) is None and name == KAHAN_STATE:
+            continue  # a checkpoint of uncompensated updates: the next step starts it at 0
         if state.get(name) is None:
             # re-created at its initial value it would silently restart (with a zeroed
             # second moment, Adam's next step is several times lr)

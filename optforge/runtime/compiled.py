@@ -12,6 +12,8 @@ from typing import Callable
 
 from ..compiler import KernelPlan, lower
 from ..compiler.printers.host import prologue_source
+from ..compiler.rounding import mark_stochastic
+from ..compiler.storage import DEFAULT, StorageOptions, with_storage
 from ..dsl.rule import Rule
 from ..dsl.spec import RuleSpec, Variant
 from ..kernels.cache import load_module
@@ -38,13 +40,16 @@ class CompiledPlan:
         # asked on every step: answered once here
         self.has_inputs = any(d.kind == "input" for d in self.plan.states.values())
         self.stored_names = tuple(n for n, d in self.plan.states.items() if d.stored)
+        self._inputs = frozenset(s.name for s in self.plan.prologue_inputs)
 
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:
         """The kernel's run-time scalars for one group at one step (float64 on the host)."""
         # the prologue's arguments are the user's names prefixed ``u_`` (printers/host.py)
         values = {"u_" + k: v for k, v in hyper_values.items()}
-        values.update({"u_" + k: v for k, v in (random_values or {}).items()})
+        # (a pre-stage and its main stage may take different random scalars: each its own)
+        values.update({"u_" + k: v for k, v in (random_values or {}).items()
+                       if k in self._inputs})
         try:
             return self._prologue(**values, u_t=step)
         except (ArithmeticError, ValueError, TypeError) as exc:
@@ -63,23 +68,28 @@ class CompiledPlan:
 
 class CompiledRule(CompiledPlan):
     """A rule variant: its plan (and the plan of its elementwise pre-stage, ``pre``, when
-    a matrix rule has one), prologues and kernels."""
+    a matrix rule has one), prologues and kernels; ``storage``: how its states and
+    parameter are stored (compiler/storage.py)."""
 
-    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False):
-        self.variant = variant
-        self.rule: Rule = spec.build(variant)
-        super().__init__(spec, lower(self.rule, spec.hyper_symbols, guard_nonfinite))
+    def __init__(self, spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False,
+                 storage: StorageOptions = DEFAULT):
+        self.variant, self.storage = variant, storage
+        self.rule: Rule = with_storage(spec.build(variant), storage)
+        plan = lower(self.rule, spec.hyper_symbols, guard_nonfinite)
+        super().__init__(spec, mark_stochastic(plan, storage))
         self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
         STATS["plans"] += 1
 
 
-def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False) -> CompiledRule:
-    """The shared CompiledRule for a rule function and variant (and non-finite guard)."""
-    key = (spec.fn, variant, guard_nonfinite)
+def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False,
+                 storage: StorageOptions = DEFAULT) -> CompiledRule:
+    """The shared CompiledRule for a rule function and variant (and non-finite guard and
+    storage options)."""
+    key = (spec.fn, variant, guard_nonfinite, storage)
     with _lock:  # an OrderedDict's reordering is not atomic: every touch under the lock
         found = _cache.get(key)
         if found is None:
-            found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite)
+            found = _cache[key] = CompiledRule(spec, variant, guard_nonfinite, storage)
             while len(_cache) > MAX_COMPILED:
                 _cache.popitem(last=False)
         else:

@@ -11,7 +11,10 @@ each step, a set difference over a dozen keys).
 A group with its own ``"rule"`` starts from that rule's defaults (not the optimizer's
 rule's) and takes the hyperparameters given to the constructor that the rule shares, as
 a torch group takes the constructor's defaults: ``optforge.Muon(groups, weight_decay=0.01)``
-applies weight decay in an AdamW-routed group too.
+applies weight decay in an AdamW-routed group too. The storage options that mean the
+same for every rule (``state_dtype``, ``rounding``, ``param_rounding``: see
+runtime/storage_options.py) are inherited the same way; ``state_dtypes`` names one rule's
+states and is not. They are read keys, never warned about.
 """
 from __future__ import annotations
 
@@ -40,9 +43,10 @@ def warn_unread(owner: str, rule: str, where: str, keys: list[str], known) -> No
                   f"{sorted(known)}", UserWarning, stacklevel=4)
 
 
-def inherited(constructor_hyper: dict, rule_defaults: dict) -> dict:
-    """The constructor's hyperparameters a routed group's rule shares (same name)."""
-    return {k: v for k, v in constructor_hyper.items() if k in rule_defaults}
+def inherited(constructor_hyper: dict, shared_keys) -> dict:
+    """The constructor's values a routed group's rule shares: its hyperparameters of the
+    same name (and the storage options every rule takes, ``shared_keys`` holds both)."""
+    return {k: v for k, v in constructor_hyper.items() if k in shared_keys}
 
 
 def warn_new_keys(opt) -> None:

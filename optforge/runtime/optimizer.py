@@ -24,6 +24,7 @@ from .inputs import gather
 from .module_stats import LayerStats
 from .routing import RULE_KEY, resolve_rule
 from . import stepping
+from . import storage_options
 from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
                          check_intervals, check_ranges, check_tensor_sizes, check_types,
@@ -84,7 +85,8 @@ class Optimizer(torch.optim.Optimizer):
         keys that no rule reads are a warning (torch lets any key into a group)."""
         spec = self.spec_of(group)
         if where == "the constructor":  # only the rule's own names and flags, as torch
-            unknown = sorted(set(group) - {*spec.defaults, *self.torch_flags})
+            unknown = sorted(set(group) - {*spec.defaults, *self.torch_flags,
+                                           *storage_options.STORAGE_KEYS})
             if unknown:
                 raise TypeError(f"{type(self).__name__} ({spec.name}): unknown "
                                 f"hyperparameter(s) {unknown} in {where}; known: "
@@ -96,7 +98,7 @@ class Optimizer(torch.optim.Optimizer):
 
     def _readable_keys(self, spec: RuleSpec) -> set:
         return {*spec.defaults, *spec.aliases, *self.torch_flags, *self.own_group_keys,
-                SKIP_COUNTER, RULE_KEY}
+                *storage_options.STORAGE_KEYS, SKIP_COUNTER, RULE_KEY}
 
     def _check_values(self, group: dict, where: str) -> None:
         """Types and torch's ranges and messages (subclasses add their own rules)."""
@@ -109,18 +111,25 @@ class Optimizer(torch.optim.Optimizer):
         check_intervals(group, spec.interval_keys(group), name, where)
         check_flags(group, self.torch_flags, name)
         check_differentiable(group, spec.defaults, name)
+        storage_options.check(spec, group, name, where)
 
     def add_param_group(self, param_group: dict) -> None:
         where = f"param group {len(self.param_groups)}"
         self._check_keys(param_group, where)
         routed = RULE_KEY in param_group
+        defaults = self.defaults
         if routed:  # that rule's defaults and the constructor's values it shares
             flags = {k: self.defaults[k] for k in self.torch_flags if k in self.defaults}
             rule_defaults = self.spec_of(param_group).defaults
-            shared = inherited(getattr(self, "constructor_hyper", {}), rule_defaults)
+            shared = inherited(getattr(self, "constructor_hyper", {}),
+                               {*rule_defaults, *storage_options.ANY_RULE_KEYS})
             param_group = {**rule_defaults, **flags, **shared, **param_group}
+            # the constructor's storage options the group did not inherit are not its
+            # (state_dtypes names the constructor rule's states)
+            defaults = {k: v for k, v in defaults.items()
+                        if k not in storage_options.STORAGE_KEYS}
         # checked before torch appends it: a refused group leaves no trace
-        self._check_values({**self.defaults, **param_group}, where)
+        self._check_values({**defaults, **param_group}, where)
         own = set(param_group)
         super().add_param_group(param_group)
         self.__dict__.setdefault("_warned_keys", set()).update(
@@ -209,7 +218,8 @@ class Optimizer(torch.optim.Optimizer):
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
         spec = self.spec_of(group)
-        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite)
+        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite,
+                            storage_options.options_of(spec, group))
 
     def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""

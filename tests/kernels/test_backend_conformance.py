@@ -298,29 +298,37 @@ def test_tensor_subclasses_step_or_are_refused_before_any_write(backend):
 
 
 def test_stochastic_rounding_when_declared_nearest_even_otherwise(backend):
-    """An SGD step under half a bfloat16 ulp: nearest-even never moves the weights; a
-    launcher built with stochastic=("p",) moves them by lr on average."""
+    """An SGD step under half a bfloat16 ulp: nearest-even never moves the weights; with
+    param_rounding="stochastic" a backend declaring stochastic_rounding moves them by lr
+    on average, with the torch backend's bits (one Philox stream); a backend that does
+    not declare it is refused by name, nothing written."""
     name, b, device = backend
     if torch.bfloat16 not in b.capabilities.dtypes:
         pytest.skip(f"{name} takes no bfloat16 parameters")
     n, lr = 100_000, 2.0**-10
-    p = torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16, device=device))
-    p.grad = torch.full((n,), -1.0, dtype=torch.bfloat16, device=device)
-    optforge.SGD([p], lr=lr, backend=name).step()
+
+    def stepped(backend_name, **storage):
+        p = torch.nn.Parameter(torch.ones(n, dtype=torch.bfloat16, device=device))
+        p.grad = torch.full((n,), -1.0, dtype=torch.bfloat16, device=device)
+        opt = optforge.SGD([p], lr=lr, backend=backend_name, seed=3, **storage)
+        return p, opt
+
+    p, opt = stepped(name)
+    opt.step()
     assert torch.equal(p.detach().float().cpu(), torch.ones(n))
-    spec = optforge.SGD.rule
-    compiled = compile_rule(spec, spec.default_variant)
+    p, opt = stepped(name, param_rounding="stochastic")
     if not b.capabilities.stochastic_rounding:
-        with pytest.raises(TypeError, match="stochastic"):  # the option is not taken
-            b.build(compiled.plan, stochastic=("p",))
+        with pytest.raises(BackendError, match="cannot round stores stochastically"):
+            opt.step()
+        assert torch.equal(p.detach().float().cpu(), torch.ones(n)) and not opt.state.get(p)
         return
-    launcher = b.build(compiled.plan, stochastic=("p",))
-    q = torch.ones(n, dtype=torch.bfloat16, device=device)
-    torch.manual_seed(0)
-    launcher([q], [p.grad], [], compiled.scalars(
-        spec.hyper_values({**spec.defaults, "lr": lr}), 1.0))
+    opt.step()
     sigma = 2**-7 * math.sqrt(0.125 * 0.875 / n)  # rounds up with probability 1/8
-    assert abs(q.float().mean().item() - (1.0 + lr)) < 5 * sigma
+    assert abs(p.detach().float().mean().item() - (1.0 + lr)) < 5 * sigma
+    reference, opt = stepped("torch", param_rounding="stochastic")
+    opt.step()
+    assert torch.equal(p.detach().view(torch.int16).cpu(),
+                       reference.detach().view(torch.int16).cpu())
 
 
 # ---- refusals leave everything as it was ----------------------------------------------

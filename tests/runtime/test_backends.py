@@ -85,3 +85,23 @@ def test_register_refuses_taken_and_reserved_names(monkeypatch):
         register(_fake("auto"))
     with pytest.raises(TypeError, match="Backend"):
         register("numba")
+
+
+def test_a_missing_stochastic_rounding_is_refused_by_name_or_run_on_torch(monkeypatch):
+    """A plan whose stores the storage options mark stochastic needs the capability."""
+    exact = _fake("fake_exact", reduce_stages=True, row_col_scopes=True)
+    monkeypatch.setitem(BACKENDS, exact.name, exact)
+    p = torch.nn.Parameter(torch.ones(64, dtype=torch.bfloat16))
+    p.grad = torch.full((64,), -1.0, dtype=torch.bfloat16)
+    opt = optforge.SGD([p], lr=2.0**-10, backend="fake_exact", param_rounding="stochastic")
+    with pytest.raises(BackendError, match="backend 'fake_exact' cannot run rule 'SGD': it "
+                                           "cannot round stores stochastically"):
+        opt.step()
+    assert torch.equal(p.detach(), torch.ones(64, dtype=torch.bfloat16)) and not opt.state.get(p)
+    # under "auto" the same group runs on torch; without the option, on the fake backend
+    auto = optforge.SGD([p], lr=2.0**-10, param_rounding="stochastic")
+    compiled, launcher = _bucket_launcher(auto, p)
+    assert launcher is compiled.launcher(BACKENDS["torch"])
+    plain = optforge.SGD([p], lr=2.0**-10)
+    compiled, launcher = _bucket_launcher(plain, p)
+    assert launcher is compiled.launcher(exact)

@@ -53,8 +53,10 @@ class BasePrinter:
     PER_ELEMENT: tuple[type, ...] = (TensorSymbol,)
     FINITE_ONLY = True  # refuse inf/nan literals (no backend spelling that is safe)
 
-    def __init__(self, rule_name: str):
+    def __init__(self, rule_name: str, param_dtype: str | None = None):
         self.rule_name = rule_name
+        # the parameter's storage dtype where the printer knows it (ParamRound spells it)
+        self.param_dtype = param_dtype
         # temporaries whose value is a scalar (CSE can name a condition on the step or a
         # hyperparameter, ``e0 = (s0 != 0.0)``): not per-element values
         self.scalar_temps: set[sp.Symbol] = set()
@@ -191,6 +193,16 @@ class BasePrinter:
     def _print_BooleanFalse(self, e):
         return "False"
 
+    # ---- storage ----------------------------------------------------------------------------
+    def _print_ParamRound(self, e):
+        """``x`` as the parameter would keep it (compiler/storage.py: Kahan-compensated
+        updates need what a store of the update into ``p`` loses)."""
+        return self.param_round(self.doprint(e.args[0]))
+
+    def param_round(self, value: str) -> str:
+        """``value`` rounded to the parameter's storage dtype and read back."""
+        raise NotImplementedError
+
     # ---- backend hooks --------------------------------------------------------------------
     def literal(self, value: float) -> str:
         """A finite float constant in the compute type."""
@@ -206,5 +218,7 @@ class BasePrinter:
 
     def store(self, name: str, dtype: str, value: str, masked: bool = False,
               rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
-        """The statement writing ``value`` (compute type) into tensor ``name``."""
+        """The statement writing ``value`` (compute type) into tensor ``name``, rounded as
+        ``abi.roundings`` says (a stochastic store reads the block's noise, ``noise_lines``
+        of the backend's module)."""
         raise NotImplementedError

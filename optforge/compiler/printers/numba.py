@@ -13,13 +13,14 @@ from __future__ import annotations
 import sympy as sp
 
 from ...dsl.symbols import TensorSymbol
-from ..abi import kernel_name, storage_dtypes
+from ..abi import kernel_name, roundings, storage_dtypes
 from ..errors import CompileError
-from ..plan import ElemTemp, KernelPlan, ReduceResult, ScalarTemp, ScopeTemp
+from ..plan import ElemTemp, KernelPlan, ReduceResult, Rounding, ScalarTemp, ScopeTemp
+from ..rounding import SEED, STEP, salt
 from ..templates import render
 from .base import BasePrinter
 
-__all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "numba_source"]
+__all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "noise_lines", "numba_source"]
 
 _NP = {"float32": "np.float32", "float64": "np.float64"}
 
@@ -46,9 +47,11 @@ class NumbaPrinter(BasePrinter):
     MAX, MIN = "fmax", "fmin"  # NaN-propagating, as torch.maximum
     SYMBOLS = (TensorSymbol, ElemTemp, ScalarTemp, ReduceResult, ScopeTemp)
 
-    def __init__(self, rule_name: str, ftype: str):
-        super().__init__(rule_name)
+    def __init__(self, rule_name: str, ftype: str, param_dtype: str | None = None):
+        super().__init__(rule_name, param_dtype)
         self.ftype, self.f = ftype, _NP[ftype]
+        # element ``i`` of a run is element ``element`` of the block (noise_lines)
+        self.element = "i"
 
     def literal(self, value: float) -> str:
         return f"{self.f}({value!r})"
@@ -61,15 +64,34 @@ class NumbaPrinter(BasePrinter):
         return f"v_{name} = {value}"
 
     def store(self, name: str, dtype: str, value: str, masked: bool = False,
-              rounding=None) -> str:
+              rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
         _, _, _, f32_to_bits = STORAGE[dtype]
         if f32_to_bits is None:
             value = value if dtype == self.ftype else f"{_NP[dtype]}({value})"
         else:
             if self.ftype == "float64":  # via float32, as torch's float64 -> 16-bit casts do
                 value = f"np.float32({value})"
-            value = f"{f32_to_bits}({value})"
+            value = (f"{f32_to_bits}_sr({value}, rn_{name}[(lo & 3) + {self.element}])"
+                     if rounding == Rounding.STOCHASTIC else f"{f32_to_bits}({value})")
         return f"a_{name}[i] = {value}"
+
+    def param_round(self, value: str) -> str:
+        if self.param_dtype == "bfloat16":
+            return f"bf16_to_f32(f32_to_bf16({value}))"
+        if self.param_dtype == "float16":
+            return f"f16_to_f32(f32_to_f16({value}))"
+        return value  # float32 / float64 parameters keep the value exactly
+
+
+def noise_lines(plan: KernelPlan, rounding: dict[str, Rounding], indent: str) -> list[str]:
+    """Before the element loop of block ``lo .. lo + n - 1`` of bucket tensor ``j``: the
+    block's noise for each stochastic store (``rn_<name>``), filled by a vectorized
+    Philox (kernels/numba/philox.fill_noise16), so the element loop stays branch-free and
+    one Philox call serves four elements; element ``lo + k`` reads ``rn_<name>[(lo & 3)
+    + k]``."""
+    return [line for name, r in rounding.items() if r == Rounding.STOCHASTIC for line in (
+        f"{indent}rn_{name} = np.empty(n + 8, dtype=np.uint16)",
+        f"{indent}fill_noise16(rn_{name}, lo, n, {SEED}, j, {STEP}, {salt(plan, name)})")]
 
 
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
@@ -82,18 +104,20 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
         from .numba_reduce import stages_source
         return stages_source(plan, param_dtype)
     ftype = compute_dtype(param_dtype)
-    pr = NumbaPrinter(plan.rule_name, ftype)
+    pr = NumbaPrinter(plan.rule_name, ftype, param_dtype)
     dtypes = storage_dtypes(plan, param_dtype, "numba")
+    rounding = roundings(plan, dtypes)
     slots = list(dtypes)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
     views = []
     for k, name in enumerate(slots):
         ptr, size, _, _ = STORAGE[dtypes[name]]
         views.append(f"        a_{name} = carray({ptr}(addresses[{k}, j] + {size} * lo), n)")
+    views += noise_lines(plan, rounding, " " * 8)
     loads = [f"            {pr.load(r.name, dtypes[r.name])}" for r in plan.loads]
     temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [f"            {pr.store(r.name, dtypes[r.name], pr.doprint(e))}"
-              for r, e in plan.stores]
+    stores = [" " * 12 + pr.store(r.name, dtypes[r.name], pr.doprint(e),
+                                  rounding=rounding[r.name]) for r, e in plan.stores]
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,
                   storage=", ".join(f"{n}={d}" for n, d in dtypes.items()),

@@ -15,11 +15,11 @@ block is one run, as in the elementwise kernels.
 """
 from __future__ import annotations
 
-from ..abi import PartialGroups, kernel_name, partial_groups, storage_dtypes
+from ..abi import PartialGroups, kernel_name, partial_groups, roundings, storage_dtypes
 from ..plan import KernelPlan, ReduceKind, ReduceOp
 from ..scope_use import elementwise_exprs, stage_exprs
 from ..templates import render
-from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype
+from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype, noise_lines
 from .numba_scopes import Scopes
 
 LANES = 16
@@ -52,7 +52,8 @@ class _Kernel:
         self.plan = plan
         self.ftype = compute_dtype(param_dtype)
         self.f = _NP[self.ftype]
-        self.pr = NumbaPrinter(plan.rule_name, self.ftype)
+        self.pr = NumbaPrinter(plan.rule_name, self.ftype, param_dtype)
+        self.pr.element = "s + i"  # runs start ``s`` elements into the block
         self.dtypes = storage_dtypes(plan, param_dtype, "numba")
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
@@ -96,16 +97,18 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
     k = _Kernel(plan, param_dtype, elementwise_exprs(plan))
     refs = {r.name: r for r in plan.loads} | {r.name: r for r, _ in plan.stores}
     touched = [refs[n] for n in k.slots if n in refs]
+    rounding = roundings(plan, k.dtypes)
 
     def body(indent):
         inner = indent + "    "
         lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
         lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        lines += [f"{inner}{k.pr.store(r.name, k.dtypes[r.name], k.pr.doprint(e))}"
-                  for r, e in plan.stores]
+        lines += [inner + k.pr.store(r.name, k.dtypes[r.name], k.pr.doprint(e),
+                                     rounding=rounding[r.name]) for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
-    return k.head(kernel_name(plan, param_dtype), "") + k.runs(touched, body, k.scopes.per_row)
+    return (k.head(kernel_name(plan, param_dtype), "") + noise_lines(plan, rounding, I2)
+            + k.runs(touched, body, k.scopes.per_row))
 
 
 def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:

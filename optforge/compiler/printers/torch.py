@@ -8,7 +8,10 @@ import sympy as sp
 
 from ...dsl.matrix import Every, Orthogonalize
 from ...dsl.symbols import TensorSymbol
-from ..plan import ElemTemp, KernelPlan, ReduceResult, ScopeTemp, StorageDtype, TensorRole
+from ..abi import roundings
+from ..plan import (ElemTemp, KernelPlan, ReduceResult, Rounding, ScopeTemp, StorageDtype,
+                    TensorRole)
+from ..rounding import SEED, STEP, salt
 from ..templates import render
 from .base import BasePrinter, local
 
@@ -33,9 +36,10 @@ class TorchPrinter(BasePrinter):
     PER_ELEMENT = (TensorSymbol, ReduceResult, ScopeTemp)
     FINITE_ONLY = False
 
-    def __init__(self, rule_name: str):
+    def __init__(self, rule_name: str, salts: dict[str, int] | None = None):
         super().__init__(rule_name)
         self.keep_dtype = set()  # orthogonalize nodes whose result a half buffer takes as is
+        self.salts = salts or {}  # each stochastic store's stream (compiler/rounding.py)
 
     def temps(self, temps) -> list[str]:
         """``name = value`` lines for one generated function's temporaries."""
@@ -93,26 +97,36 @@ class TorchPrinter(BasePrinter):
         return f"v_{name} = _load({arg(name)}, compute_dtype)"  # widened to compute_dtype
 
     def store(self, name: str, dtype: str, value: str, masked: bool = False,
-              rounding=None) -> str:
-        return f"{arg(name)}.copy_({value})"  # copy_ rounds to the tensor's dtype
+              rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
+        if rounding == Rounding.STOCHASTIC:  # the tensor's dtype is known only when it runs:
+            # kernels/philox_torch.store rounds a 16-bit one stochastically, copies others
+            return (f"_rnd.store({arg(name)}, {value}, {SEED}, tid, {STEP}, "
+                    f"{self.salts[name]})")
+        return f"{arg(name)}.copy_({value})"  # copy_ rounds to the tensor's dtype to nearest
+
+    def param_round(self, value: str) -> str:
+        return f"{value}.to(t_p.dtype).to(compute_dtype)"
 
 
 def torch_source(plan: KernelPlan) -> str:
     """A module defining ``step(<tensors>, scalars, compute_dtype)`` for one plan."""
-    pr = TorchPrinter(plan.rule_name)
+    rounding = roundings(plan, None)
+    pr = TorchPrinter(plan.rule_name, {n: salt(plan, n) for n, how in rounding.items()
+                                       if how == Rounding.STOCHASTIC})
     names = _signature(plan)
     loads = [f"    {pr.load(r.name)}" for r in plan.loads]
     temps = pr.temps(plan.temps)
     outputs, stores = [], []
     for ref, e in plan.stores:
+        value, how = pr.doprint(e), rounding[ref.name]
         if not pr.tensor(e):  # a value the same for every element
-            stores.append(f"    {arg(ref.name)}.fill_({pr.doprint(e)})")
+            stores.append(f"    {arg(ref.name)}.fill_({value})" if how == Rounding.NEAREST_EVEN
+                          else "    " + pr.store(ref.name, ref.dtype, value, rounding=how))
             continue
-        value = pr.doprint(e)
         if e.is_Symbol and not isinstance(e, ElemTemp):
             value += ".clone()"  # a bare load may alias a tensor written before it
         outputs.append(f"    n_{ref.name} = {value}")
-        stores.append(f"    {pr.store(ref.name, ref.dtype, f'n_{ref.name}')}")
+        stores.append("    " + pr.store(ref.name, ref.dtype, f"n_{ref.name}", rounding=how))
     return render("torch_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   tensors=", ".join(names),
                   scalars="".join(f"{s.name}, " for s in plan.scalar_args),

@@ -22,8 +22,9 @@ import sympy as sp
 
 from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name as abi_kernel_name, roundings, storage_dtypes as abi_storage_dtypes
-from ..abi import tensor_refs
+from ..abi import launcher_seeded, tensor_refs
 from ..plan import ElemTemp, KernelPlan, Rounding, ScalarTemp
+from ..rounding import SEED, STEP, salt
 from ..templates import render
 from .base import BasePrinter
 
@@ -57,15 +58,19 @@ def helpers(interpreted: bool) -> str:
         "triton_bf16_bits.py" if interpreted else "triton_bf16_native.py"))
 
 
-def rng_lines(stochastic) -> str:
-    """Per stochastic tensor, the block's 16-bit noise (before the full/tail branch)."""
-    if not stochastic:
-        return ""
-    lines = ["    # Philox counters distinct for every element of every tensor of the launch",
-             "    rng_base = tid.to(tl.int64) * 274877906944 + start // 4"]
-    lines += [f"    noise_{n} = philox_noise16(seed_{n}, rng_base, BLOCK_SIZE)"
-              for n in sorted(stochastic)]
-    return "\n".join(lines) + "\n"
+def rng_lines(plan: KernelPlan, rounding: dict[str, Rounding]) -> str:
+    """Per stochastic tensor, the block's 16-bit noise (before the full/tail branch), from
+    the one Philox stream (compiler/rounding.py): seeded by the launcher's ``seed_<name>``
+    argument (``abi.launcher_seeded``) or by the plan's own ``sr_seed`` and ``sr_step``."""
+    seeded = launcher_seeded(plan, rounding)
+    marked = [n for n, r in rounding.items() if r == Rounding.STOCHASTIC and n not in seeded]
+    lines = [f"    noise_{n} = philox_noise16(seed_{n}, tid, start // 4, 0, {salt(plan, n)}, "
+             "BLOCK_SIZE)" for n in seeded]
+    if marked:
+        lines += [f"    rng_seed = {SEED}.to(tl.int64)", f"    rng_step = {STEP}.to(tl.uint32)"]
+    lines += [f"    noise_{n} = philox_noise16(rng_seed, tid, start // 4, rng_step, "
+              f"{salt(plan, n)}, BLOCK_SIZE)" for n in marked]
+    return "".join(line + "\n" for line in lines)
 
 
 class TritonPrinter(BasePrinter):
@@ -131,20 +136,30 @@ class TritonPrinter(BasePrinter):
 
     def store(self, name: str, dtype: str, value: str, masked: bool = False,
               rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
+        stochastic = rounding == Rounding.STOCHASTIC
         if dtype == "bfloat16":
-            value = (f"f32_to_bf16_sr({value}, noise_{name})"
-                     if rounding == Rounding.STOCHASTIC else f"f32_to_bf16_rne({value})")
+            value = (f"f32_to_bf16_sr({value}, noise_{name})" if stochastic
+                     else f"f32_to_bf16_rne({value})")
         elif dtype == "float16":
-            value = f"{value}.to(tl.float16)"  # fp32 -> fp16 rounds to nearest even
+            value = (f"f32_to_f16_sr({value}, noise_{name}).to(tl.float16, bitcast=True)"
+                     if stochastic else f"{value}.to(tl.float16)")  # (nearest even)
         return f"tl.store(ptr_{name} + offs, {value}{', mask=mask' if masked else ''})"
+
+    def param_round(self, value: str) -> str:
+        if self.param_dtype == "bfloat16":
+            return f"bf16_to_f32(f32_to_bf16_rne({value}))"
+        if self.param_dtype == "float16":
+            return f"{value}.to(tl.float16).to(tl.float32)"
+        return value  # float32 parameters keep the value exactly
 
 
 def triton_source(plan: KernelPlan, param_dtype: str = "float32",
                   stochastic: frozenset | set | tuple = (), interpreted: bool = False) -> str:
     """A module defining one kernel for ``plan`` with params stored as ``param_dtype``.
 
-    ``stochastic`` names the written bf16 tensors ("p", a state) rounded stochastically
-    (each gets a ``seed_<name>`` argument); the others round to nearest even.
+    ``stochastic`` names the written bf16 tensors ("p", a state) the launcher rounds
+    stochastically (each gets a ``seed_<name>`` argument); the stores the plan marks
+    round stochastically too (``abi.roundings``); the others round to nearest even.
     ``interpreted``: for TRITON_INTERPRET=1 (bfloat16 as raw bits, rounded by hand).
     """
     dtypes = storage_dtypes(plan, param_dtype)
@@ -152,7 +167,7 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     if plan.reduce_stages:  # reduce kernels + an elementwise kernel reading their results
         from .triton_reduce import stages_source
         return stages_source(plan, dtypes, rounding, interpreted)
-    pr = TritonPrinter(plan.rule_name)
+    pr = TritonPrinter(plan.rule_name, dtypes.get("p", param_dtype))
     # temporaries CSE made of scalar conditions (e0 = s0 != 0.0) are scalars for logic()
     pr.note_scalar_temps(plan.temps)
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
@@ -196,17 +211,19 @@ def store_lines(pr: TritonPrinter, plan: KernelPlan, dtypes, rounding, masked: b
 def render_module(template: str, plan: KernelPlan, dtypes: dict[str, str],
                   rounding: dict[str, Rounding], interpreted: bool, **fields) -> str:
     """Fill a kernel module template: the fields every triton module shares (kernel name,
-    run-time scalars cast once, one seed per stochastically rounded tensor) and ``fields``."""
-    stochastic = frozenset(n for n, r in rounding.items() if r == Rounding.STOCHASTIC)
+    run-time scalars cast once, one seed per tensor the launcher rounds stochastically, the
+    noise of every stochastic store) and ``fields``."""
+    stochastic = sorted(n for n, r in rounding.items() if r == Rounding.STOCHASTIC)
+    seeded = launcher_seeded(plan, rounding)
+    seeds = [f"seed_{n}" for n in seeded]
     scalars = [s.name for s in plan.scalar_args]
-    seeds = [f"seed_{n}" for n in sorted(stochastic)]
     return render(template, rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   dtypes=", ".join(f"{k}:{v}" for k, v in dtypes.items()),
-                  stochastic=", ".join(sorted(stochastic)) or "none",
+                  stochastic=", ".join(stochastic) or "none",
                   helpers=helpers(interpreted),
-                  kernel=kernel_name(plan, dtypes, stochastic, interpreted),
+                  kernel=kernel_name(plan, dtypes, frozenset(seeded), interpreted),
                   args="".join(f"{a}, " for a in scalars + seeds),
-                  casts=scalar_casts(plan), rng=rng_lines(stochastic), **fields)
+                  casts=scalar_casts(plan), rng=rng_lines(plan, rounding), **fields)
 
 
 def scalar_casts(plan: KernelPlan) -> str:

@@ -27,7 +27,7 @@ table. Not measured: the interpreter's timings say nothing about a GPU's.
 """
 from __future__ import annotations
 
-from ..abi import partial_groups, result_layout
+from ..abi import launcher_seeded, partial_groups, result_layout
 from ..plan import KernelPlan, ReduceKind, ReduceResult, ResultKind, Rounding, ScopeTemp
 from ..scope_use import ScopeUse, elementwise_exprs, stage_exprs
 from ..templates import render
@@ -95,7 +95,7 @@ class Scopes(ScopeUse):
 
 
 def _elementwise(plan, dtypes, rounding, interpreted) -> dict:
-    pr = StagePrinter(plan.rule_name)
+    pr = StagePrinter(plan.rule_name, dtypes.get("p"))  # (p's dtype wherever p is stored)
     scopes = Scopes(plan, pr, elementwise_exprs(plan))
     rows = pointer_rows(plan, dtypes, interpreted)
     head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)"] if scopes.uses_vectors else []
@@ -198,8 +198,7 @@ def _reduce(plan, dtypes, name, index, interpreted) -> str:
 def stages_source(plan: KernelPlan, dtypes: dict[str, str], rounding: dict[str, Rounding],
                   interpreted: bool = False) -> str:
     """A module defining ``kernel`` (the elementwise stage) and ``REDUCE_STAGES``."""
-    stochastic = frozenset(n for n, r in rounding.items() if r == Rounding.STOCHASTIC)
-    name = kernel_name(plan, dtypes, stochastic, interpreted)
+    name = kernel_name(plan, dtypes, frozenset(launcher_seeded(plan, rounding)), interpreted)
     reduces = [_reduce(plan, dtypes, name, k, interpreted)
                for k in range(len(plan.reduce_stages))]
     stages = "".join(f"{name}_r{k}, " for k in range(len(plan.reduce_stages)))

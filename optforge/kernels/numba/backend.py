@@ -15,7 +15,7 @@ from ..protocol import FLOAT_DTYPES, Backend, Capabilities, declared_support
 
 CAPABILITIES = Capabilities(devices=("cpu",), dtypes=FLOAT_DTYPES, reduce_stages=True,
                             row_col_scopes=True, matrix_stages=False, strided_tensors=True,
-                            stochastic_rounding=False, tensor_subclasses=False)
+                            stochastic_rounding=True, tensor_subclasses=False)
 
 
 @functools.cache

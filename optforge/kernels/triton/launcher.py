@@ -27,8 +27,9 @@ from typing import Callable
 import torch
 
 from ...compiler.errors import CompileError
-from ...compiler.plan import KernelPlan
-from ...compiler.abi import result_layout, storage_dtypes, tensor_refs
+from ...compiler.plan import KernelPlan, Rounding
+from ...compiler.abi import (launcher_seeded, result_layout, roundings, storage_dtypes,
+                             tensor_refs)
 from ...compiler.codegen import source as generated_source
 from ...compiler.scope_use import stage_uses_rows_or_cols
 from ..cache import load_module
@@ -110,12 +111,14 @@ class TritonLauncher:
             sr = tuple(sorted(n for n in self.stochastic if dtypes[n] == "bfloat16"))
             source = generated_source(self.plan, "triton", param_dtype=name, stochastic=sr,
                                       interpreted=interpreter_on())
-            if sr:
+            rounding = roundings(self.plan, dtypes, sr)
+            if Rounding.STOCHASTIC in rounding.values():  # tl.philox inside the kernel
                 check_interpreter_consistent()
             module = load_module(source, "triton")
             found = self._kernels[param_dtype] = Kernel(
                 module.kernel, source, hashlib.sha256(source.encode()).hexdigest()[:16],
-                dtypes, sr, getattr(module, "REDUCE_STAGES", ()))
+                dtypes, launcher_seeded(self.plan, rounding),
+                getattr(module, "REDUCE_STAGES", ()))
         return found
 
     # ---- one step ---------------------------------------------------------------------

@@ -1,0 +1,39 @@
+"""benchmarks/bench_lowprec.py on tiny tensors: every variant timed, bytes per parameter
+from the traffic model, JSON and figure written (timings are not asserted)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    saved = list(sys.path)
+    sys.path.insert(0, str(BENCH))
+    try:
+        import bench_lowprec
+    finally:
+        sys.path[:] = saved
+    return bench_lowprec
+
+
+def test_a_tiny_run_writes_every_variant(bench, tmp_path):
+    stem = bench.main(["--sizes", "1000,2500", "--repeats", "2", "--probe-mib", "1",
+                       "--out", str(tmp_path)])
+    data = json.loads(stem.with_suffix(".json").read_text())
+    assert stem.with_suffix(".png").stat().st_size > 0
+    assert [r["rule"] for r in data["results"]] == ["AdamW", "Lion"]
+    for r in data["results"]:
+        assert set(r["ms"]) == set(bench.STORAGE) | {bench.REFERENCE, "copy"}
+        assert r["numel"] == 3500 and all(len(v) == 2 for v in r["raw_ms"].values())
+    adamw = data["results"][0]
+    assert adamw["bytes_per_param"]["fp32 states"] == 28
+    assert adamw["bytes_per_param"]["bf16 states"] == 20
+    assert adamw["bytes_per_param"]["bf16 params+states kahan"] == 18
+    assert adamw["state_bytes_per_param"] == {"fp32 states": 8, "bf16 states": 4,
+                                              "bf16 states SR": 4,
+                                              "bf16 params+states kahan": 6}
+    assert data["bandwidth"]["sustained_gb_per_s"]["triad"] > 0
