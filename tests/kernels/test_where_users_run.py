@@ -43,21 +43,28 @@ def test_a_read_only_install_without_a_writable_home():
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"ok": True}
 
 
-@pytest.mark.parametrize("layer", [None, "omp"])
+# the fork-safe layer optforge picks: TBB where pip's tbb is installed (a dependency on
+# x86-64 Linux), else workqueue
+FORKSAFE = "tbb" if (Path(sys.prefix) / "lib" / "libtbb.so.12").is_file() else "workqueue"
+
+
+@pytest.mark.parametrize("layer", [None, "workqueue", "omp"])
 def test_a_forked_child_can_step(layer, tmp_path):
     """Before: the child was killed ("fork() called from a process already using GNU
     OpenMP"). Default: optforge picks a fork-safe threading layer; with OpenMP forced,
     the child runs serial twins of the kernels (the same bits)."""
     extra = {"OPTFORGE_CACHE_DIR": str(tmp_path / "cache")}
-    if layer:  # torch itself hangs in such a child: gradients made before the fork
+    if layer == "omp":  # torch itself hangs in such a child: gradients made before the fork
         extra["NUMBA_THREADING_LAYER"] = layer
+    elif layer:
+        extra.update(NUMBA_THREADING_LAYER=layer, CHILD_TORCH_MATH="1")
     else:  # the child does torch math, as a training process does
         extra["CHILD_TORCH_MATH"] = "1"
     run = subprocess.run([sys.executable, str(HERE / "fork_worker.py")], capture_output=True,
                          text=True, check=False, timeout=600, env=_env(**extra))
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
-    assert report == {"exitcode": 0, "same": True, "layer": layer or "workqueue"}, \
+    assert report == {"exitcode": 0, "same": True, "layer": layer or FORKSAFE}, \
         run.stderr[-3000:]
 
 
@@ -84,11 +91,16 @@ print(json.dumps({"layer": numba.threading_layer(),
 """
 
 
-def test_two_threads_stepping_two_optimizers(tmp_path):
-    """Workqueue, the fork-safe layer optforge picks, is not thread-safe: optforge's
-    launches are serialised under it, so concurrent steps give the sequential bits."""
+@pytest.mark.parametrize("layer", [None, "workqueue"])
+def test_two_threads_stepping_two_optimizers(layer, tmp_path):
+    """Concurrent steps give the sequential bits: TBB is thread-safe; workqueue (the
+    fallback without TBB, or the user's choice) is not, so optforge serialises its
+    launches under it."""
+    extra = {"OPTFORGE_CACHE_DIR": str(tmp_path / "cache")}
+    if layer:
+        extra["NUMBA_THREADING_LAYER"] = layer
     run = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
-                         check=False, timeout=600, env=_env(OPTFORGE_CACHE_DIR=str(tmp_path / "cache")))
+                         check=False, timeout=600, env=_env(**extra))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"layer": "workqueue",
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"layer": layer or FORKSAFE,
                                                                "same": True}
