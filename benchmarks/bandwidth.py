@@ -51,12 +51,23 @@ def _triad(b, c, a, s):
         a[i] = b[i] + s * c[i]
 
 
-# kernel -> (call on arrays a, b, c; float32 arrays it touches per element)
+@numba.njit(parallel=True, cache=True)
+def _update(a, b, s):
+    for i in numba.prange(a.shape[0]):
+        a[i] = a[i] + s * b[i]
+
+
+# kernel -> (call on arrays a, b, c; float32 arrays it touches per element). STREAM's
+# kernels write a fresh array: the CPU first reads each written line (write-allocate),
+# a transfer STREAM does not count. An optimizer step writes only what it has read (p,
+# m, v in place), so "update" (a += s b: two reads, one in-place write) is the limit
+# such a step can reach; copy/triad report lower figures for the same memory.
 KERNELS = {
     "copy": (lambda a, b, c: _copy(a, c), 2),
     "scale": (lambda a, b, c: _scale(c, b, np.float32(3.0)), 2),
     "add": (lambda a, b, c: _add(a, b, c), 3),
     "triad": (lambda a, b, c: _triad(b, c, a, np.float32(3.0)), 3),
+    "update": (lambda a, b, c: _update(a, b, np.float32(1e-30)), 3),
 }
 
 

@@ -9,8 +9,9 @@ sizes (1k-500k, seeded), one run times, interleaved (bench_elementwise.interleav
     bench_elementwise stands in);
   * a numba copy kernel moving fp32 AdamW's 28 B/param.
 Bytes per parameter come from the traffic model (``cls.traffic(**options)``), achieved
-GB/s is bytes / median step time, next to the STREAM-style probe's sustained copy and
-triad figures (benchmarks/bandwidth.py) measured in the same run.
+GB/s is bytes / median step time, next to the probe's sustained in-place update figure
+(a += s b, benchmarks/bandwidth.py, measured in the same run): what a step that writes
+only what it read can reach; STREAM's copy and triad also pay write-allocate reads.
 
 Prints a table and writes benchmarks/results/lowprec-<machine>.json and .png.
 Usage: python benchmarks/bench_lowprec.py [--quick] [--sizes 1000,2500]
@@ -116,14 +117,14 @@ def cases(quick: bool, sizes: list[int] | None):
 def table(results, sustained: dict) -> str:
     names = list(STORAGE) + [REFERENCE, "copy"]
     head = f"{'rule':6} {'case':10} {'variant':26} {'ms':>8} {'B/param':>7} {'GB/s':>6} " \
-           f"{'x ref':>6} {'% triad':>7}"
+           f"{'x ref':>6} {'% update':>8}"
     lines = [head, "-" * len(head)]
     for r in results:
         for n in names:
             lines.append(f"{r['rule']:6} {r['case']:10} {n:26} {r['ms'][n]:8.2f} "
                          f"{r['bytes_per_param'][n]:7d} {r['gb_per_s'][n]:6.1f} "
                          f"{r['speedup_vs_reference'][n]:6.2f} "
-                         f"{100 * r['gb_per_s'][n] / sustained['triad']:7.0f}")
+                         f"{100 * r['gb_per_s'][n] / sustained['update']:8.0f}")
     return "\n".join(lines)
 
 
@@ -143,8 +144,8 @@ def plot(data: dict, path: Path) -> None:
                       rotation=20, fontsize=8)
     left.axhline(1.0, color="black", lw=1)
     left.set_ylabel(f"x faster than {REFERENCE}")
-    right.axhline(data["bandwidth"]["sustained_gb_per_s"]["triad"], color="grey", ls="--",
-                  label="sustained triad (probe)")
+    right.axhline(data["bandwidth"]["sustained_gb_per_s"]["update"], color="grey", ls="--",
+                  label="sustained in-place update (probe)")
     right.set_ylabel("achieved GB/s (traffic model bytes / step time)")
     right.legend(fontsize=8)
     fig.suptitle("optforge low-precision states: " + machine_line(data["machine"]), fontsize=9)
