@@ -22,16 +22,17 @@ from tests.conftest import norm_rel
 SHAPES = [(1,), (7, 13), (3, 4, 5, 5)]
 
 
-def make_problem(seed=0):
-    """A smooth loss whose Hessian couples elements within and across parameters."""
+def make_problem(seed=0, shapes=SHAPES, coupling=0.3):
+    """A smooth loss whose Hessian couples elements within and across parameters (the
+    Hessian-diagonal rules' tests share it: AdaHessian, SophiaH)."""
     gen = torch.Generator().manual_seed(seed)
-    init = [torch.randn(s, generator=gen) for s in SHAPES]
-    weights = [torch.randn(s, generator=gen) / s[0] for s in SHAPES]
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    weights = [torch.randn(s, generator=gen) / s[0] for s in shapes]
 
     def loss(ps):
         total = sum(0.05 * (p**4).sum() + 0.5 * (p**2).sum() + (w * p).sum() ** 2
                     for p, w in zip(ps, weights))
-        return total + 0.3 * ps[0].sum() * ps[1].mean() * ps[2].mean()
+        return total + coupling * ps[0].sum() * ps[1].mean() * ps[2].mean()
     return init, loss
 
 

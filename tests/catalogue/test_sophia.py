@@ -16,6 +16,7 @@ from pytorch_optimizer import SophiaH as POSophiaH
 from optforge.catalogue.sophia import SophiaH
 from optforge.runtime.inputs import InputError
 from optforge.runtime.providers import probe_seed
+from tests.catalogue.test_adahessian import make_problem as hessian_problem
 from tests.conftest import norm_rel
 
 SHAPES = [(1,), (7, 13), (3, 4, 5)]
@@ -24,16 +25,9 @@ TOL = 1e-6
 
 
 def make_problem(seed=0):
-    """A smooth loss with a positive, coupled Hessian (so max(h, eps) is mostly h)."""
-    gen = torch.Generator().manual_seed(seed)
-    init = [torch.randn(s, generator=gen) for s in SHAPES]
-    weights = [torch.randn(s, generator=gen) / s[0] for s in SHAPES]
-
-    def loss(ps):
-        total = sum(0.05 * (p**4).sum() + 0.5 * (p**2).sum() + (w * p).sum() ** 2
-                    for p, w in zip(ps, weights))
-        return total + 0.1 * ps[0].sum() * ps[1].mean() * ps[2].mean()
-    return init, loss
+    """AdaHessian's test problem on SophiaH's shapes, coupled less (so max(h, eps) is
+    mostly h: a positive, coupled Hessian)."""
+    return hessian_problem(seed, shapes=SHAPES, coupling=0.1)
 
 
 def run(make, steps=STEPS, seed_global=False, closure_mode=False):

@@ -214,6 +214,14 @@ def test_views_at_any_offset(offset):
     base = torch.randn(40000 + offset, device=DEVICE)
     ours = [torch.nn.Parameter(base[offset:offset + 33000]),
             torch.nn.Parameter(base[offset + 33000:offset + 40000])]
+    launcher = _adamw_launcher_after_two_steps(ours)
+    layout = launcher._layouts[(ours[0].device, (33000, 7000))]
+    assert layout.align == (16 if offset == 0 else 1)
+
+
+def _adamw_launcher_after_two_steps(ours):
+    """Two triton AdamW steps on ``ours`` checked against the torch backend on CPU copies;
+    returns the triton launcher, whose cached layouts the alignment tests read."""
     ref = [torch.nn.Parameter(p.detach().cpu().clone()) for p in ours]
     o1 = optforge.AdamW(ours, lr=0.1, backend="triton")
     o2 = optforge.AdamW(ref, lr=0.1, backend="torch")
@@ -225,10 +233,8 @@ def test_views_at_any_offset(offset):
         o2.step()
     for a, b in zip(ours, ref):
         assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
-    launcher = o1.launcher_for(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
-                            torch.float32)
-    layout = launcher._layouts[(ours[0].device, (33000, 7000))]
-    assert layout.align == (16 if offset == 0 else 1)
+    return o1.launcher_for(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
+                           torch.float32)
 
 
 def test_empty_and_huge_offsets_are_masked():
@@ -282,18 +288,6 @@ def test_one_misaligned_view_gets_its_own_launch():
     ours = [torch.nn.Parameter(torch.randn(33000, device=DEVICE)),
             torch.nn.Parameter(base[1:]),  # 4 bytes past an aligned address
             torch.nn.Parameter(torch.randn(5000, device=DEVICE))]
-    ref = [torch.nn.Parameter(p.detach().cpu().clone()) for p in ours]
-    o1 = optforge.AdamW(ours, lr=0.1, backend="triton")
-    o2 = optforge.AdamW(ref, lr=0.1, backend="torch")
-    for _ in range(2):
-        for a, b in zip(ours, ref):
-            g = torch.randn(b.shape)
-            a.grad, b.grad = g.to(DEVICE), g
-        o1.step()
-        o2.step()
-    for a, b in zip(ours, ref):
-        assert norm_rel(a.detach().cpu(), b.detach()) < F32_TOL
-    launcher = o1.launcher_for(compile_rule(optforge.AdamW.rule, (False, False)), DEVICE,
-                            torch.float32)
+    launcher = _adamw_launcher_after_two_steps(ours)
     layout = launcher._layouts[(DEVICE, (33000, 7000, 5000))]
     assert layout.groups == [((0, 2), 16), ((1,), 1)]

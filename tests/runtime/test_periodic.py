@@ -75,6 +75,10 @@ def test_bad_intervals_are_refused_naming_them():
     opt = optforge.Optimizer([p], sgd_decay_every)
     with pytest.raises(ValueError, match="interval=0 in param group 1"):
         opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2))], "interval": 0})
+    assert len(opt.param_groups) == 1 and not opt.state  # refused before anything changed
+    p.grad = torch.ones(3)
+    opt.step()  # and the optimizer still steps
+    assert len(opt.state) == 1
 
     def constant_interval(lr=0.1):
         return Rule(every(0.5, param(), param() * 2) - lr * grad())
