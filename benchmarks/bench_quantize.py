@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +25,7 @@ import torch
 from numba import njit, prange
 
 from optforge.compiler.quant_map import dynamic_map, midpoints
+from optforge.kernels.triton.autotune import wall_timer
 
 RESULTS = Path(__file__).with_name("results")
 
@@ -83,13 +82,7 @@ def closed_form(xs, out, low, top):
 
 
 def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
+    return wall_timer(fn, repeats, warmup=1) * 1e3
 
 
 def main():
