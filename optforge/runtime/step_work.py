@@ -71,6 +71,9 @@ class Bucket:
     # which parameters the kernels get: None for all; in a sharded bucket, those whose
     # local shard has elements (a rank may hold no rows of a small tensor)
     members: list[int] | None = None
+    # each parameter's state dict as the step sees it (the installed one, or for a new
+    # parameter the one install_states installs): commit writes ``step`` through them
+    state_dicts: list[dict] | None = None
 
     def reduced(self, work: "GroupStep") -> list | None:
         """The finished reductions of each parameter, aligned with ``params``."""
