@@ -257,8 +257,14 @@ def elementwise(work: GroupStep, b: Bucket) -> None:
 def commit_bucket(opt, b: Bucket, new_matrices: dict) -> None:
     """Only after the kernel succeeded: the step count and the matrix states (in the
     tensors the installed states hold: ``b.state_dicts`` shares them)."""
-    for d in b.state_dicts:
-        d["step"].fill_(b.step)
+    steps = [d["step"] for d in b.state_dicts]
+    if len(steps) > 8:
+        # every one held b.step - 1 (the bucket's key): one foreach call instead of a
+        # fill_ per parameter (~0.7 us each); s + 1 rounds as b.step does, same bits
+        torch._foreach_add_(steps, 1)
+    else:
+        for t in steps:
+            t.fill_(b.step)
     for name, values in new_matrices.items():
         for d, value in zip(b.state_dicts, values):
             d[name].copy_(value)
