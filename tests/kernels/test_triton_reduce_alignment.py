@@ -1,0 +1,88 @@
+"""Alignment per tensor in reduce-stage launches (kernels/triton/reduce.py, TileGroup).
+
+A misaligned view (a slice of a flat buffer at an odd offset) must not make a bucket's
+reduce loads scalar: the aligned tensors' tiles run in one launch with the 128-bit hint
+(ALIGN=16), the view's in a launch of its own (ALIGN=1). Each tensor's partials land
+where one launch would put them and combine in the same order, so the step gives the
+bits of the same bucket made of fresh (aligned) tensors. The launches are recorded by
+wrapping the stage kernels (what was actually launched, with which hint and tiles).
+"""
+import pytest
+import torch
+
+from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
+
+import optforge
+from optforge.runtime.compiled import compile_rule
+
+
+class LaunchSpy:
+    """Wraps a triton kernel: records (tensors of the launched tiles, ALIGN) per launch."""
+
+    def __init__(self, fn, log):
+        self.fn, self.log = fn, log
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            tiles, n = args[5], grid[0]  # the tile table passed, from the launch's first tile
+            self.log.append((tuple(sorted({int(t) for t in tiles[:7 * n:7].tolist()})),
+                             kwargs["ALIGN"]))
+            return self.fn[grid](*args, **kwargs)
+        return launch
+
+
+def step_bucket(cls, shapes, misaligned: int | None, steps=2):
+    """``steps`` of ``cls`` over fresh params of ``shapes``; tensor ``misaligned`` (if
+    any) is a view 4 bytes past an aligned address. Returns (params and states, the
+    reduce launches of the last step, the elementwise launch groups)."""
+    gen = torch.Generator().manual_seed(0)
+    init = [torch.randn(s, generator=gen) for s in shapes]
+    params = []
+    for j, x in enumerate(init):
+        if j == misaligned:
+            base = torch.zeros(x.numel() + 1, device=DEVICE)
+            base[1:] = x.reshape(-1).to(DEVICE)
+            params.append(torch.nn.Parameter(base[1:].view(x.shape)))
+        else:
+            params.append(torch.nn.Parameter(x.clone().to(DEVICE)))
+    opt = cls(params, lr=0.01, backend="triton")
+    compiled = compile_rule(cls.rule, cls.rule.default_variant)
+    launcher = opt.launcher_for(compiled, DEVICE, torch.float32).inner
+    kern = launcher.kernel(torch.float32)
+    log: list = []
+    originals = kern.reduce_fns  # (the launcher is shared by every optimizer of the rule)
+    kern.reduce_fns = tuple(LaunchSpy(fn, log) for fn in originals)
+    try:
+        for _ in range(steps):
+            log.clear()
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen).to(DEVICE)
+            opt.step()
+    finally:
+        kern.reduce_fns = originals
+    layout = launcher._layouts[(DEVICE, tuple(p.numel() for p in params))]
+    tensors = params + [t for p in params for t in opt.state[p].values() if torch.is_tensor(t)]
+    return [t.detach().clone() for t in tensors], log, layout.groups
+
+
+# LAMB: flat tiles (norms over each tensor); AdamP: row tiles and per-row sums
+CASES = [("LAMB", [(33000,), (7000,), (5000,)]),
+         ("AdamP", [(40, 300), (60, 50), (16, 64)])]
+
+
+@pytest.mark.parametrize("name,shapes", CASES, ids=[c[0] for c in CASES])
+def test_one_misaligned_view_gets_its_own_reduce_launch(name, shapes):
+    cls = getattr(optforge, name)
+    dense, dense_log, dense_groups = step_bucket(cls, shapes, None)
+    ours, log, groups = step_bucket(cls, shapes, misaligned=1)
+    # the dense bucket: every launch (one per stage and tile group) with the hint
+    assert dense_log and all(align == 16 for _, align in dense_log)
+    assert dense_groups == [(None, 16)]
+    # the view's tiles alone without the hint; every other tile with it
+    assert any(align == 1 for _, align in log)
+    assert all(members == (1,) for members, align in log if align == 1)
+    assert all(1 not in members for members, align in log if align == 16)
+    assert {j for members, align in log if align == 16 for j in members} == {0, 2}
+    assert groups == [((0, 2), 16), ((1,), 1)]  # the elementwise kernel likewise
+    for a, b in zip(ours, dense):
+        assert torch.equal(a, b), (name, tuple(a.shape))
