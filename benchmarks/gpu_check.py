@@ -32,7 +32,9 @@ BUDGET_S = 480  # the whole check, as the issue asks; each step gets a share
 DRY_BUDGET_S = 1500  # the interpreter on a shared CPU: slow, and not what is measured
 TRITON_TESTS = ["tests/kernels/test_triton.py", "tests/kernels/test_triton_reduce.py",
                 "tests/kernels/test_triton_policy.py", "tests/kernels/test_triton_multistep.py",
-                "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py"]
+                "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py",
+                "tests/kernels/test_triton_row_paths.py",
+                "tests/kernels/test_triton_reduce_alignment.py"]
 PARITY = "test_matches_torch_backend"
 DRY_PARITY = ("AdamW-lr=0.01-torch.bfloat16", "Lion-lr=0.001-torch.float32")
 

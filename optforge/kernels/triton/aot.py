@@ -44,6 +44,7 @@ class Stats:
     v4_stores: int
     sass: int  # SASS instructions (NOPs excluded)
     div64: int  # PTX 64-bit integer divisions/remainders (each a ~70-instruction subroutine)
+    fma: int  # PTX float32 fused multiply-adds (none when FMA contraction is off)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -113,7 +114,8 @@ def compile_kernel(fn, signature: dict, constexprs: dict, arch: int, num_warps: 
                  + len(re.findall(r"ld\.global(?:\.\w+)*\.v2\.(?:b64|u64)", ptx)),
                  len(re.findall(r"st\.global(?:\.\w+)*\.v4\.(?:b32|f32|u32)", ptx))
                  + len(re.findall(r"st\.global(?:\.\w+)*\.v2\.(?:b64|u64)", ptx)),
-                 sass_count(kernel.asm["cubin"]) if sass else 0, div64_count(ptx))
+                 sass_count(kernel.asm["cubin"]) if sass else 0, div64_count(ptx),
+                 len(re.findall(r"\bfma\.rn(?:\.ftz)?\.f32\b", ptx)))
     _SEEN[key] = (stats, ptx)
     return (stats, ptx) if with_ptx else stats
 
