@@ -1,4 +1,5 @@
-"""Row results in the triton elementwise kernel (AdamP, SGDP: per-row projections).
+"""Row results in the triton elementwise kernel (AdamP, SGDP: per-row projections; a
+rule with row and column values).
 
 The full-block path has three cases (compiler/printers/triton_reduce.py): the block
 inside one row (row results loaded once), the block across one row end (the two rows'
@@ -20,6 +21,7 @@ import optforge
 from optforge.kernels.triton.configs import Config
 from optforge.runtime.compiled import compile_rule
 from tests.conftest import norm_rel
+from tests.kernels.test_triton_reduce import row_col
 
 # with BLOCK blocks, (2, 6000): one-row and across-a-row-end blocks; (300, 20): short
 # rows; small and 1-D tensors: masked blocks only (a 1-D tensor's rows have length 1)
@@ -45,17 +47,22 @@ def orthogonal_grads(params, gen):
     return out
 
 
-def run(cls, backend, block=BLOCK, steps=3):
-    """``steps`` of ``cls`` over SHAPES on ``backend``; ``block``: the triton elementwise
+MAKERS = {"AdamP": lambda ps, backend: optforge.AdamP(ps, lr=0.1, backend=backend),
+          "SGDP": lambda ps, backend: optforge.SGDP(ps, lr=0.1, backend=backend),
+          "row_col": lambda ps, backend: optforge.Optimizer(ps, row_col, backend=backend)}
+
+
+def run(name, backend, block=BLOCK, steps=3):
+    """``steps`` of MAKERS[name] over SHAPES on ``backend``; ``block``: the triton elementwise
     kernel's BLOCK_SIZE (set in the launcher's config cache: reduce tiles keep their
     own size). Returns (params, states, the triton launcher or None)."""
     gen = torch.Generator().manual_seed(0)
     device = DEVICE if backend == "triton" else torch.device("cpu")
     params = [torch.nn.Parameter(torch.randn(s, generator=gen).to(device)) for s in SHAPES]
-    opt = cls(params, lr=0.1, backend=backend)
+    opt = MAKERS[name](params, backend)
     launcher = None
     if backend == "triton":
-        compiled = compile_rule(cls.rule, cls.rule.default_variant)
+        compiled = compile_rule(opt.spec, opt.spec.variant_of(opt.param_groups[0]))
         launcher = opt.launcher_for(compiled, device, torch.float32).inner
         key = (launcher.kernel(torch.float32).digest, device,
                tuple(math.prod(s) for s in SHAPES))
@@ -87,10 +94,9 @@ def block_cases(block: int) -> set[str]:
     return cases
 
 
-@pytest.mark.parametrize("name", ["AdamP", "SGDP"])
+@pytest.mark.parametrize("name", list(MAKERS))
 def test_every_row_path_gives_the_same_bits(name):
-    cls = getattr(optforge, name)
-    ours, our_states, launcher = run(cls, "triton")
+    ours, our_states, launcher = run(name, "triton")
     numels = tuple(math.prod(s) for s in SHAPES)
     assert launcher.config_for(torch.float32, ours[0].device, numels).block_size == BLOCK
     assert block_cases(BLOCK) == {"one row", "across a row end", "short rows", "masked"}
@@ -98,17 +104,16 @@ def test_every_row_path_gives_the_same_bits(name):
     whole = 1 << (max(numels) - 1).bit_length()
     if not INTERPRETED:
         pytest.skip(f"a block of {whole} elements per program is for the interpreter only")
-    masked, masked_states, other = run(cls, "triton", block=whole)
+    masked, masked_states, other = run(name, "triton", block=whole)
     assert other.config_for(torch.float32, ours[0].device, numels).block_size == whole
     assert block_cases(whole) == {"masked"}
     for a, b in zip(ours + our_states, masked + masked_states):
         assert torch.equal(a.detach(), b.detach()), (name, tuple(a.shape))
 
 
-@pytest.mark.parametrize("name", ["AdamP", "SGDP"])
+@pytest.mark.parametrize("name", list(MAKERS))
 def test_row_paths_match_the_torch_backend(name):
-    cls = getattr(optforge, name)
-    ours, _, _ = run(cls, "triton")
-    ref, _, _ = run(cls, "torch")
+    ours, _, _ = run(name, "triton")
+    ref, _, _ = run(name, "torch")
     for a, b in zip(ours, ref):
         assert norm_rel(a.detach().cpu(), b.detach()) < TOL, (name, tuple(b.shape))

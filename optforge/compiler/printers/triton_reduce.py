@@ -138,6 +138,9 @@ def _elementwise(plan, dtypes, rounding, interpreted) -> dict:
 # Where an element of a block lies in its tensor's (rows, row length) view, from the
 # block's first row and column (row0, col0: once per program; per element a 64-bit
 # division would be a ~70-instruction subroutine):
+# - a block inside one row (column results are read at col);
+INSIDE_ONE_ROW = ["row = row0 + tl.zeros([BLOCK_SIZE], tl.int64)",
+                  "col = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)"]
 # - rows at least a block long: the block meets at most two rows (compare and select);
 ACROSS_ONE_END = ["split = tl.minimum(n_cols - col0, BLOCK_SIZE).to(tl.int32)",
                   "past = tl.arange(0, BLOCK_SIZE) >= split",
@@ -160,7 +163,7 @@ def _row_paths(body) -> str:
     inner = " " * 12
     return "\n".join([
         "        if col0 + BLOCK_SIZE <= n_cols:",
-        body(False, [], inner, "one"),
+        body(False, INSIDE_ONE_ROW, inner, "one"),
         "        elif n_cols >= BLOCK_SIZE:",
         body(False, ACROSS_ONE_END, inner, "two"),
         "        else:",
