@@ -98,6 +98,10 @@ def test_adamw_lion_lamb_for_sm90(tmp_path):
         assert extra <= BF16_EXTRA_MAX, (rule, extra)
     flat = [r for r in records if r["kernel"] == "r0-cols1"]  # LAMB's norms
     assert flat and all(r["v4_loads"] > 0 for r in flat)
+    # FMA contraction pinned off (configs.FP_FUSION): no fused multiply-add in rules made
+    # of + - * / sqrt (transcendentals' own expansions use FMAs: rules with pow or exp)
+    assert all(r["fma"] == 0 for r in records), [(r["rule"], r["kernel"]) for r in records
+                                                 if r["fma"]]
 
 
 def test_adamp_sgdp_row_results_for_sm90(tmp_path):
