@@ -86,3 +86,17 @@ def test_one_misaligned_view_gets_its_own_reduce_launch(name, shapes):
     assert groups == [((0, 2), 16), ((1,), 1)]  # the elementwise kernel likewise
     for a, b in zip(ours, dense):
         assert torch.equal(a, b), (name, tuple(a.shape))
+
+
+def test_index_width_and_row_alignment_hints():
+    """The other per-launch hints of reduce kernels: 32-bit offsets only while no lane of
+    any tile (padding rows and columns included) reaches 2**31; COLS_DIV the largest of
+    8, 4, 2, 1 dividing every row length of the launch."""
+    from optforge.kernels.triton.reduce import cols_divisor, index32_fits
+    assert index32_fits([(1000, 4096), (3, 7)], rows=4, cols=256)
+    assert not index32_fits([(2**21, 1024)], rows=4, cols=256)  # 2**31 elements
+    assert not index32_fits([(2**21 - 4, 1024)], rows=4, cols=256)  # padding reaches 2**31
+    assert index32_fits([(2**21 - 5, 1024)], rows=4, cols=256)
+    assert not index32_fits([(7, 13), (2**31, 1)], rows=1024, cols=1)  # one tensor decides
+    assert cols_divisor([64, 1024]) == 8 and cols_divisor([64, 12]) == 4
+    assert cols_divisor([6, 10]) == 2 and cols_divisor([7, 8]) == 1

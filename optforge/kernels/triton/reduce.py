@@ -57,6 +57,19 @@ def _levels(lengths: np.ndarray, device, width: int = WIDTH) -> list[torch.Tenso
     return levels
 
 
+def index32_fits(views, rows: int, cols: int) -> bool:
+    """Whether int32 offsets serve every tile of these (rows, row length) views: no lane
+    (a last tile's rows and columns past the end included) reaches 2**31. Most tensors;
+    the index math then halves."""
+    return all((n_rows + rows) * n_cols + cols < 2**31 for n_rows, n_cols in views)
+
+
+def cols_divisor(row_lengths) -> int:
+    """The largest of 8, 4, 2, 1 dividing every row length (rows then start aligned: a
+    hint for vector loads)."""
+    return next(d for d in (8, 4, 2, 1) if all(n % d == 0 for n in row_lengths))
+
+
 class TileGroup:
     """The tensors of one COLS: their tile table, partial buffers and combine indices.
 
@@ -89,12 +102,8 @@ class TileGroup:
         self.n_programs, self.row_total, self.col_total = len(tiles), row_base, col_base
         if n_aligned == 0:
             self.aligned_tiles = 0
-        # int32 offsets when no lane of any tile (a last tile's rows past the end
-        # included) can reach 2**31: most tensors, and the index math halves
-        self.index32 = all((view[j][0] + self.rows) * view[j][1] + cols < 2**31
-                           for j in members)
-        # the largest of 8, 4, 2, 1 dividing every row length (a hint for vector loads)
-        self.cols_div = next(d for d in (8, 4, 2, 1) if all(view[j][1] % d == 0 for j in members))
+        self.index32 = index32_fits([view[j] for j in members], self.rows, cols)
+        self.cols_div = cols_divisor([view[j][1] for j in members])
         self.tile_tab = to_device(torch.tensor(tiles, dtype=torch.int64).reshape(-1), device)
         # a tensor's tiles, a row's column tiles, a column's row tiles: each consecutive
         self.t_idx = _levels(np.array(t_len), device)
