@@ -4,16 +4,19 @@ A misaligned view (a slice of a flat buffer at an odd offset) must not make a bu
 reduce loads scalar: the aligned tensors' tiles run in one launch with the 128-bit hint
 (ALIGN=16), the view's in a launch of its own (ALIGN=1). Each tensor's partials land
 where one launch would put them and combine in the same order, so the step gives the
-bits of the same bucket made of fresh (aligned) tensors. The launches are recorded by
-wrapping the stage kernels (what was actually launched, with which hint and tiles).
+bits of the same bucket made of fresh (aligned) tensors (compiled, the aligned ones';
+the view's tiles may be laid out, hence summed, in another order without the hint).
+The launches are recorded by wrapping the stage kernels (what was actually launched,
+with which hint and tiles).
 """
 import pytest
 import torch
 
-from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
+from tests.triton_env import DEVICE, INTERPRETED  # noqa: I001 - sets TRITON_INTERPRET first
 
 import optforge
 from optforge.runtime.compiled import compile_rule
+from tests.conftest import norm_rel
 
 
 class LaunchSpy:
@@ -61,8 +64,8 @@ def step_bucket(cls, shapes, misaligned: int | None, steps=2):
     finally:
         kern.reduce_fns = originals
     layout = launcher._layouts[(DEVICE, tuple(p.numel() for p in params))]
-    tensors = params + [t for p in params for t in opt.state[p].values() if torch.is_tensor(t)]
-    return [t.detach().clone() for t in tensors], log, layout.groups
+    tensors = [[p] + [t for t in opt.state[p].values() if torch.is_tensor(t)] for p in params]
+    return [[t.detach().clone() for t in ts] for ts in tensors], log, layout.groups
 
 
 # LAMB: flat tiles (norms over each tensor); AdamP: row tiles and per-row sums
@@ -84,8 +87,12 @@ def test_one_misaligned_view_gets_its_own_reduce_launch(name, shapes):
     assert all(1 not in members for members, align in log if align == 16)
     assert {j for members, align in log if align == 16 for j in members} == {0, 2}
     assert groups == [((0, 2), 16), ((1,), 1)]  # the elementwise kernel likewise
-    for a, b in zip(ours, dense):
-        assert torch.equal(a, b), (name, tuple(a.shape))
+    for j, (mine, theirs) in enumerate(zip(ours, dense)):
+        for a, b in zip(mine, theirs):
+            if INTERPRETED or j != 1:
+                assert torch.equal(a, b), (name, j, tuple(a.shape))
+            else:  # compiled, an unaligned tile may be laid out (and summed) otherwise
+                assert norm_rel(a.cpu(), b.cpu()) < 1e-6, (name, j, tuple(a.shape))
 
 
 def test_index_width_and_row_alignment_hints():
