@@ -19,7 +19,11 @@ Where sharding hooks in (runtime/shards.py, runtime/shard_matrix.py): *collect* 
 the kernels a DTensor parameter's local shard (``shards.local``), *reduce* combines
 the shards' partial reductions with one all-reduce per stage (``shards.combine``), and
 *matrix* gathers each sharded matrix on one owning rank and scatters the result
-(``shard_matrix.run``). Where low-precision storage hooks in: a state's storage dtype is
+(``shard_matrix.run``). Where distribution hooks in: on a distributed step *collect* and *check* end with one
+small all-reduce, so every rank raises if any rank refused (runtime/step_verdict.py);
+a rule's collectives (allreduce, majority_vote) run after *finish scalars*: the
+pre-stage of those rules (what they send), then one exchange for all groups, before any
+write (runtime/collective_stage.py). Where low-precision storage hooks in: a state's storage dtype is
 the plan's (``TensorRef.dtype``); *collect* allocates states and buffers in it, the
 kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
 or stochastic where the plan asks), and *check* refuses a state of another dtype.
@@ -32,7 +36,7 @@ from collections import defaultdict
 import torch
 
 from ..dsl.randomness import draw
-from . import shard_matrix, shards, staging
+from . import collective_stage, shard_matrix, shards, staging, step_verdict
 from .backends import BACKENDS
 from .reduce_stage import reduce
 from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
@@ -48,14 +52,17 @@ __all__ = ["run", "collect", "check", "reduce", "finish_scalars", "pre_stage", "
 def run(opt, given: list[dict]) -> None:
     """Every stage of one step over every param group (``given[i]``: group i's inputs)."""
     works = []
-    for index, group in enumerate(opt.param_groups):
-        work = collect(opt, index, group, given[index])
-        if work is not None:
-            check(opt, work)
-            works.append(work)
+    with step_verdict.agreed(opt) as facts:  # distributed: every rank fails, or none
+        for index, group in enumerate(opt.param_groups):
+            work = collect(opt, index, group, given[index])
+            if work is not None:
+                check(opt, work)
+                works.append(work)
+        facts.values, facts.detail = collective_stage.check(opt, works)
     reduce(opt, works)
     for work in works:
         finish_scalars(opt, work)
+    collective_stage.exchange(opt, works, pre_stage)  # rules' allreduce / majority_vote
     for work in works:
         if not work.skipped:
             install_states(opt, work)
