@@ -29,6 +29,9 @@ import torch.distributed as dist
 from .sign_bits import pack_signs, packed_size, vote_totals
 
 
+FACTS = 3  # what ``check`` returns for the verdict: 1-bit numel, fp32 numel, a signature hash
+
+
 class CollectiveError(RuntimeError):
     """The ranks cannot run this step's collectives (raised on every rank alike)."""
 

@@ -1,8 +1,8 @@
 """The check stage's verdict, shared by every rank of a distributed step.
 
-A step of a distributed optimizer (sharded DTensor parameters, or a rule with
-collectives) runs collectives: the all-reduce of the reduce stages' partials, the
-gather of a sharded matrix, a rule's allreduce / majority_vote. If one rank alone
+A step of a distributed optimizer may run collectives: the all-reduce of the reduce
+stages' partials and the gather of a matrix for sharded (DTensor) parameters, a rule's
+allreduce / majority_vote. If one rank alone
 refused the step in collect or check (a gradient of the wrong dtype, a missing state),
 the others would wait in the step's first collective until its timeout. So on the
 distributed path the check stage ends with one small all-reduce (MAX over an int64
@@ -12,9 +12,10 @@ anything is written: the failing rank its own error (with a note naming its rank
 others a ``StepRefusedError`` naming the failing rank(s) and their errors. Only then,
 on that rare path, are the messages exchanged (``all_gather_object``).
 
-The cost is that one all-reduce of a few int64 per step (measured in
-tests/distributed/test_step_verdict.py, documented in docs/distributed.md); optimizers
-with neither DTensor parameters nor collectives, and single processes, skip it.
+The cost is that one all-reduce of ``world + 6`` int64 per step, a synchronisation point
+(measured in tests/distributed/test_step_verdict.py, docs/distributed.md). Steps without
+collectives skip it: single processes, DDP, and elementwise rules (AdamW, Lion) on
+shards, where a rank's error leaves no other rank waiting inside the step.
 Errors raised before the step's stages (a missing ``inputs`` entry) or inside a stage
 after its collectives started (a matrix factorization failing on its owner) are not
 covered.
@@ -28,7 +29,7 @@ import torch
 import torch.distributed as dist
 
 from . import shards
-from .collective_stage import CollectiveError, process_group
+from .collective_stage import FACTS, CollectiveError, process_group
 
 
 class StepRefusedError(RuntimeError):
@@ -43,26 +44,34 @@ class Facts:
     detail: object = None  # explains a disagreement (exchanged only then)
 
 
-def _first_dtensor(opt):
-    key = tuple((id(g["params"]), len(g["params"])) for g in opt.param_groups)
-    cached = opt.__dict__.get("_verdict_dtensor")
-    if cached is None or cached[0] != key:
-        found = next((p for g in opt.param_groups for p in g["params"]
-                      if shards.is_sharded(p)), None)
-        cached = opt.__dict__["_verdict_dtensor"] = (key, found)
-    return cached[1]
+def _first_dtensor(opt, group: dict):
+    """The group's first DTensor parameter, or None (cached per params list and length)."""
+    cache = opt.__dict__.setdefault("_verdict_dtensors", {})
+    params = group["params"]
+    cached = cache.get(id(params))
+    if cached is None or cached[0] is not params or cached[1] != len(params):
+        found = next((p for p in params if shards.is_sharded(p)), None)
+        cached = cache[id(params)] = (params, len(params), found)
+    return cached[2]
 
 
 def verdict_group(opt):
-    """The group whose ranks run this step's collectives, or None (no verdict needed)."""
+    """The group whose ranks run collectives in this step, or None: no verdict needed (a
+    single process, or a step without collectives: elementwise rules on shards, DDP)."""
     if not dist.is_available() or not dist.is_initialized():
         return None
-    if any(opt._compiled(g).plan.collectives for g in opt.param_groups if g["params"]):
-        return process_group(opt)
-    p = _first_dtensor(opt)
-    if p is None:
+    sharded = None
+    for group in opt.param_groups:
+        if not group["params"]:
+            continue
+        plan = opt._compiled(group).plan
+        if plan.collectives:
+            return process_group(opt)
+        if sharded is None and (plan.reduce_stages or plan.matrix_stages):
+            sharded = _first_dtensor(opt, group)  # shard partials, gathered matrices
+    if sharded is None:
         return None
-    mesh = p.device_mesh
+    mesh = sharded.device_mesh
     # a 1-D mesh (FSDP2) is its group; a 2-D one (HSDP) spans every rank it holds
     return mesh.get_group(0) if mesh.ndim == 1 else dist.group.WORLD
 
@@ -84,26 +93,30 @@ def agreed(opt):
     _vote(group, None, facts)
 
 
+_DEVICES: dict = {}  # process group -> where its collectives take tensors
+
+
 def _device(group) -> torch.device:
     """NCCL takes CUDA tensors only; gloo and the rest CPU ones."""
-    if dist.get_backend(group) == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    found = _DEVICES.get(group)
+    if found is None:
+        found = _DEVICES[group] = (torch.device("cuda", torch.cuda.current_device())
+                                   if dist.get_backend(group) == "nccl"
+                                   else torch.device("cpu"))
+    return found
 
 
 def _vote(group, failure: Exception | None, facts: Facts) -> None:
     world, rank = dist.get_world_size(group), dist.get_rank(group)
-    values = facts.values if failure is None else [0] * len(facts.values)
-    n = len(values)
-    flags = torch.zeros(world + 2 * n, dtype=torch.int64)
-    flags[rank] = int(failure is not None)
-    if n and failure is None:
-        flags[world:world + n] = torch.tensor(values)
-        flags[world + n:] = -torch.tensor(values)
-    flags = flags.to(_device(group))
+    # the same length on every rank, however far this one got: a failed rank sends zeros
+    values = facts.values if failure is None and len(facts.values) == FACTS else [0] * FACTS
+    row = [0] * world
+    row[rank] = int(failure is not None)
+    flags = torch.tensor(row + values + [-v for v in values], dtype=torch.int64,
+                         device=_device(group))
     dist.all_reduce(flags, op=dist.ReduceOp.MAX, group=group)
-    flags = flags.cpu()
-    failed = flags[:world].nonzero().flatten().tolist()
+    got = flags.tolist()  # (one device-to-host copy)
+    failed = [r for r in range(world) if got[r]]
     if failed:
         shown = None if failure is None else f"{type(failure).__name__}: {failure}"
         messages = [None] * world
@@ -115,8 +128,8 @@ def _vote(group, failure: Exception | None, facts: Facts) -> None:
         reasons = "; ".join(f"rank {r}: {messages[r]}" for r in failed)
         raise StepRefusedError(f"rank {rank}: rank(s) {failed} of {world} could not step, so "
                                f"no rank has stepped ({reasons})")
-    if n and failure is None and not torch.equal(flags[world:world + n],
-                                                 -flags[world + n:]):
+    highest, lowest = got[world:world + FACTS], [-v for v in got[world + FACTS:]]
+    if failure is None and highest != lowest:
         _disagree(group, world, rank, facts)
 
 
