@@ -22,6 +22,7 @@ import torch.multiprocessing as mp
 
 PRELOAD = ["torch", "torch.distributed", "numba", "optforge.catalogue", "optforge.distributed",
            "tests.distributed.collective_workers", "tests.distributed.verdict_workers",
+           "tests.distributed.matrix_state_workers",
            "torch.distributed.fsdp", "tests.distributed.fsdp_workers",
            "tests.distributed.workers", "torch.distributed.checkpoint",
            "torch.nn.parallel", "torch.distributed.optim"]
