@@ -19,13 +19,13 @@ Where sharding hooks in (runtime/shards.py, runtime/shard_matrix.py): *collect* 
 the kernels a DTensor parameter's local shard (``shards.local``), *reduce* combines
 the shards' partial reductions with one all-reduce per stage (``shards.combine``), and
 *matrix* gathers each sharded matrix on one owning rank and scatters the result
-(``shard_matrix.run``). Where distribution hooks in: on a distributed step *collect* and *check* end with one
-small all-reduce, so every rank raises if any rank refused (runtime/step_verdict.py);
-a rule's collectives (allreduce, majority_vote) run after *finish scalars*: the
-pre-stage of those rules (what they send), then one exchange for all groups, before any
-write (runtime/collective_stage.py). Where low-precision storage hooks in: a state's storage dtype is
-the plan's (``TensorRef.dtype``); *collect* allocates states and buffers in it, the
-kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
+(``shard_matrix.run``). Where distribution hooks in: on a step that runs collectives,
+*collect* and *check* end with one small all-reduce, so every rank raises if any rank
+refused (runtime/step_verdict.py); a rule's collectives (allreduce, majority_vote) run
+after *finish scalars*: the pre-stage of those rules (what they send), then one exchange
+for all groups, before any write (runtime/collective_stage.py). Where low-precision
+storage hooks in: a state's storage dtype is the plan's (``TensorRef.dtype``); *collect*
+allocates states and buffers in it, the kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
 or stochastic where the plan asks), and *check* refuses a state of another dtype.
 Scales of scaled storage formats would be run-time scalars made in *finish scalars*.
 """
