@@ -43,9 +43,10 @@ def train(model, opt, sharded: bool) -> None:
         opt.step()
 
 
-def matrix_states(rank: int, world: int, out_dir: str) -> None:
+def matrix_states(rank: int, world: int, out_dir: str, mesh_shape=None) -> None:
+    """Every kind on FSDP2 shards (``mesh_shape`` (replicas, shards): HSDP)."""
     for kind in KINDS:
-        model = shard(make_model())
+        model = shard(make_model(), mesh_shape)
         opt = make_optimizer(kind, model)
         train(model, opt, sharded=True)
         weight = next(model.parameters())

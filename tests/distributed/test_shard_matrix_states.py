@@ -23,14 +23,17 @@ pytestmark = pytest.mark.skipif(not torch.distributed.is_available(),
                                 reason="no torch.distributed")
 
 
-def test_shampoo_and_soap_on_shards_equal_one_process():
-    out = run_ranks(matrix_state_workers.matrix_states, 2, timeout_s=55)
+@pytest.mark.parametrize("world, mesh_shape", [(2, None), (4, (2, 2))])
+def test_shampoo_and_soap_on_shards_equal_one_process(world, mesh_shape):
+    """2 ranks: FSDP2; 4 ranks: HSDP, (Replicate(), Shard(0)) on a 2x2 mesh, the factors'
+    rows split over the shard dimension and replicated over the other."""
+    out = run_ranks(matrix_state_workers.matrix_states, world, mesh_shape, timeout_s=55)
     for kind in matrix_state_workers.KINDS:
         model = workers.make_model()
         opt = matrix_state_workers.make_optimizer(kind, model)
         matrix_state_workers.train(model, opt, sharded=False)
         ref = workers.snapshot(model, opt)
-        for rank in range(2):
+        for rank in range(world):
             got = load(out, kind, rank)
             worst = 0.0
             for a, b in zip(got["params"], ref["params"]):
@@ -42,9 +45,11 @@ def test_shampoo_and_soap_on_shards_equal_one_process():
             assert worst == 0.0, (kind, rank, worst)
             placed = load(out, f"{kind}-placements", rank)
             # the first weight is 7x5: its (rows, rows) factor keeps 4 or 3 rows per rank
-            rows = 4 if rank == 0 else 3
-            assert placed["L"] == ("(Shard(dim=0),)", (rows, 7)), placed
-            assert placed["R"] == ("(Shard(dim=0),)", ((3, 5) if rank == 0 else (2, 5))), placed
+            first = rank % 2 == 0  # (the shard dimension's rank: HSDP's is the last)
+            placement = "(Shard(dim=0),)" if mesh_shape is None else \
+                "(Replicate(), Shard(dim=0))"
+            assert placed["L"] == (placement, (4 if first else 3, 7)), placed
+            assert placed["R"] == (placement, (3 if first else 2, 5)), placed
 
 
 def test_sharded_factors_survive_a_dcp_round_trip():
