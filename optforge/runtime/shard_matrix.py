@@ -19,6 +19,10 @@ bytes once back (Muon: 2 + 2 bytes per element), against an all-gather's
 states (Shampoo's factors) are DTensors split by rows (runtime/shard_matrix_states.py):
 their rows are gathered on the owner like the loads, and their new values scattered
 back, to be written at commit.
+
+A matrix stage that can fail at run time (inverse, inv_root, solve, eigenvectors) may
+fail on one owner only; such rules add one small all-reduce before the scatters so that
+every rank of the shard group raises (step_verdict's messages) instead of waiting.
 """
 from __future__ import annotations
 
@@ -139,6 +143,24 @@ def run(work, b) -> list[tuple]:
             comm = jobs[j] = _Shards(key, work.index + work.matrix_turn)
             work.matrix_turn += 1
             comm.inputs = _gathered(plan, comm, b, j, [[s[j]] for s in b.states], reduced[j])
+    failure, results = None, []
+    try:
+        results = _computed(launcher, b, jobs, reduced, len(outputs_of))
+    except Exception as exc:  # noqa: BLE001 - re-raised below, once the other ranks know
+        failure = exc
+    if jobs and _fallible(work.compiled):
+        _agree(next(iter(jobs.values())).group, failure)  # or the others wait in scatter
+    if failure is not None:
+        raise failure
+    for j, comm in jobs.items():
+        results[j] = tuple(_scattered(comm, out, plan.states[name], b.keys[j], b.params[j])
+                           for out, (name, _) in zip(results[j], outputs_of))
+    return results
+
+
+def _computed(launcher, b, jobs: dict, reduced: list, n_outputs: int) -> list[tuple]:
+    """Each parameter's matrix-stage outputs: computed here for unsharded parameters and
+    the sharded ones this rank owns, placeholders for the others."""
     results = []
     for j in range(len(b.keys)):
         comm = jobs.get(j)
@@ -149,13 +171,33 @@ def run(work, b) -> list[tuple]:
             full = comm.inputs
             results.append(launcher.matrix(0, *full[:3], b.scalars, [full[3]])[0])
         else:
-            results.append((None,) * len(outputs_of))
+            results.append((None,) * n_outputs)
         if comm is not None:
             comm.inputs = None  # the gathered matrices are not needed any more
-    for j, comm in jobs.items():
-        results[j] = tuple(_scattered(comm, out, plan.states[name], b.keys[j], b.params[j])
-                           for out, (name, _) in zip(results[j], outputs_of))
     return results
+
+
+def _fallible(compiled) -> bool:
+    """Can the rule's matrix stage raise at run time (a factorization of a matrix that
+    is not positive definite)? Answered once per compiled rule."""
+    found = compiled.__dict__.get("_fallible_matrix")
+    if found is None:
+        import sympy as sp
+
+        from ..compiler.passes.split_prestage import FALLIBLE
+        found = compiled.__dict__["_fallible_matrix"] = any(
+            isinstance(node, FALLIBLE) for _, e in compiled.plan.matrix_stages[0].outputs
+            for node in sp.preorder_traversal(e))
+    return found
+
+
+def _agree(group, failure: Exception | None) -> None:
+    """A factorization may fail on one owner only: one small all-reduce before the
+    scatters, so every rank of the shard group raises instead of waiting in them (the
+    failing rank its own error; see step_verdict)."""
+    from .step_verdict import Facts, _vote
+    _vote(group, failure, Facts(), "this bucket's parameters and states were not stepped "
+          "(earlier buckets of the step were, as in one process)")
 
 
 def _scattered(comm: _Shards, full, decl, key, local_p):

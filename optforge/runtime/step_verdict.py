@@ -16,9 +16,9 @@ The cost is that one all-reduce of ``world + 6`` int64 per step, a synchronisati
 (measured in tests/distributed/test_step_verdict.py, docs/distributed.md). Steps without
 collectives skip it: single processes, DDP, and elementwise rules (AdamW, Lion) on
 shards, where a rank's error leaves no other rank waiting inside the step.
-Errors raised before the step's stages (a missing ``inputs`` entry) or inside a stage
-after its collectives started (a matrix factorization failing on its owner) are not
-covered.
+A matrix factorization failing on one owner (after the step's first collectives) is
+agreed on the same way by shard_matrix before its scatters. Errors raised before the
+step's stages (a missing ``inputs`` entry) on one rank only are not covered.
 """
 from __future__ import annotations
 
@@ -106,7 +106,12 @@ def _device(group) -> torch.device:
     return found
 
 
-def _vote(group, failure: Exception | None, facts: Facts) -> None:
+BEFORE_WRITES = "no rank has stepped"
+
+
+def _vote(group, failure: Exception | None, facts: Facts,
+          outcome: str = BEFORE_WRITES) -> None:
+    """Every rank learns which ranks failed; ``outcome`` says what that left behind."""
     world, rank = dist.get_world_size(group), dist.get_rank(group)
     # the same length on every rank, however far this one got: a failed rank sends zeros
     values = facts.values if failure is None and len(facts.values) == FACTS else [0] * FACTS
@@ -123,11 +128,11 @@ def _vote(group, failure: Exception | None, facts: Facts) -> None:
         dist.all_gather_object(messages, shown, group=group)
         if failure is not None:
             failure.add_note(f"(rank {rank} of {world}: every rank of the process group "
-                             "refused this step; none has stepped)")
+                             f"refused this step; {outcome})")
             return
         reasons = "; ".join(f"rank {r}: {messages[r]}" for r in failed)
         raise StepRefusedError(f"rank {rank}: rank(s) {failed} of {world} could not step, so "
-                               f"no rank has stepped ({reasons})")
+                               f"{outcome} ({reasons})")
     highest, lowest = got[world:world + FACTS], [-v for v in got[world + FACTS:]]
     if failure is None and highest != lowest:
         _disagree(group, world, rank, facts)

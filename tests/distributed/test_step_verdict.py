@@ -33,7 +33,7 @@ def test_one_rank_s_error_raises_on_every_rank_and_moves_nothing():
                     "gradient torch.Size([4, 7]) torch.float64" in message or \
                     "torch.float64 on cpu does not match the parameter" in message, message
                 assert notes == [f"(rank {bad} of 2: every rank of the process group refused "
-                                 "this step; none has stepped)"]
+                                 "this step; no rank has stepped)"]
             else:
                 assert kind == "StepRefusedError", (case, kind, message)
                 assert message.startswith(f"rank {rank}: rank(s) [{bad}] of 2 could not step, "
@@ -59,3 +59,21 @@ def test_the_verdict_is_one_small_all_reduce_on_the_distributed_path_only():
         print(f"rank {rank}: FSDP2 LAMB step {cost['with']:.0f} us with the verdict, "
               f"{cost['without']:.0f} us without; the all-reduce alone "
               f"{cost['all_reduce']:.0f} us (medians, interleaved)")
+
+
+def test_a_factorization_failing_on_one_owner_raises_on_every_rank():
+    """The matrix stage of a sharded weight runs on its owner only: a Cholesky failing
+    there (a singular g g^T) must not leave the other rank waiting in the scatter."""
+    out = run_ranks(verdict_workers.failing_owner, 2, timeout_s=55, collective_s=20)
+    kinds = {}
+    for rank in range(2):
+        found = load(out, "owner", rank)
+        kind, message, notes = found["error"]
+        kinds[rank] = kind
+        assert found["weights_unmoved"], rank
+        if kind == "StepRefusedError":
+            assert "rank(s) [0] of 2 could not step, so this bucket's parameters and states " \
+                "were not stepped" in message and "cholesky" in message.lower(), message
+        else:
+            assert "cholesky" in message.lower() and "refused this step" in notes[0], message
+    assert kinds[1] == "StepRefusedError" and kinds[0] != "StepRefusedError", kinds

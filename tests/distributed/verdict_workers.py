@@ -111,3 +111,34 @@ def verdict_cost(rank: int, world: int, out_dir: str, steps: int = 40) -> None:
     step_verdict.verdict_group = real
     save(out_dir, "cost", rank, {"plain": plain_calls, "adamw": adamw_calls, "lamb": lamb_calls,
                                  **{k: 1e6 * statistics.median(v) for k, v in times.items()}})
+
+
+def inverse_rule(lr=0.01):
+    """A matrix stage that fails where g g^T is singular (Cholesky)."""
+    from optforge.dsl import Rule, grad, inverse, matmul, param, transpose
+    g = grad()
+    return Rule(param() - lr * matmul(inverse(matmul(g, transpose(g))), g))
+
+
+def failing_owner(rank: int, world: int, out_dir: str) -> None:
+    """Weight 0 (7x5, owned by rank 0) gets a gradient with zero rows, so g g^T is
+    singular; weight 1 (3x7, owned by rank 1) a full-rank one."""
+    from torch.distributed.tensor import distribute_tensor
+    model = shard(make_model())
+    groups = optforge.split_matrix_params(model, other=optforge.AdamW, lr=0.01)
+    opt = optforge.Optimizer(groups, inverse_rule)
+    gen = torch.Generator().manual_seed(3)
+    for p in model.parameters():
+        g = torch.randn(p.shape, generator=gen)
+        if p.dim() == 2 and p.shape[0] == 7:
+            g[3:] = 0.0
+        p.grad = distribute_tensor(g, p.device_mesh, p.placements)
+    weights = [p for p in model.parameters() if p.dim() == 2]
+    before = [p.to_local().detach().clone() for p in weights]
+    found = {}
+    try:
+        opt.step()
+    except Exception as e:  # noqa: BLE001 - the test compares types and messages
+        found["error"] = (type(e).__name__, str(e), list(getattr(e, "__notes__", [])))
+    found["weights_unmoved"] = all(torch.equal(p.to_local(), b) for p, b in zip(weights, before))
+    save(out_dir, "owner", rank, found)
