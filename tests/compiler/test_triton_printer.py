@@ -57,11 +57,12 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     full, tail = _branches(src)
     # the full-block path never masks (vector accesses); the tail path masks everything
     assert "mask" not in full
-    # kernels gathering row results: one full path per case (one row, 32-bit, 64-bit
-    # row index), each with the same loads and stores; the first is counted below
-    cases = full.split("        elif numel < 2147483648:\n")
+    # kernels gathering row results: one full path per case (the block inside one row,
+    # across one row end, rows shorter than a block), each with the same loads and
+    # stores of the tensors; the first is counted below
+    cases = re.split(r"        (?:elif n_cols >= BLOCK_SIZE:|else:)\n", full)
     if len(cases) > 1:
-        first, rest = cases[0], cases[1].split("        else:\n")
+        first, rest = cases[0], cases[1:]
         for other in rest:
             for pattern in (r"tl\.load\(ptr_(\w+) \+ offs", r"tl\.store\(ptr_(\w+) \+ offs"):
                 assert re.findall(pattern, other) == re.findall(pattern, first)
