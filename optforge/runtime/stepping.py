@@ -35,7 +35,8 @@ from ..dsl.randomness import draw
 from . import shard_matrix, shards, staging
 from .backends import BACKENDS
 from .reduce_stage import reduce
-from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
+from . import quantized_states
+from .state import new_state, state_shape, storage_dtype
 from .step_work import Bucket, GroupStep, Labels, serialised, step_lock  # noqa: F401
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
@@ -79,13 +80,16 @@ def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
     # speed: a call per parameter is a visible cost on a 200-tensor group)
     plain = _PLAIN_TYPES.issuperset(map(type, params))
     compiled = opt._compiled(hyper)
-    decls = compiled.plan.states
-    stored = frozenset(compiled.stored_names)
+    # 8-bit states: tensors below quant_min_numel run the float32-state variant
+    variants = quantized_states.variants(opt, hyper, compiled)
+    stored = frozenset(compiled.stored_names)  # (the same names in both variants)
     hyper_values = opt.spec_of(group).hyper_values(hyper)
     found, fresh, states = defaultdict(list), {}, opt.state
     for i, p in enumerate(group["params"]):
         if p.grad is None:
             continue
+        small = variants is not None and not variants.quantizes(p)
+        decls = (variants.small if small else compiled).plan.states
         current = states.get(p)  # .get: opt.state is a defaultdict
         if not current:  # (a DTensor parameter gets DTensor states, placed like it)
             fresh[p] = current = new_state(decls, p, hyper_values)
@@ -93,8 +97,9 @@ def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
             fresh[p] = {name: new_state({name: decls[name]}, p, hyper_values)[name]
                         for name in stored - current.keys()}
         view = p if plain else shards.local(p)  # sharding hook: kernels step local shards
-        found[(view.device, view.dtype, float(current["step"]) + 1.0)].append((i, p))
-    buckets = [_bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plain)
+        found[(view.device, view.dtype, float(current["step"]) + 1.0, small)].append((i, p))
+    buckets = [_bucket(opt, index, variants.small if key[3] else compiled, hyper_values,
+                       given, fresh, key[:3], members, plain)
                for key, members in found.items()]
     return GroupStep(index, group, hyper, compiled, buckets, fresh)
 
@@ -134,7 +139,7 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plai
                   [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
                   [column(name) for name in decls],
                   compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
-                  members=shards.nonempty(params) if sharded else None)
+                  members=shards.nonempty(params) if sharded else None, compiled=compiled)
 
 
 def _torch_launcher(compiled, device, dtype):
@@ -148,9 +153,9 @@ def _torch_launcher(compiled, device, dtype):
 # ---- check -----------------------------------------------------------------------------
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
-    stored = [(k, name, decl) for k, (name, decl) in
-              enumerate(work.compiled.plan.states.items()) if decl.stored]
     for b in work.buckets:
+        stored = [(k, name, decl) for k, (name, decl) in
+                  enumerate((b.compiled or work.compiled).plan.states.items()) if decl.stored]
         for j, p in enumerate(b.keys):
             opt.check_parameter(p, b.labels, j, work.compiled)
             if b.sharded:
@@ -161,9 +166,8 @@ def check(opt, work: GroupStep) -> None:
         for k, name, decl in own:
             for j, (p, value) in enumerate(zip(b.params, b.states[k])):
                 if not (isinstance(value, torch.Tensor) and decl.kind == "state"
-                        and value.shape == p.shape and value.device == p.device
-                        and value.dtype == (p.dtype if decl.dtype is None
-                                            else STORAGE_DTYPES[decl.dtype])):
+                        and value.shape == state_shape(decl, p) and value.device == p.device
+                        and value.dtype == storage_dtype(decl, p)):
                     _check_state(name, decl, p, value, opt, b.labels[j])  # explains
         # what the launcher derived (its address tables) is reused by the launch
         if b.members == []:  # only empty shards: no kernel runs
@@ -177,9 +181,9 @@ def check(opt, work: GroupStep) -> None:
 def _check_state(name, decl, p, value, opt, label) -> None:
     """A stored state: a tensor of the right shape, storage dtype and device."""
     ok = isinstance(value, torch.Tensor)
-    want = p.shape if decl.kind != "matrix" else matrix_shape(decl, p)
+    want = state_shape(decl, p)
     if ok:
-        dtype = p.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
+        dtype = storage_dtype(decl, p)
         ok = value.shape == want and value.dtype == dtype and value.device == p.device
     if not ok:
         shown = (f"{tuple(value.shape)} {value.dtype} on {value.device}"
