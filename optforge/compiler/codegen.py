@@ -24,6 +24,10 @@ def source(plan: KernelPlan, backend: str, **options) -> str:
         from .printers.torch import torch_source
         return torch_source(plan, **options)
     if backend == "numba":
+        from .quant_plan import quantized_states
+        if quantized_states(plan):  # 8-bit states: their own kernel shape
+            from .printers.numba_quant import numba_quant_source
+            return numba_quant_source(plan, **options)
         from .printers.numba import numba_source
         return numba_source(plan, **options)
     if backend == "triton":

@@ -1,5 +1,6 @@
 """Block-wise 8-bit storage of a state in torch: codes (uint8, the parameter's shape) and one
-float32 absmax per block of ``block`` consecutive elements in memory order.
+float32 absmax per block of ``block`` consecutive elements in memory order; ``pack`` /
+``unpack`` are the packed state of ``compiler/quant_format.py`` (codes, then scales).
 
 The compiled kernels quantize and dequantize in registers; these functions are the same
 format written as torch operations: the torch backend's loads and stores, checkpoint
@@ -77,9 +78,11 @@ def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, signed: bool
 def pack(x: torch.Tensor, fmt: QuantFormat) -> torch.Tensor:
     """``x`` as a packed 8-bit state (1-D uint8, ``fmt.packed_bytes(x.numel())`` bytes)."""
     codes, absmax = _quantize_rows(_padded_blocks(x, fmt.block), fmt.signed)
-    out = torch.empty(fmt.packed_bytes(x.numel()), dtype=torch.uint8, device=x.device)
-    out[: fmt.scale_offset(x.numel())] = codes.view(-1)
-    out[fmt.scale_offset(x.numel()):] = absmax.view(torch.uint8)
+    n = x.numel()
+    out = torch.empty(fmt.packed_bytes(n), dtype=torch.uint8, device=x.device)
+    out[:n] = codes.view(-1)[:n]
+    out[n: fmt.scale_offset(n)] = 0  # the padding of the last block: never read
+    out[fmt.scale_offset(n):] = absmax.view(torch.uint8)
     return out
 
 
