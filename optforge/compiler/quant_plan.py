@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .errors import CompileError
-from .plan import KernelPlan, StorageDtype
+from .plan import KernelPlan, StateKind, StorageDtype
 from .quant_format import QuantFormat, parse
 
 
@@ -24,17 +24,21 @@ def check_quantizable(plan: KernelPlan, backend: str) -> dict[str, QuantFormat]:
     """The plan's 8-bit states, or a CompileError naming the rule and what stands in the
     way (a stage before the elementwise one)."""
     formats = quantized_states(plan)
-    if plan.reduce_stages or plan.matrix_stages or plan.pre_plan is not None:
+    inputs = plan.states_of(StateKind.INPUT)
+    if plan.reduce_stages or plan.matrix_stages or plan.pre_plan is not None or inputs:
         raise CompileError(
             f"rule {plan.rule_name!r}: 8-bit states ({', '.join(formats)}) need a rule whose "
-            "update is one elementwise pass; this one has reduce, matrix or pre-stages "
-            f"({backend} backend). Store its states in bfloat16 or float32 instead")
-    written = {r.name for r, _ in plan.stores}
-    for name in formats:
-        if name not in written:
-            raise CompileError(f"rule {plan.rule_name!r}: 8-bit state {name!r} is never "
-                               "written by the elementwise stage")
+            "update is one elementwise pass; this one has reduce, matrix or pre-stages, or "
+            f"inputs the runtime computes from its states ({backend} backend). Store its "
+            "states in bfloat16 or float32 instead")
     return formats
+
+
+def written(plan: KernelPlan, formats: dict[str, QuantFormat]) -> dict[str, QuantFormat]:
+    """The 8-bit states the plan stores (a read-only one is never requantized: requantizing
+    a dequantized block can change its scale)."""
+    stored = {r.name for r, _ in plan.stores}
+    return {name: fmt for name, fmt in formats.items() if name in stored}
 
 
 def float32_plan(plan: KernelPlan) -> KernelPlan:

@@ -7,7 +7,7 @@ pass over memory as the compiled kernels are, but the same bits.
 """
 from __future__ import annotations
 
-from ..compiler.quant_plan import check_quantizable, float32_plan
+from ..compiler.quant_plan import check_quantizable, float32_plan, written
 from .quantized import pack, unpack
 from .torch_launcher import TorchLauncher
 
@@ -20,6 +20,7 @@ class QuantizedTorchLauncher:
         self.formats = check_quantizable(plan, "torch")
         self.inner = TorchLauncher(float32_plan(plan))
         self.source = self.inner.source
+        self._written = written(plan, self.formats)
         self._slots = [(k, name) for k, name in enumerate(plan.states) if name in self.formats]
 
     def check(self, params, grads, states, labels=None) -> None:
@@ -33,5 +34,7 @@ class QuantizedTorchLauncher:
                          for s, p in zip(packed[k], params)]
         self.inner(params, grads, states, scalars)
         for k, name in self._slots:
+            if name not in self._written:
+                continue
             for target, value in zip(packed[k], states[k]):
                 target.copy_(pack(value, self.formats[name]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..abi import kernel_name, roundings, storage_dtypes
 from ..plan import KernelPlan
-from ..quant_plan import check_quantizable, float32_plan
+from ..quant_plan import check_quantizable, float32_plan, written
 from ..templates import render
 from .numba import _NP, STORAGE, NumbaPrinter, compute_dtype, noise_lines
 
@@ -62,8 +62,8 @@ def numba_quant_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
                   block_start="\n".join(f"            sc_{n} = s_{n}[q]" for n in formats)
                   or "            pass",
                   body="\n".join(_body(plan, pr, dtypes, rounding, formats)),
-                  block_end="\n".join(line for n, fmt in formats.items()
-                                      for line in _requantize(n, fmt.signed)))
+                  block_end="\n".join(line for n, fmt in written(plan, formats).items()
+                                      for line in _requantize(n, fmt.signed)) or "")
 
 
 def _body(plan, pr, dtypes, rounding, formats) -> list[str]:
