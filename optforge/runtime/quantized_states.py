@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from ..compiler.quant_format import parse
-from ..kernels.quantized import join, pack, split, unpack
+from ..kernels.quantized import join, split, unpack
 from . import storage_options
 from .compiled import compile_rule
 

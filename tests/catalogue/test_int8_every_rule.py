@@ -93,8 +93,6 @@ def test_numba_and_torch_store_the_same_int8_states(name):
                            match="8-bit states .* one elementwise pass|'int8' is not supp"):
             for k in range(2):  # (SPIDER and STORM compile their rule at the second step)
                 _step(model, opt, name, k)
-        assert not any(t.dtype == torch.uint8 for s in opt.state.values() for t in s.values()
-                       if isinstance(t, torch.Tensor))
         return
     if name in FP32_MATH_DIFFERS:
         assert _first_difference(name, state_dtype="float32") is not None
