@@ -1,6 +1,7 @@
 """Every catalogue rule with ``state_dtype="int8"`` (every state 8-bit, blocks of 256,
-quantized whatever the tensor's size): the numba kernel stores the same codes and scales
-as the torch reference given the same inputs, step after step; rules with reduce, matrix
+quantized whatever the tensor's size): the numba kernel (and the Triton interpreter's,
+for representatives: it is slow) stores the same codes and scales as the torch
+reference given the same inputs, step after step; rules with reduce, matrix
 or pre-stages are refused with a clear error (their states are read in several passes).
 
 The torch backend's parameters may differ from numba's in the last bit (both backends'
@@ -8,6 +9,8 @@ float32 parameter updates are tested elsewhere), so before each step the torch o
 gets numba's parameters and states: each step is compared from the same inputs."""
 import pytest
 import torch
+
+from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 
 from optforge.catalogue import REGISTRY
 from optforge.compiler.errors import CompileError
@@ -19,8 +22,11 @@ LAYER_STATS = {"KFAC", "EKFAC", "NaturalGradient", "MKOR", "MKORH", "AdaFisher",
 OPTIONS = dict(state_dtype="int8", quant_min_numel=0, seed=11)
 
 
+TRITON_REPRESENTATIVES = ["AdamW", "Lion", "Adagrad", "RMSprop", "Adadelta"]
+
+
 def _build(name: str, backend: str, **options):
-    model = _model()
+    model = _model().to(DEVICE if backend == "triton" else "cpu")
     params = [p for p in model.parameters() if p.dim() >= 2] if name in MATRIX \
         else model.parameters()
     opt = REGISTRY[name](params, backend=backend, **OVERRIDES.get(name, {}),
@@ -56,11 +62,12 @@ FP32_MATH_DIFFERS = {"LaProp"}
 UNEXPLAINED = {"AdaMod": "exp_avg_lr differs at step 0", "QHAdam": "exp_avg differs at step 1"}
 
 
-def _first_difference(name: str, **options):
-    """(state, step) of the first state numba and torch store differently when each step
-    starts from the same parameters and states, or None."""
-    ours_model, ours = _build(name, "numba", **options)
+def _first_difference(name: str, backend: str = "numba", **options):
+    """(state, step) of the first state ``backend`` and torch store differently when each
+    step starts from the same parameters and states, or None."""
+    ours_model, ours = _build(name, backend, **options)
     ref_model, ref = _build(name, "torch", **options)
+    ref_model.to(DEVICE if backend == "triton" else "cpu")
     for k in range(3):
         _step(ours_model, ours, name, k)
         _step(ref_model, ref, name, k)
@@ -75,6 +82,11 @@ def _first_difference(name: str, **options):
                 q.copy_(p)
         ref.load_state_dict(ours.state_dict())
     return None
+
+
+@pytest.mark.parametrize("name", TRITON_REPRESENTATIVES)
+def test_triton_stores_the_same_int8_states(name):
+    assert _first_difference(name, "triton") is None
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
