@@ -46,6 +46,10 @@ def numba_quant_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
         views.append(f"        s_{name} = carray(ptr_f32(addresses[{row}, j] + 4 * (lo // "
                      f"{block})), nq)")
         views.append(f"        w_{name} = np.empty({block}, dtype=np.float32)")
+        # the codes go through a scratch row too: a store through the codes' raw pointer
+        # might alias the code tables as far as LLVM knows, which kept it from vectorizing
+        # the lookup (gathers); a row it allocated cannot
+        views.append(f"        c_{name} = np.empty({block}, dtype=np.uint8)")
     views += noise_lines(plan, rounding, " " * 8)
     return render("numba_quant_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,
@@ -59,11 +63,19 @@ def numba_quant_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
                   scalars="\n".join(f"    {s.name} = {_NP[ftype]}(scalars[{k}])"
                                     for k, s in enumerate(plan.scalar_args)) or "    pass",
                   views="\n".join(views),
-                  block_start="\n".join(f"            sc_{n} = s_{n}[q]" for n in formats)
-                  or "            pass",
+                  dequantize="\n".join(line for n, fmt in formats.items()
+                                        for line in _dequantize(n, fmt.signed)),
                   body="\n".join(_body(plan, pr, dtypes, rounding, formats)),
-                  block_end="\n".join(line for n, fmt in written(plan, formats).items()
-                                      for line in _requantize(n, fmt.signed)) or "")
+                  requantize="\n".join(line for n, fmt in written(plan, formats).items()
+                                        for line in _requantize(n, fmt.signed)) or "")
+
+
+def _dequantize(name: str, signed: bool) -> list[str]:
+    """Before a block's update: its values, from the codes and the block's old scale."""
+    indent = " " * 12
+    return [f"{indent}sc_{name} = s_{name}[q]",
+            f"{indent}for i2 in range(qn):",
+            f"{indent}    w_{name}[i2] = MAP_{_TABLES[signed]}[a_{name}[q0 + i2]] * sc_{name}"]
 
 
 def _body(plan, pr, dtypes, rounding, formats) -> list[str]:
@@ -71,15 +83,14 @@ def _body(plan, pr, dtypes, rounding, formats) -> list[str]:
     lines = []
     for r in plan.loads:
         if r.name in formats:
-            table = _TABLES[formats[r.name].signed]
-            value = f"MAP_{table}[a_{r.name}[i]] * sc_{r.name}"
+            value = f"w_{r.name}[i2]"
             lines.append(f"{indent}v_{r.name} = {pr.f}({value})" if pr.ftype != "float32"
                          else f"{indent}v_{r.name} = {value}")
         else:
             lines.append(indent + pr.load(r.name, dtypes[r.name]))
     lines += [f"{indent}{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     for r, e in plan.stores:
-        if r.name in formats:
+        if r.name in formats:  # (its old value was read above: the row may take the new)
             lines.append(f"{indent}w_{r.name}[i2] = np.float32({pr.doprint(e)})")
         else:
             lines.append(indent + pr.store(r.name, dtypes[r.name], pr.doprint(e),
@@ -88,16 +99,22 @@ def _body(plan, pr, dtypes, rounding, formats) -> list[str]:
 
 
 def _requantize(name: str, signed: bool) -> list[str]:
-    """After a block's elements: its new scale, then its codes."""
+    """After a block's update: its new scale, the absmax, found as the largest magnitude
+    bit pattern (non-negative floats order as their bits: an integer max, which LLVM
+    vectorizes where a float compare-and-select under strict IEEE is not), then its codes
+    (``value / absmax``, ``/ 1`` for a block of zeros, as kernels/quantized.py divides),
+    through the ``c_`` row."""
     table, indent = _TABLES[signed], " " * 12
-    return [f"{indent}amax_{name} = np.float32(0.0)",
+    return [f"{indent}bits_{name} = np.int32(0)",
             f"{indent}for i2 in range(qn):",
-            f"{indent}    x = abs(w_{name}[i2])",
-            f"{indent}    if x > amax_{name}:",
-            f"{indent}        amax_{name} = x",
+            f"{indent}    bits_{name} = max(bits_{name}, np.float32(w_{name}[i2]).view(np.int32) "
+            "& np.int32(0x7FFFFFFF))",
+            f"{indent}amax_{name} = np.int32(bits_{name}).view(np.float32)",
             f"{indent}s_{name}[q] = amax_{name}",
             f"{indent}d_{name} = amax_{name} if amax_{name} > np.float32(0.0) "
             "else np.float32(1.0)",
             f"{indent}for i2 in range(qn):",
-            f"{indent}    a_{name}[q0 + i2] = q8_code(w_{name}[i2] / d_{name}, MID_{table}, "
-            f"TAB_{table})"]
+            f"{indent}    c_{name}[i2] = q8_code(w_{name}[i2] / d_{name}, MID_{table}, "
+            f"TAB_{table})",
+            f"{indent}for i2 in range(qn):",
+            f"{indent}    a_{name}[q0 + i2] = c_{name}[i2]"]
