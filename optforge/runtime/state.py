@@ -41,6 +41,9 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
     the declared initial value (times the identity for ``eye`` matrix states)."""
     fmt = parse(decl.dtype)
     if fmt is not None:  # the float32 value, packed
+        if param.is_complex():  # (kernels step a complex parameter as its real view)
+            raise ValueError(f"state {decl.name!r}: 8-bit states of complex parameters are "
+                             "not supported; use state_dtype='bfloat16' or 'float32'")
         return pack(initial_value(replace(decl, dtype="float32"), param, hyper_values), fmt)
     dtype = storage_dtype(decl, param)
     init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols

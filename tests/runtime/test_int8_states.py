@@ -91,3 +91,25 @@ def test_bad_options_are_refused_by_name():
         optforge.AdamW(p, state_dtype="int8", quant_block=100)
     with pytest.raises(ValueError, match="quant_min_numel"):
         optforge.AdamW(p, state_dtype="int8", quant_min_numel=-1)
+
+
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+def test_complex_parameters_are_refused_before_anything_moves(backend):
+    z = torch.nn.Parameter(torch.randn(5000, dtype=torch.complex64))
+    z.grad = torch.randn(5000, dtype=torch.complex64)
+    before = z.detach().clone()
+    opt = optforge.AdamW([z], backend=backend, state_dtype="int8")
+    with pytest.raises(ValueError, match="complex parameters"):
+        opt.step()
+    assert torch.equal(z.detach(), before) and not opt.state[z]
+
+
+def test_transposed_parameter_steps_like_a_contiguous_one():
+    torch.manual_seed(0)
+    w, g = torch.randn(80, 100), torch.randn(80, 100)
+    a = torch.nn.Parameter(w.t())  # (100, 80), a view of an (80, 100) buffer
+    b = torch.nn.Parameter(w.t().contiguous())
+    a.grad, b.grad = g.t(), g.t().contiguous()
+    for p in (a, b):
+        optforge.AdamW([p], backend="numba", state_dtype="int8").step()
+    assert not a.is_contiguous() and torch.equal(a.detach(), b.detach())
