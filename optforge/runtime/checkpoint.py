@@ -27,7 +27,7 @@ from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
 from . import quantized_states
 from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
-from .storage_options import carry_over, stored_rule
+from .storage_options import STORAGE_KEYS, carry_over, stored_rule
 from ..compiler.storage import KAHAN_STATE
 
 # Catalogue rules that read the step count only to tell the first step from later ones,
@@ -280,7 +280,9 @@ def _check_step(value, where: str) -> None:
 def _finish_group(opt, group: dict, completed: dict, states: dict) -> None:
     """After torch installed the checked dict: what ``check`` decided (cannot fail)."""
     for key, value in completed.items():
-        if key not in group or key == RULE_KEY:
+        # storage options are this process's choice (storage_options.carry_over): torch's
+        # loader installed the saved group's, so the completed group's are put back
+        if key not in group or key == RULE_KEY or key in STORAGE_KEYS:
             group[key] = value
     for p, checked in states.items():
         if checked is None:

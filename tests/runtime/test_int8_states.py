@@ -83,6 +83,15 @@ def test_fp32_checkpoint_loads_into_8bit_optimizer_and_back():
     assert back.state[again[0]]["exp_avg"].dtype == torch.float32
     assert torch.equal(back.state[again[0]]["exp_avg"],
                        unpack(pack(m, QuantFormat(True)), QuantFormat(True), (5000,)))
+    # and both step on with the storage they chose (not the checkpoint's)
+    assert back.param_groups[0]["state_dtype"] == "float32"
+    assert int8.param_groups[0]["state_dtype"] == "int8"
+    for p in (*other, *again):
+        p.grad = torch.ones_like(p)
+    int8.step()
+    back.step()
+    assert int8.state[other[0]]["exp_avg"].dtype == torch.uint8
+    assert back.state[again[0]]["exp_avg"].dtype == torch.float32
 
 
 def test_bad_options_are_refused_by_name():
