@@ -2,6 +2,8 @@
 import pytest
 import torch
 
+from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
+
 import optforge
 from optforge.compiler.quant_format import QuantFormat, code_of_value
 from optforge.compiler.quant_map import code_of, midpoints
@@ -122,3 +124,24 @@ def test_transposed_parameter_steps_like_a_contiguous_one():
     for p in (a, b):
         optforge.AdamW([p], backend="numba", state_dtype="int8").step()
     assert not a.is_contiguous() and torch.equal(a.detach(), b.detach())
+
+
+def _independent_steps(backend, dtype):
+    """Two AdamW steps with 8-bit states on gradients that do not depend on the step."""
+    torch.manual_seed(0)
+    device = DEVICE if backend == "triton" else "cpu"
+    params = [torch.nn.Parameter(torch.randn(n).to(dtype).to(device)) for n in (5000, 300)]
+    opt = optforge.AdamW(params, backend=backend, state_dtype="int8", quant_min_numel=0)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        for p in params:
+            p.grad = torch.randn(p.shape, generator=g).to(dtype).to(device)
+        opt.step()
+    return [t.cpu() for p in params for t in (p.detach(), *opt.state[p].values())]
+
+
+@pytest.mark.parametrize("backend, dtype", [("numba", torch.bfloat16), ("numba", torch.float64),
+                                            ("triton", torch.bfloat16)])
+def test_8bit_states_with_16_and_64_bit_parameters_match_torch(backend, dtype):
+    ours, ref = _independent_steps(backend, dtype), _independent_steps("torch", dtype)
+    assert all(torch.equal(a, b) for a, b in zip(ours, ref))
