@@ -1,7 +1,8 @@
 """One-shot device check for a lent NVIDIA GPU: `make gpu-check` (docs/gpu.md).
 
 On a machine with torch and triton but no package index it runs, within ~8 minutes:
-1. ``pip install --no-deps --no-build-isolation -e .`` (nothing downloaded);
+1. ``pip install --no-deps --no-build-isolation -e .`` (nothing downloaded), with the
+   wheels brought in GPU_CHECK_WHEELS (default ./wheels) if any;
 2. the Triton test suite on CUDA (compiled kernels, not the interpreter);
 3. compiled-vs-torch parity of every catalogue rule in float32 and bfloat16 (the
    ``test_matches_torch_backend`` cases of that suite, counted apart);
@@ -32,7 +33,9 @@ BUDGET_S = 480  # the whole check, as the issue asks; each step gets a share
 DRY_BUDGET_S = 1500  # the interpreter on a shared CPU: slow, and not what is measured
 TRITON_TESTS = ["tests/kernels/test_triton.py", "tests/kernels/test_triton_reduce.py",
                 "tests/kernels/test_triton_policy.py", "tests/kernels/test_triton_multistep.py",
-                "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py"]
+                "tests/kernels/test_triton_rounding.py", "tests/kernels/test_triton_configs.py",
+                "tests/kernels/test_triton_row_paths.py",
+                "tests/kernels/test_triton_reduce_alignment.py"]
 PARITY = "test_matches_torch_backend"
 DRY_PARITY = ("AdamW-lr=0.01-torch.bfloat16", "Lion-lr=0.001-torch.float32")
 
@@ -64,6 +67,14 @@ def run_step(name: str, cmd: list[str], timeout: float, env: dict) -> dict:
     return step
 
 
+def wheels() -> list[str]:
+    """Wheels brought for a machine without a package index (what its torch/triton
+    environment lacks: matplotlib, hypothesis...), from GPU_CHECK_WHEELS (default
+    ./wheels): installed with optforge, without dependencies."""
+    folder = Path(os.environ.get("GPU_CHECK_WHEELS", ROOT / "wheels"))
+    return sorted(str(p) for p in folder.glob("*.whl")) if folder.is_dir() else []
+
+
 def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
     """(name, command, share of the budget) for this mode."""
     pytest = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
@@ -81,8 +92,8 @@ def steps(py: str, out: Path) -> list[tuple[str, list[str], float]]:
                        "--reps", "1", "--no-many", "--rules", "AdamW", "Lion", "LAMB", "Muon",
                        "--out", str(out / "bench")], 0.3)]
     return [
-        ("install", [py, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
-                     "--no-index", "-e", "."], 0.05),
+        ("install", [py, "-m", "pip", "install", *wheels(), "--no-deps",
+                     "--no-build-isolation", "--no-index", "-e", "."], 0.05),
         ("triton tests", pytest + TRITON_TESTS + ["-k", f"not {PARITY}"], 0.25),
         ("parity", pytest + ["tests/kernels/test_triton.py", "-k", PARITY], 0.2),
         ("tune", [py, "-m", "optforge", "tune", "AdamW", "Lion", "LAMB", "Adam", "SGD"], 0.15),

@@ -45,6 +45,6 @@ class Adam(CatalogueOptimizer):
     torch_flags = {"foreach": None, "capturable": False, "differentiable": False,
                    "fused": None}
 
-    def _check_values(self, group: dict, where: str) -> None:
-        super()._check_values(group, where)
+    def check_group(self, group: dict, where: str) -> None:
+        super().check_group(group, where)
         check_adam_tensors(type(self).__name__, group)

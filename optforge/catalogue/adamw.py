@@ -27,8 +27,8 @@ class AdamW(CatalogueOptimizer):
                             "'decoupled_weight_decay' (AdamW always decouples weight decay)")
         super().__init__(params, *args, **kwargs)
 
-    def _check_values(self, group: dict, where: str) -> None:
-        super()._check_values(group, where)
+    def check_group(self, group: dict, where: str) -> None:
+        super().check_group(group, where)
         check_adam_tensors(type(self).__name__, group)
         if group.get("decoupled_weight_decay", True) is not True:  # (older checkpoints lack it)
             raise ValueError(f"AdamW: decoupled_weight_decay={group['decoupled_weight_decay']!r}"

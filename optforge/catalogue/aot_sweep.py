@@ -73,14 +73,16 @@ def rule_kernels(name: str, dtype: str):
 
 
 def per_element(source: str, plan, fp_fusion: bool) -> dict:
-    """SASS instructions and global bytes per element on the full-block path (for
-    kernels gathering row results: on its one-row case, and ``rows32_*`` on its case of
-    blocks spanning rows)."""
+    """SASS instructions, global bytes and 64-bit divisions per element on the full-block
+    path (for kernels reading row results: on its one-row case, and ``two_rows_*`` /
+    ``short_rows_*`` on its cases of a block across one row end / rows shorter than a
+    block)."""
     if aot.ONE_ROW not in source:
         return _per_element(source, plan, fp_fusion, None)
     out = _per_element(source, plan, fp_fusion, "one_row")
-    out.update({f"rows32_{k}": v
-                for k, v in _per_element(source, plan, fp_fusion, "rows32").items()})
+    for branch in ("two_rows", "short_rows"):
+        out.update({f"{branch}_{k}": v
+                    for k, v in _per_element(source, plan, fp_fusion, branch).items()})
     return out
 
 
@@ -93,10 +95,22 @@ def _per_element(source: str, plan, fp_fusion: bool, branch) -> dict:
     for block in (1024, 2048):  # 4 warps: 8 and 16 elements per thread
         stats, ptx = aot.compile_kernel(fn, sig, {"BLOCK_SIZE": block, "ALIGN": 16}, 90, 4,
                                         sass=True, fp_fusion=fp_fusion, with_ptx=True)
-        runs.append((stats.sass, global_bytes(ptx, "ld"), global_bytes(ptx, "st")))
-    (s1, l1, w1), (s2, l2, w2) = runs
+        runs.append((stats.sass, global_bytes(ptx, "ld"), global_bytes(ptx, "st"),
+                     stats.div64))
+    (s1, l1, w1, d1), (s2, l2, w2, d2) = runs
     return {"sass_per_element": (s2 - s1) / 8, "load_bytes_per_element": (l2 - l1) / 8,
-            "store_bytes_per_element": (w2 - w1) / 8}
+            "store_bytes_per_element": (w2 - w1) / 8, "div64_per_element": (d2 - d1) / 8}
+
+
+def _row_gather_bytes(plan) -> int:
+    """Bytes per element a short-row block gathers: one float32 per row result the
+    elementwise stage reads (cached reads of ``rows`` floats per tensor)."""
+    from ..compiler.plan import ResultKind
+    from ..compiler.scope_use import ScopeUse, elementwise_exprs
+
+    use = ScopeUse(plan, elementwise_exprs(plan))
+    return 4 * sum(1 for s, kind in use.kind.items()
+                   if kind == ResultKind.ROW and use.result(s) is not None)
 
 
 def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
@@ -128,11 +142,13 @@ def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
                         rec["error"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
                     ept = BLOCK // (32 * warps) if "BLOCK_SIZE" in consts else \
                         consts["ROWS"] * consts["COLS"] // (32 * warps)
-                    # full-block paths compiled: 3 for a kernel gathering row results
-                    # (one row / 32-bit / 64-bit row index), whose 128-bit accesses add up
+                    # full-block paths compiled: 3 for a kernel reading row results
+                    # (one row / across one row end / short rows): their accesses add up
                     paths = 3 if source is not None and aot.ONE_ROW in source else 1
                     rec.update(elements_per_thread=ept, expect_load_bytes=expect[0],
                                expect_store_bytes=expect[1], full_paths=paths)
+                    if paths > 1:
+                        rec["expect_row_gather_bytes"] = _row_gather_bytes(plan)
                     if source is not None and arch == 90 and "error" not in rec \
                             and (name in per_element_rules or paths > 1):
                         rec.update(per_element(source, plan, fp_fusion))

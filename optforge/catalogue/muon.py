@@ -51,8 +51,8 @@ class Muon(CatalogueOptimizer):
             param_group.setdefault("match_rms_adamw", adjust == "match_rms_adamw")
         super().add_param_group(param_group)
 
-    def _check_values(self, group: dict, where: str) -> None:
-        super()._check_values(group, where)
+    def check_group(self, group: dict, where: str) -> None:
+        super().check_group(group, where)
         adjust = group.get("adjust_lr_fn")
         if adjust not in self.ADJUST_LR_FNS:  # torch's message
             raise ValueError(f"Muon: Adjust learning rate function {adjust} is not supported")

@@ -29,8 +29,8 @@ class SGD(CatalogueOptimizer):
     torch_flags = {"foreach": None, "differentiable": False, "fused": None}
     supports_sparse_grads = True  # a zero gradient entry moves nothing: the dense step
 
-    def _check_values(self, group: dict, where: str) -> None:
-        super()._check_values(group, where)
+    def check_group(self, group: dict, where: str) -> None:
+        super().check_group(group, where)
         if group["nesterov"] and (float(group["momentum"]) <= 0
                                   or float(group["dampening"]) != 0):
             raise ValueError(f"{type(self).__name__}: Nesterov momentum requires a momentum "

@@ -203,7 +203,7 @@ def complete_group(opt, group: dict, saved: dict, gi: int):
     carry_over(group, completed)
     for key, default in spec.defaults.items():  # e.g. a checkpoint of torch or another rule
         completed.setdefault(key, default)
-    opt._check_values(completed, f"loaded param group {gi}")
+    opt.check_group(completed, f"loaded param group {gi}")
     return completed, spec
 
 

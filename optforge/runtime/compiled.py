@@ -41,6 +41,11 @@ class CompiledPlan:
         # asked on every step: answered once here
         self.has_inputs = any(d.kind == "input" for d in self.plan.states.values())
         self.stored_names = tuple(n for n, d in self.plan.states.items() if d.stored)
+        self.stored_set = frozenset(self.stored_names)
+        # (slot, name, declaration) of the stored states: the check stage's list
+        self.stored_slots = [(k, name, decl) for k, (name, decl)
+                             in enumerate(self.plan.states.items()) if decl.stored]
+        self.has_reductions = bool(self.plan.reductions)
         self._inputs = frozenset(s.name for s in self.plan.prologue_inputs)
 
     def scalars(self, hyper_values: dict[str, float], step: float,

@@ -17,12 +17,18 @@ import contextlib
 import gc
 
 
-@contextlib.contextmanager
+_NOTHING = contextlib.nullcontext()  # reusable: every later step takes this one
+
+
 def gc_paused(active: bool = True):
     """Disable automatic collection inside the block when ``active`` and it was on."""
     if not (active and gc.isenabled()):
-        yield
-        return
+        return _NOTHING
+    return _paused()
+
+
+@contextlib.contextmanager
+def _paused():
     try:
         gc.disable()  # inside the try: an interrupt right after it still re-enables
         yield

@@ -49,17 +49,21 @@ def inherited(constructor_hyper: dict, shared_keys) -> dict:
     return {k: v for k, v in constructor_hyper.items() if k in shared_keys}
 
 
+def seen_keys(opt, index: int) -> set:
+    """The keys of group ``index`` already looked at (warned about, or known at add)."""
+    return opt.__dict__.setdefault("_warned_keys", {}).setdefault(index, set())
+
+
 def warn_new_keys(opt) -> None:
     """Keys written into a group after it was added (a scheduler's ``momentum`` in a
     group whose rule has none, a hand-set typo): warned once per group and key."""
-    warned = opt.__dict__.setdefault("_warned_keys", set())
     for index, group in enumerate(opt.param_groups):
-        if all((index, k) in warned for k in group):
-            continue  # the common case: nothing new since the last step
+        seen = seen_keys(opt, index)
+        if group.keys() <= seen:
+            continue  # the common case, a C-level set test: nothing new since last step
         spec = opt.spec_of(group)
-        new = [k for k in unread_keys(group, opt._readable_keys(spec))
-               if (index, k) not in warned]
-        warned.update((index, k) for k in group)
+        new = [k for k in unread_keys(group, opt._readable_keys(spec)) if k not in seen]
+        seen.update(group)
         if new:
             warn_unread(type(opt).__name__, spec.name, f"param group {index}", new,
                         spec.defaults)

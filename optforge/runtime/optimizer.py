@@ -18,17 +18,17 @@ from . import staging
 from .compiled import compile_rule
 from .copies import get_state, restore_spec
 from .gc_pause import gc_paused
-from .group_keys import inherited, unread_keys, warn_new_keys, warn_unread
+from .group_keys import inherited, seen_keys, unread_keys, warn_new_keys, warn_unread
 from .progress import announce_if_slow
 from .inputs import gather
 from .module_stats import LayerStats
+from .parameter_checks import refuse_parameter
 from .routing import RULE_KEY, resolve_rule
 from . import stepping
 from . import storage_options
 from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key)
 from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
-                         check_intervals, check_ranges, check_tensor_sizes, check_types,
-                         fused_devices)
+                         check_intervals, check_ranges, check_tensor_sizes, check_types)
 
 
 
@@ -55,7 +55,7 @@ class Optimizer(torch.optim.Optimizer):
         check_backend_name(backend)
         self._check_keys(hyper, "the constructor")
         defaults = {**self.spec.defaults, **self.torch_flags, **hyper}
-        self._check_values(defaults, "defaults")
+        self.check_group(defaults, "defaults")
         if defaults.get("differentiable"):
             # only the torch backend's generated code is visible to autograd
             if backend not in ("auto", "torch"):
@@ -100,8 +100,11 @@ class Optimizer(torch.optim.Optimizer):
         return {*spec.defaults, *spec.aliases, *self.torch_flags, *self.own_group_keys,
                 *storage_options.STORAGE_KEYS, SKIP_COUNTER, RULE_KEY}
 
-    def _check_values(self, group: dict, where: str) -> None:
-        """Types and torch's ranges and messages (subclasses add their own rules)."""
+    def check_group(self, group: dict, where: str) -> None:
+        """Raise naming the key if a param group's values are malformed: types, torch's
+        ranges and messages, storage options. Called for the defaults, every added group
+        and every loaded one, before anything is changed. A public hook: a subclass adds
+        its own refusals (Muon's ``adjust_lr_fn``) and calls ``super().check_group``."""
         name = type(self).__name__
         spec = self.spec_of(group)
         check_tensor_sizes(group, spec.defaults, name)
@@ -129,11 +132,10 @@ class Optimizer(torch.optim.Optimizer):
             defaults = {k: v for k, v in defaults.items()
                         if k not in storage_options.STORAGE_KEYS}
         # checked before torch appends it: a refused group leaves no trace
-        self._check_values({**defaults, **param_group}, where)
+        self.check_group({**defaults, **param_group}, where)
         own = set(param_group)
         super().add_param_group(param_group)
-        self.__dict__.setdefault("_warned_keys", set()).update(
-            (len(self.param_groups) - 1, k) for k in own)  # warned once, above
+        seen_keys(self, len(self.param_groups) - 1).update(own)  # warned once, above
         if routed:
             for key in set(self.param_groups[-1]) - own:
                 del self.param_groups[-1][key]
@@ -203,17 +205,16 @@ class Optimizer(torch.optim.Optimizer):
         warn_new_keys(self)
         # torch's convention: autograd records the step only with differentiable=True
         with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
-            if first:
-                with gc_paused():
-                    for group in self.param_groups:
-                        self._compiled(group)
+            # each group's compiled variant, looked up once per step (~2.5 us a lookup)
+            with gc_paused(first):
+                compiled = [self._compiled(group) for group in self.param_groups]
             # every group's inputs first: a missing one must fail before any group has moved
-            given = [self._inputs_of(index, group, closure, inputs)
+            given = [self._inputs_of(index, group, closure, inputs, compiled[index])
                      for index, group in enumerate(self.param_groups)]
             with gc_paused(first):
                 # collect and check every group, then reduce every group (no writes),
                 # then the writes: an error before the first write leaves all as it was
-                stepping.run(self, given)
+                stepping.run(self, given, compiled)
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant)."""
@@ -221,9 +222,8 @@ class Optimizer(torch.optim.Optimizer):
         return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite,
                             storage_options.options_of(spec, group))
 
-    def _inputs_of(self, index: int, group: dict, closure, inputs) -> dict:
+    def _inputs_of(self, index: int, group: dict, closure, inputs, compiled) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""
-        compiled = self._compiled(group)
         if not compiled.has_inputs:
             return {}
         decls = compiled.plan.states
@@ -285,30 +285,7 @@ class Optimizer(torch.optim.Optimizer):
                 or g.dtype != p.dtype or g.device != p.device
                 or (compiled.plan.matrix_stages and p.dim() < 2)):
             return  # the common case, checked in ~1 us
-        name = type(self).__name__
-        where = f"{name}: {labels[j]}"
-        if g.is_sparse and not self.supports_sparse_grads:
-            # torch refuses them too, except in SGD and Adagrad (and SparseAdam)
-            raise NotImplementedError(f"{where} has a sparse gradient; {name} does not "
-                                      "support sparse gradients (SGD, Adagrad and SparseAdam "
-                                      "do)")
-        if p.is_complex() and compiled.plan.matrix_stages:
-            raise RuntimeError(f"{name} does not support complex parameters: {where} is "
-                               f"{p.dtype} and the rule uses matrix operations")
-        if fused and not (p.device.type in fused_devices() and torch.is_floating_point(p)):
-            raise RuntimeError(f"{where}: `fused=True` requires all the params to be floating "
-                               f"point Tensors of supported devices: {fused_devices()} but "
-                               f"{p.dtype} and {p.device.type}")
-        if g.shape != p.shape or g.dtype != p.dtype or g.device != p.device:
-            raise RuntimeError(f"{where}: gradient {tuple(g.shape)} {g.dtype} on "
-                               f"{g.device} does not match the parameter "
-                               f"{tuple(p.shape)} {p.dtype} on {p.device}")
-        if compiled.plan.matrix_stages and p.dim() < 2:
-            raise ValueError(f"{name} ({compiled.spec.name}): {labels[j]} has shape "
-                             f"{tuple(p.shape)}; the rule uses matrix operations, which "
-                             "need parameters with at least 2 dimensions (give biases and "
-                             "norms an elementwise rule: a param group with \"rule\": "
-                             "optforge.AdamW, see optforge.split_matrix_params)")
+        refuse_parameter(self, p, labels[j], compiled, fused)
 
     # ---- layer statistics -------------------------------------------------------------
     def attach(self, model: torch.nn.Module) -> LayerStats:

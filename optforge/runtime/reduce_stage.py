@@ -25,8 +25,7 @@ from .reductions import combine, finish, from_shapes
 def reduce(opt, works: list) -> None:
     """Run every reduce stage of every group's plan; fills each ``work.reduced``."""
     for work in works:
-        plan = work.compiled.plan
-        if plan.reductions or plan.matrix_stages:
+        if work.compiled.has_reductions or work.compiled.plan.matrix_stages:
             work.reduced = {p: () for b in work.buckets for p in b.keys}
     depth = max((len(w.compiled.plan.reduce_stages) for w in works), default=0)
     for k in range(depth):

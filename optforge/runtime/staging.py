@@ -63,6 +63,8 @@ class Staged:
     def __init__(self, inner, permuted_ok: bool):
         self.inner = inner
         self.permuted_ok = permuted_ok  # the backend reads one shared dense permutation
+        # read on every step: kept here rather than found through __getattr__
+        self.checks_tensors = getattr(inner, "checks_tensors", False)
 
     def __getattr__(self, name):  # everything else (source, plan...) is the launcher's
         return getattr(self.inner, name)
@@ -102,7 +104,9 @@ class Staged:
         return None
 
     def __call__(self, params, grads, states, scalars, **kwargs):
-        staged = self._staged_indices(params, grads, states)
+        # ``prepared`` comes from check() of these very tensors, which staged none
+        staged = [] if kwargs.get("prepared") is not None else self._staged_indices(
+            params, grads, states)
         if not staged:
             return self.inner(params, grads, states, scalars, **kwargs)
         kwargs.pop("prepared", None)  # derived from the check's copies, not these

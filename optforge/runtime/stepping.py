@@ -46,11 +46,12 @@ __all__ = ["run", "collect", "check", "reduce", "finish_scalars", "pre_stage", "
            "elementwise", "commit", "SKIP_COUNTER", "serialised", "step_lock"]
 
 
-def run(opt, given: list[dict]) -> None:
-    """Every stage of one step over every param group (``given[i]``: group i's inputs)."""
+def run(opt, given: list[dict], compiled: list) -> None:
+    """Every stage of one step over every param group (``given[i]``: group i's inputs,
+    ``compiled[i]``: its compiled rule variant)."""
     works = []
     for index, group in enumerate(opt.param_groups):
-        work = collect(opt, index, group, given[index])
+        work = collect(opt, index, group, given[index], compiled[index])
         if work is not None:
             check(opt, work)
             works.append(work)
@@ -69,8 +70,10 @@ def run(opt, given: list[dict]) -> None:
 
 
 # ---- collect ---------------------------------------------------------------------------
-def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
-    """The group's buckets and the states its new parameters get (not installed)."""
+def collect(opt, index: int, group: dict, given: dict, compiled) -> GroupStep | None:
+    """The group's buckets and the states its new parameters get (not installed);
+    ``compiled``: the group's rule variant (a subclass's per-step hyperparameters that
+    are not the group itself may select another)."""
     params = [p for p in group["params"] if p.grad is not None]
     if not params:
         opt.step_hyperparameters(index, group, params, given)  # (OASIS resets its scalars)
@@ -79,10 +82,11 @@ def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
     # plain tensors and Parameters, the usual case, need no shard handling (checked at C
     # speed: a call per parameter is a visible cost on a 200-tensor group)
     plain = _PLAIN_TYPES.issuperset(map(type, params))
-    compiled = opt._compiled(hyper)
+    if hyper is not group:
+        compiled = opt._compiled(hyper)
     # 8-bit states: tensors below quant_min_numel run the float32-state variant
     variants = quantized_states.variants(opt, hyper, compiled)
-    stored = frozenset(compiled.stored_names)  # (the same names in both variants)
+    stored = compiled.stored_set  # (the same names in both variants)
     hyper_values = opt.spec_of(group).hyper_values(hyper)
     found, fresh, states = defaultdict(list), {}, opt.state
     for i, p in enumerate(group["params"]):
@@ -90,23 +94,28 @@ def collect(opt, index: int, group: dict, given: dict) -> GroupStep | None:
             continue
         small = variants is not None and not variants.quantizes(p)
         decls = (variants.small if small else compiled).plan.states
+        # the parameter's states as this step sees them, looked up once (a tensor key's
+        # hash is a Python call: ~0.3 us a lookup, per state and parameter)
         current = states.get(p)  # .get: opt.state is a defaultdict
         if not current:  # (a DTensor parameter gets DTensor states, placed like it)
             fresh[p] = current = new_state(decls, p, hyper_values)
         elif not current.keys() >= stored:  # a flag turned on later (amsgrad) adds a state
             fresh[p] = {name: new_state({name: decls[name]}, p, hyper_values)[name]
                         for name in stored - current.keys()}
+            current = {**current, **fresh[p]}
         view = p if plain else shards.local(p)  # sharding hook: kernels step local shards
-        found[(view.device, view.dtype, float(current["step"]) + 1.0, small)].append((i, p))
+        found[(view.device, view.dtype, float(current["step"]) + 1.0, small)].append(
+            (i, p, current))
     buckets = [_bucket(opt, index, variants.small if key[3] else compiled, hyper_values,
-                       given, fresh, key[:3], members, plain)
+                       given, key[:3], members, plain)
                for key, members in found.items()]
     return GroupStep(index, group, hyper, compiled, buckets, fresh)
 
 
-def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plain) -> Bucket:
+def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> Bucket:
     device, dtype, step = key
-    keys = [p for _, p in members]
+    keys = [p for _, p, _ in members]
+    state_dicts = [d for _, _, d in members]
     sharded = not plain and any(map(shards.is_sharded, keys))
     params = [shards.local(p) for p in keys] if sharded else keys
     plan, decls = compiled.plan, compiled.plan.states
@@ -122,11 +131,8 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plai
         elif decls[name].kind == "buffer":  # allocated in the state's storage dtype
             return ([torch.empty_like(p, dtype=storage_dtype(decls[name], p)) for p in params]
                     if name in early else [None] * len(params))
-        elif not fresh:  # the steady state: every state exists
-            values = [opt.state[p][name] for p in keys]
         else:
-            values = [fresh[p][name] if p in fresh and name in fresh[p] else opt.state[p][name]
-                      for p in keys]
+            values = [d[name] for d in state_dicts]
         return [shards.local(v) for v in values] if sharded else values
 
     launcher = opt.launcher_for
@@ -135,18 +141,19 @@ def _bucket(opt, index, compiled, hyper_values, given, fresh, key, members, plai
     pre = ((launcher(compiled.pre, device, dtype),
             compiled.pre.scalars(hyper_values, step, randoms)) if compiled.pre else None)
     return Bucket(launcher(compiled, device, dtype), keys, params,
-                  Labels([i for i, _ in members], index),
+                  Labels([i for i, _, _ in members], index),
                   [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
                   [column(name) for name in decls],
                   compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
-                  members=shards.nonempty(params) if sharded else None, compiled=compiled)
+                  members=shards.nonempty(params) if sharded else None,
+                  state_dicts=state_dicts, compiled=compiled)
 
 
 def _torch_launcher(compiled, device, dtype):
     """The torch backend's launcher for a bucket (see ``shards.shapes_differ``)."""
     torch_backend = BACKENDS["torch"]
     return staging.wrap(compiled.launcher(torch_backend),
-                        reduces=bool(compiled.plan.reductions),
+                        reduces=compiled.has_reductions,
                         strided_tensors=torch_backend.capabilities.strided_tensors)
 
 
@@ -154,8 +161,7 @@ def _torch_launcher(compiled, device, dtype):
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
     for b in work.buckets:
-        stored = [(k, name, decl) for k, (name, decl) in
-                  enumerate((b.compiled or work.compiled).plan.states.items()) if decl.stored]
+        stored = (b.compiled or work.compiled).stored_slots  # (8-bit: a bucket's own)
         for j, p in enumerate(b.keys):
             opt.check_parameter(p, b.labels, j, work.compiled)
             if b.sharded:
@@ -247,19 +253,26 @@ def elementwise(work: GroupStep, b: Bucket) -> None:
     if b.members == []:
         return
     params, grads, states, _, reduced = b.kernel_args(work)
-    kwargs = {"reduced": reduced} if work.compiled.plan.reductions else {}
+    kwargs = {"reduced": reduced} if work.compiled.has_reductions else {}
     if b.prepared is not None:
         kwargs["prepared"] = b.prepared
     b.launcher(params, grads, states, b.scalars, **kwargs)
 
 
 def commit_bucket(opt, b: Bucket, new_matrices: dict) -> None:
-    """Only after the kernel succeeded: the step count and the matrix states."""
-    for p in b.keys:
-        opt.state[p]["step"].fill_(b.step)
+    """Only after the kernel succeeded: the step count and the matrix states (in the
+    tensors the installed states hold: ``b.state_dicts`` shares them)."""
+    steps = [d["step"] for d in b.state_dicts]
+    if len(steps) > 8:
+        # every one held b.step - 1 (the bucket's key): one foreach call instead of a
+        # fill_ per parameter (~0.7 us each); s + 1 rounds as b.step does, same bits
+        torch._foreach_add_(steps, 1)
+    else:
+        for t in steps:
+            t.fill_(b.step)
     for name, values in new_matrices.items():
-        for p, value in zip(b.keys, values):
-            opt.state[p][name].copy_(value)
+        for d, value in zip(b.state_dicts, values):
+            d[name].copy_(value)
 
 
 def commit(opt, work: GroupStep) -> None:

@@ -30,7 +30,7 @@ ANY_RULE_KEYS = ("state_dtype", "rounding", "param_rounding", "quant_block",
 
 def options_of(spec, group: dict) -> StorageOptions:
     """The resolved options of a param group (the defaults when it sets none)."""
-    if not any(key in group for key in STORAGE_KEYS):
+    if group.keys().isdisjoint(STORAGE_KEYS):  # (C-level: asked on every step)
         return DEFAULT
     return resolve(spec.build(spec.variant_of(group)), group.get("state_dtype"),
                    group.get("state_dtypes"), group.get("rounding", "nearest"),

@@ -38,6 +38,20 @@ def test_the_gpu_run_covers_tests_parity_tune_and_the_benchmark(tmp_path, monkey
     assert "TRITON_INTERPRET" not in gc.environment(tmp_path)
 
 
+def test_brought_wheels_are_installed_without_an_index(tmp_path, monkeypatch):
+    gc = _module()
+    monkeypatch.delenv("GPU_CHECK_DRY", raising=False)
+    for name in ("tqdm-4.0-py3-none-any.whl", "hypothesis-6.0-py3-none-any.whl", "notes.txt"):
+        (tmp_path / name).write_text("")
+    monkeypatch.setenv("GPU_CHECK_WHEELS", str(tmp_path))
+    install = {name: cmd for name, cmd, _ in gc.steps("python", tmp_path)}["install"]
+    assert install[4:6] == [str(tmp_path / "hypothesis-6.0-py3-none-any.whl"),
+                            str(tmp_path / "tqdm-4.0-py3-none-any.whl")]
+    assert install[-5:] == ["--no-deps", "--no-build-isolation", "--no-index", "-e", "."]
+    monkeypatch.setenv("GPU_CHECK_WHEELS", str(tmp_path / "absent"))
+    assert gc.wheels() == []
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is visible")
 def test_without_a_gpu_it_says_so(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "GPU_CHECK_DRY"}

@@ -7,10 +7,15 @@ this CPU-only machine, their machine code checked against what the design promis
   kernels; reduce tiles over rows whose length is a multiple of 8 too);
 * measured on the full-block path alone (per_element in sweep.py): global bytes per
   element equal the traffic model's, and bfloat16 costs at most a few instructions per
-  element more than float32 (native conversions; the bit trick cost ~30).
+  element more than float32 (native conversions; the bit trick cost ~30);
+* no 64-bit integer division per element anywhere (at most one per program: a kernel
+  reading row results finds its block's first row once); kernels reading row results
+  (AdamP, SGDP) move the model's bytes on a block inside one row and on a block across
+  a row end, and on short rows gather only the row results on top.
 
-The quick test (AdamW, Lion, LAMB on sm_90) runs in ``make test``; the whole catalogue
-on both architectures in ``make test-slow`` (496 compiles, ~15-20 minutes on 2 cores).
+The quick tests (AdamW, Lion, LAMB; AdamP, SGDP; sm_90) run in ``make test``; the whole
+catalogue on both architectures in ``make test-slow`` (588 kernel records, ~18 minutes on
+2 cores).
 """
 import json
 import os
@@ -45,6 +50,7 @@ def check(records: list[dict]) -> None:
         assert "error" not in r, f"{name}: {r.get('error')}"
         assert (r["spill_stores"], r["spill_loads"], r["stack"]) == (0, 0, 0), name
         assert r["f64"] == 0, name
+        assert r["div64"] <= 1, name  # (per program: the block's first row)
         if "expect_load_bytes" not in r:  # the rounding kernel
             continue
         ept = r["elements_per_thread"]
@@ -60,12 +66,23 @@ def check(records: list[dict]) -> None:
             assert r["v4_stores"] * 16 == ept * stores, name
         elif loads:  # row tiles: the masked path may be vectorized too (row ends aligned)
             assert r["v4_loads"] * 16 in (ept * loads, 2 * ept * loads), name
-        if "sass_per_element" in r:  # (row-gathering kernels: a block inside one row)
+        if "sass_per_element" in r:  # (row-reading kernels: a block inside one row)
             assert r["load_bytes_per_element"] == loads, name
             assert r["store_bytes_per_element"] == stores, name
-        if "rows32_sass_per_element" in r:  # blocks spanning rows gather row results
-            assert r["rows32_load_bytes_per_element"] >= loads, name
-            assert r["rows32_store_bytes_per_element"] == stores, name
+            assert r["div64_per_element"] == 0, name
+        if "two_rows_sass_per_element" in r:  # row-reading kernels' other cases
+            check_row_cases(r, name)
+
+
+def check_row_cases(r: dict, name: str) -> None:
+    """A block across a row end: the model's bytes (each row's results once per program);
+    short rows: plus one gathered float per row result; no 64-bit division in either."""
+    loads, stores = r["expect_load_bytes"], r["expect_store_bytes"]
+    assert r["two_rows_load_bytes_per_element"] == loads, name
+    assert r["two_rows_store_bytes_per_element"] == stores, name
+    assert r["short_rows_load_bytes_per_element"] == loads + r["expect_row_gather_bytes"], name
+    assert r["short_rows_store_bytes_per_element"] == stores, name
+    assert r["two_rows_div64_per_element"] == r["short_rows_div64_per_element"] == 0, name
 
 
 def _per_element(records, rule, dtype):
@@ -82,6 +99,31 @@ def test_adamw_lion_lamb_for_sm90(tmp_path):
         assert extra <= BF16_EXTRA_MAX, (rule, extra)
     flat = [r for r in records if r["kernel"] == "r0-cols1"]  # LAMB's norms
     assert flat and all(r["v4_loads"] > 0 for r in flat)
+    # FMA contraction pinned off (configs.FP_FUSION): no fused multiply-add in rules made
+    # of + - * / sqrt (transcendentals' own expansions use FMAs: rules with pow or exp)
+    assert all(r["fma"] == 0 for r in records), [(r["rule"], r["kernel"]) for r in records
+                                                 if r["fma"]]
+
+
+def test_adamp_sgdp_row_results_for_sm90(tmp_path):
+    """AdamP/SGDP's elementwise kernels read per-row results: whichever case a full block
+    is, a step moves the traffic model's bytes (AdamP float32: 16 B read by the reduce
+    stage + 28 B by the elementwise kernel = 44 B/param; the 64-bit row division
+    gathering per element made it 52 and more)."""
+    from optforge.catalogue import REGISTRY
+    records = run_sweep(tmp_path, "--rules", "AdamP,SGDP", "--archs", "90",
+                        "--dtypes", "float32")
+    check(records)
+    for rule in ("AdamP", "SGDP"):
+        mine = {r["kernel"]: r for r in records if r["rule"] == rule}
+        ew = mine["elementwise"]
+        assert "two_rows_sass_per_element" in ew and "short_rows_sass_per_element" in ew
+        r0 = mine["r0-cols1"]  # the reduce stage's loads, measured (all 128-bit)
+        reduce_bytes = r0["v4_loads"] * 16 / r0["elements_per_thread"]
+        for case in ("", "two_rows_"):
+            step = (reduce_bytes + ew[f"{case}load_bytes_per_element"]
+                    + ew[f"{case}store_bytes_per_element"])
+            assert step == REGISTRY[rule].traffic().total, (rule, case, step)
 
 
 @pytest.mark.slow

@@ -30,3 +30,41 @@ def test_cached_spilling_configs_are_rejected_on_a_gpu_only():
     assert configs.valid({"BLOCK_SIZE": 2048, "num_warps": 8}, CUDA)
     assert not configs.valid({"BLOCK_SIZE": 100, "num_warps": 8}, CPU)
     assert not configs.valid({"BLOCK_SIZE": 2048}, CUDA)
+
+
+def test_every_launch_pins_fma_contraction_off():
+    """configs.FP_FUSION (off: products and sums rounded apart, as torch and the
+    interpreter round them) reaches every launch, elementwise and reduce, explicitly:
+    Triton's default is on in 3.9 and announced to change."""
+    from tests.triton_env import DEVICE  # sets TRITON_INTERPRET before a kernel is built
+
+    import optforge
+    from optforge.runtime.compiled import compile_rule
+
+    assert configs.FP_FUSION is False
+    seen = []
+
+    class Spy:
+        def __init__(self, fn):
+            self.fn = fn
+
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.append(kwargs.get("enable_fp_fusion", "unset"))
+                return self.fn[grid](*args, **kwargs)
+            return launch
+
+    for cls in (optforge.AdamW, optforge.LAMB):
+        params = [torch.nn.Parameter(torch.randn(s, device=DEVICE)) for s in ((300,), (7, 9))]
+        opt = cls(params, lr=0.01, backend="triton")
+        compiled = compile_rule(cls.rule, cls.rule.default_variant)
+        kern = opt.launcher_for(compiled, DEVICE, torch.float32).inner.kernel(torch.float32)
+        fn, reduce_fns = kern.fn, kern.reduce_fns
+        kern.fn, kern.reduce_fns = Spy(fn), tuple(Spy(f) for f in reduce_fns)
+        try:
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+        finally:
+            kern.fn, kern.reduce_fns = fn, reduce_fns
+    assert len(seen) == 3 and set(seen) == {False}  # AdamW: 1; LAMB: its norms, then 1

@@ -70,15 +70,17 @@ class Scopes(ScopeUse):
         return out
 
     def element_lines(self, row: str, col: str, row_mask: str, col_mask: str,
-                      one_row: str | None = None) -> list[str]:
-        """Row/column results gathered at indices ``row``/``col``; the values using them.
-        ``one_row``: the scalar row index of a block inside one row, whose row results
-        are loaded once and broadcast (a block of one value: the values computed from
-        them are the same SSA value per thread, computed once; types match the other
-        paths, as triton's if requires)."""
-        out = []
+                      rows: str = "gather") -> list[str]:
+        """Row/column results at indices ``row``/``col``; the values using them.
+
+        ``rows`` says how a full block reads row results: "gather" per element at
+        ``row``; "one", the block lies inside row ``row0`` (loaded once and broadcast:
+        a block of one value, so the values computed from them are one SSA value per
+        thread, computed once; types match the other paths, as triton's if requires);
+        "two", the block meets rows ``row0`` and ``row0 + 1`` (see ``_row_pair``)."""
+        out = self._row_pair() if rows == "two" else []
         for s in self.order:
-            if not self.vector(s):
+            if not self.vector(s) or (rows == "two" and self.kind[s] == ResultKind.ROW):
                 continue
             if self.result(s) is None:
                 out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
@@ -86,58 +88,96 @@ class Scopes(ScopeUse):
             by_row = self.kind[s] == ResultKind.ROW
             index, mask = (row, row_mask) if by_row else (col, col_mask)
             masked = f", mask={mask}, other=0.0" if mask else ""
-            if by_row and one_row is not None:
-                out.append(f"{s.name} = tl.load(ptr_{s.name} + {one_row})"
+            if by_row and rows == "one":
+                out.append(f"{s.name} = tl.load(ptr_{s.name} + row0)"
                            " + tl.zeros([BLOCK_SIZE], tl.float32)")
             else:
                 out.append(f"{s.name} = tl.load(ptr_{s.name} + {index}{masked})")
         return out
 
+    def _row_pair(self) -> list[str]:
+        """Row results and row values of rows ``row0`` and ``row0 + 1``, each loaded or
+        computed once per program (scalars ``<name>_0``, ``<name>_1``); each element
+        takes its row's (``past``: it lies past row0's end). No division, no gather."""
+        rows = [s for s in self.order if self.kind[s] == ResultKind.ROW]
+        out = []
+        for k in (0, 1):
+            renamed = {s: ScopeTemp(f"{s.name}_{k}") for s in rows}
+            for s in rows:
+                out.append(f"{s.name}_{k} = tl.load(ptr_{s.name} + row0 + {k})"
+                           if self.result(s) is not None else
+                           f"{s.name}_{k} = {self.pr.doprint(self.value(s).xreplace(renamed))}")
+        return out + [f"{s.name} = tl.where(past, {s.name}_1, {s.name}_0)" for s in rows]
+
 
 def _elementwise(plan, dtypes, rounding, interpreted) -> dict:
     pr = StagePrinter(plan.rule_name, dtypes.get("p"))  # (p's dtype wherever p is stored)
     scopes = Scopes(plan, pr, elementwise_exprs(plan))
-    rows = pointer_rows(plan, dtypes, interpreted)
-    head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)"] if scopes.uses_vectors else []
+    pointer_lines = pointer_rows(plan, dtypes, interpreted)
+    # the block's first row and column: one 64-bit division per program
+    head = ["n_cols = tl.load(shape_tab + 2 * tid + 1)", "row0 = start // n_cols",
+            "col0 = start - row0 * n_cols"] if scopes.uses_vectors else []
     head += scopes.program_lines()
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs = output_lines(pr, plan)
 
     def body(masked: bool, index: list[str], indent: str = "        ",
-             one_row: str | None = None) -> str:
+             rows: str = "gather") -> str:
         m = "mask" if masked else ""
         lines = ([pr.load(r.name, dtypes[r.name], masked) for r in plan.loads] + index
-                 + scopes.element_lines("row", "col", m, m, one_row) + temps + outputs
+                 + scopes.element_lines("row", "col", m, m, rows) + temps + outputs
                  + store_lines(pr, plan, dtypes, rounding, masked))
         return "\n".join(indent + line for line in lines)
 
-    pointers = "\n".join(rows + ["    " + x for x in head])
+    pointers = "\n".join(pointer_lines + ["    " + x for x in head])
     if not scopes.uses_vectors:
         return dict(pointers=pointers, full=body(False, []), tail=body(True, []))
-    per_element = ["row = offs // n_cols", "col = offs - row * n_cols"]
-    return dict(pointers=pointers,
-                full=_row_paths(lambda index, one_row=None: body(False, index, " " * 12,
-                                                                  one_row), per_element),
-                tail=body(True, per_element))
+    return dict(pointers=pointers, full=_row_paths(body), tail=_tail_rows(body))
 
 
-def _row_paths(body, per_element: list[str]) -> str:
-    """The full-block path of a kernel gathering row/column results, in three cases:
-    the block inside one row (row results the same for every element: loaded and used
-    once per thread, no division), a tensor under 2**31 elements (a 32-bit division per
-    element; a 64-bit one is a ~70-instruction subroutine), and the rest."""
-    lines = ["        row0 = start // n_cols",
-             "        col0 = start - row0 * n_cols",
-             "        if col0 + BLOCK_SIZE <= n_cols:",
-             body(["row = row0 + tl.zeros([BLOCK_SIZE], tl.int64)",
-                   "col = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)"], "row0"),
-             "        elif numel < 2147483648:",
-             body(["o32 = offs.to(tl.int32)", "n32 = n_cols.to(tl.int32)",
-                   "q32 = o32 // n32", "row = q32.to(tl.int64)",
-                   "col = (o32 - q32 * n32).to(tl.int64)"]),
-             "        else:",
-             body(per_element)]
-    return "\n".join(lines)
+# Where an element of a block lies in its tensor's (rows, row length) view, from the
+# block's first row and column (row0, col0: once per program; per element a 64-bit
+# division would be a ~70-instruction subroutine):
+# - a block inside one row (column results are read at col);
+INSIDE_ONE_ROW = ["row = row0 + tl.zeros([BLOCK_SIZE], tl.int64)",
+                  "col = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)"]
+# - rows at least a block long: the block meets at most two rows (compare and select);
+ACROSS_ONE_END = ["split = tl.minimum(n_cols - col0, BLOCK_SIZE).to(tl.int32)",
+                  "past = tl.arange(0, BLOCK_SIZE) >= split",
+                  "cl = col0 + tl.arange(0, BLOCK_SIZE).to(tl.int64)",
+                  "row = row0 + past.to(tl.int64)",
+                  "col = tl.where(past, cl - n_cols, cl)"]
+# - shorter rows: offsets from row0's start are below 2 * BLOCK_SIZE, 32-bit division.
+SHORT_ROWS = ["l32 = col0.to(tl.int32) + tl.arange(0, BLOCK_SIZE)",
+              "n32 = n_cols.to(tl.int32)",
+              "q32 = l32 // n32",
+              "row = row0 + q32.to(tl.int64)",
+              "col = (l32 - q32 * n32).to(tl.int64)"]
+
+
+def _row_paths(body) -> str:
+    """The full-block path of a kernel reading row/column results, in three cases: the
+    block inside one row (row results loaded once, no index math), the block across one
+    row end (two rows' results loaded once, a select per element) and rows shorter than
+    the block (a 32-bit division and a gather of row results per element)."""
+    inner = " " * 12
+    return "\n".join([
+        "        if col0 + BLOCK_SIZE <= n_cols:",
+        body(False, INSIDE_ONE_ROW, inner, "one"),
+        "        elif n_cols >= BLOCK_SIZE:",
+        body(False, ACROSS_ONE_END, inner, "two"),
+        "        else:",
+        body(False, SHORT_ROWS, inner)])
+
+
+def _tail_rows(body) -> str:
+    """The masked path: each element's row and column as in the full path's cases
+    (no 64-bit division), row results gathered where the element exists."""
+    inner = " " * 12
+    return "\n".join([
+        "        if n_cols >= BLOCK_SIZE:", *(inner + x for x in ACROSS_ONE_END),
+        "        else:", *(inner + x for x in SHORT_ROWS),
+        body(True, [])])
 
 
 _IDENTITY = {ReduceKind.SUM: "0.0", ReduceKind.NONFINITE: "0.0", ReduceKind.MAX: "float('-inf')"}

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numba
 from numba.core import config as numba_config
+from numba.np.ufunc import parallel  # (importing it starts no threads)
 
 from ..trust import untrusted_reason
 
@@ -91,7 +92,6 @@ def prepare() -> None:
     if _layer_chosen:
         return
     _layer_chosen = True
-    from numba.np.ufunc import parallel
     if parallel._is_initialized or "NUMBA_THREADING_LAYER" in os.environ:
         return  # the user's choice, or a layer already running: keep it
     if str(numba_config.THREADING_LAYER).lower() == "default":
@@ -129,6 +129,32 @@ def _active_layer() -> str | None:
         except ValueError:  # no parallel kernel has run in this process (or its parent)
             return None
     return _layer
+
+
+def threads_for_this_call(total: int, parallel_min: int) -> int:
+    """Numba's thread count for this thread's next launch: all of them for ``total`` of
+    at least ``parallel_min`` elements, else 1 (waking the pool costs more than a small
+    kernel). Returns the count to restore afterwards with ``restore_threads``, or 0 where
+    nothing was changed. Once the pool runs, Numba's own ctypes getter and setter are
+    called directly: its public wrappers re-take the layer's init locks and validate the
+    argument on every call, ~4 us a launch, a tenth of a small step."""
+    if total >= parallel_min:
+        return 0
+    prepare()  # before the pool starts: the fork-safe layer
+    if not parallel._is_initialized:
+        threads = numba.get_num_threads()  # starts the pool
+    else:
+        threads = parallel._get_num_threads()
+    if threads <= 1:
+        return 0
+    parallel._set_num_threads(1)  # per calling thread in Numba
+    return threads
+
+
+def restore_threads(threads: int) -> None:
+    """Undo ``threads_for_this_call`` (``threads``: what it returned)."""
+    if threads:
+        parallel._set_num_threads(threads)
 
 
 def run_parallel(fn, *args):

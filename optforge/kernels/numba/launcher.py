@@ -37,7 +37,6 @@ import hashlib
 import pickle
 from pathlib import Path
 
-import numba
 import numpy as np
 import torch
 
@@ -46,7 +45,7 @@ from ...compiler.abi import kernel_slots, partial_groups, storage_dtypes
 from ...compiler.codegen import source as generated_source
 from ..cache import load_module
 from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
-from .jit import prepare, run_parallel
+from .jit import restore_threads, run_parallel, threads_for_this_call
 from .reduce import Layout
 from .stage_results import StageResults
 
@@ -63,6 +62,7 @@ PARALLEL_MIN = 1 << 18
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64",
                 torch.bfloat16: "bfloat16", torch.float16: "float16"}
 _HELPERS = Path(__file__).with_name("helpers.py")
+_RAW_TYPES = (torch.Tensor, torch.nn.Parameter)  # raw memory, no call to is_raw needed
 
 
 def helpers_digest() -> str:
@@ -83,7 +83,7 @@ def _plain(tensors, dtype, numels) -> bool:
     contiguous. The grad's shape is checked by the optimizer, states are made like p."""
     for t, n in zip(tensors, numels):
         if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous() \
-                or not is_raw(t):
+                or not (type(t) in _RAW_TYPES or is_raw(t)):
             return False
     return True
 
@@ -115,6 +115,9 @@ class NumbaLauncher:
         self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
         self._by_rows = any(partial_groups(stage).by_rows for stage in plan.reduce_stages)
+        # the only columns that can hold None: buffers a matrix stage has not made yet
+        self._buffers = frozenset(n for n, d in plan.states.items() if d.kind == "buffer")
+        self._buffer_columns = [k for k, n in enumerate(plan.states) if n in self._buffers]
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
@@ -130,7 +133,7 @@ class NumbaLauncher:
         tensor (by ``labels[j]``, e.g. "parameter 3 of group 1") if this bucket cannot
         run. Returns the checked tables for the launch (``prepared``), or None where a
         buffer a matrix stage has not made yet (None) leaves them to the launch."""
-        if not params or any(t is None for ts in states for t in ts):
+        if not params or any(t is None for k in self._buffer_columns for t in states[k]):
             if params:
                 self._tables(params, grads, states, labels)
             return None
@@ -155,8 +158,8 @@ class NumbaLauncher:
         table, named = [], []
         for name in self.slots:
             tensors = columns[name]
-            if any(t is None for t in tensors):  # check phase: a matrix buffer not made yet
-                continue
+            if name in self._buffers and any(t is None for t in tensors):
+                continue  # check phase: a matrix buffer not made yet
             if not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
                 self._check(name, tensors, params, storage[name], labels)  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
@@ -249,10 +252,7 @@ def _what(name: str, label: str) -> str:
 def _launch(module, fn, args, total: int) -> None:
     """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged;
     ``jit.run_parallel`` keeps it alive across forks and threads."""
-    prepare()  # before get_num_threads, which starts Numba's threading layer
-    threads = numba.get_num_threads() if total < PARALLEL_MIN else 1
-    if threads > 1:
-        numba.set_num_threads(1)  # per calling thread in numba; restored below
+    threads = threads_for_this_call(total, PARALLEL_MIN)
     try:
         run_parallel(fn, *args)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
@@ -263,5 +263,4 @@ def _launch(module, fn, args, total: int) -> None:
         _purge_numba_cache(module)
         run_parallel(fn, *args)
     finally:
-        if threads > 1:
-            numba.set_num_threads(threads)
+        restore_threads(threads)

@@ -43,6 +43,8 @@ class Stats:
     v4_loads: int  # 128-bit global loads (ld.global.v4 / .v2.b64)
     v4_stores: int
     sass: int  # SASS instructions (NOPs excluded)
+    div64: int  # PTX 64-bit integer divisions/remainders (each a ~70-instruction subroutine)
+    fma: int  # PTX float32 fused multiply-adds (none when FMA contraction is off)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -112,12 +114,18 @@ def compile_kernel(fn, signature: dict, constexprs: dict, arch: int, num_warps: 
                  + len(re.findall(r"ld\.global(?:\.\w+)*\.v2\.(?:b64|u64)", ptx)),
                  len(re.findall(r"st\.global(?:\.\w+)*\.v4\.(?:b32|f32|u32)", ptx))
                  + len(re.findall(r"st\.global(?:\.\w+)*\.v2\.(?:b64|u64)", ptx)),
-                 sass_count(kernel.asm["cubin"]) if sass else 0)
+                 sass_count(kernel.asm["cubin"]) if sass else 0, div64_count(ptx),
+                 len(re.findall(r"\bfma\.rn(?:\.ftz)?\.f32\b", ptx)))
     _SEEN[key] = (stats, ptx)
     return (stats, ptx) if with_ptx else stats
 
 
 _SEEN: dict[tuple, tuple[Stats, str]] = {}
+
+
+def div64_count(ptx: str) -> int:
+    """64-bit integer ``div``/``rem`` instructions of a PTX listing."""
+    return len(re.findall(r"\b(?:div|rem)\.[su]64\b", ptx))
 
 
 def elementwise_signature(plan, stochastic=()) -> dict:
@@ -136,22 +144,22 @@ def reduce_signature(plan) -> dict:
 TAIL = "    else:\n        mask = offs < numel\n"
 
 
-# the full path of a kernel gathering row/column results has three cases (triton_reduce)
+# the full path of a kernel reading row results has three cases (printers/triton_reduce)
 ONE_ROW = "        if col0 + BLOCK_SIZE <= n_cols:"
-ROWS32 = "        elif numel < 2147483648:"
-BRANCHES = {"one_row": (ONE_ROW.replace("col0 + BLOCK_SIZE <= n_cols", "True"), ROWS32),
-            "rows32": (ONE_ROW.replace("col0 + BLOCK_SIZE <= n_cols", "False"),
-                       ROWS32.replace("numel < 2147483648", "True"))}
+TWO_ROWS = "        elif n_cols >= BLOCK_SIZE:"
+BRANCHES = {"one_row": ("        if True:", TWO_ROWS),
+            "two_rows": ("        if False:", "        elif True:"),
+            "short_rows": ("        if False:", "        elif False:")}
 
 
 def full_path_only(source: str, branch: str | None = None) -> str:
     """The module with the elementwise kernel's masked tail path emptied: compiling it
     at two block sizes measures the full-block path's instructions per element.
-    ``branch`` ("one_row" or "rows32") keeps one case of a row-gathering full path
+    ``branch`` (a key of BRANCHES) keeps one case of a row-reading full path
     (constant conditions: triton compiles only the branch taken)."""
     head, rest = source.split(TAIL)
     tail_end = rest.index("\n\n\nkernel = ")
     if branch is not None:
         first, second = BRANCHES[branch]
-        head = head.replace(ONE_ROW, first).replace(ROWS32, second)
+        head = head.replace(ONE_ROW, first).replace(TWO_ROWS, second)
     return head + "    else:\n        pass" + rest[tail_end:]

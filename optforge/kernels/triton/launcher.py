@@ -147,7 +147,7 @@ class TritonLauncher:
                                (table, len(layout.numels), rs, raddr),
                                [float(s) for s in scalars],
                                configs.reduce_config(layout.device, layout.numels).num_warps,
-                               layout.align)
+                               layout.aligned)
 
     def _tables(self, reduced, slayout: StageLayout, device):
         return result_tables(self.plan, reduced, slayout, *self._result_pos, self._kinds, device)

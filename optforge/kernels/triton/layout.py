@@ -89,6 +89,7 @@ class Layout:
         self._addresses: tuple[int, ...] | None = None
         self.align = 1  # of the last address table, all tensors: see alignment()
         self.groups: list[tuple[tuple[int, ...] | None, int]] = [(None, 1)]
+        self.aligned: tuple[bool, ...] = (False,) * len(numels)  # per tensor, every role
         self._table: torch.Tensor | None = None
 
     def block_map(self, block_size: int, members: tuple[int, ...] | None = None) -> BlockMap:
@@ -107,6 +108,7 @@ class Layout:
         if addresses != self._addresses:
             self.align = alignment(addresses)
             self.groups = align_groups(addresses, len(self.numels))
+            self.aligned = aligned_tensors(addresses, len(self.numels))
             # a new tensor each time (not an in-place update): a launch still queued
             # on the stream keeps reading the old table
             self._table = to_device(torch.tensor(addresses, dtype=torch.int64), self.device)
@@ -132,14 +134,21 @@ def alignment(addresses: tuple[int, ...]) -> int:
     return 16 if all(a % 16 == 0 for a in addresses) else 1
 
 
+def aligned_tensors(addresses: tuple[int, ...], n_tensors: int) -> tuple[bool, ...]:
+    """Per tensor: whether its addresses in every role (rows of ``n_tensors``) are
+    16-byte aligned."""
+    return tuple(all(a % 16 == 0 for a in addresses[i::n_tensors]) for i in range(n_tensors))
+
+
 def align_groups(addresses: tuple[int, ...], n_tensors: int):
     """The launches of one bucket: [(members or None for all, ALIGN)]. A tensor whose
     addresses (every role) are 16-byte aligned runs with ALIGN=16; misaligned ones (views
     at odd offsets) get a launch of their own with ALIGN=1, so one view does not make
-    the whole bucket's accesses scalar."""
+    the whole bucket's accesses scalar (reduce stages split their launches the same
+    way: reduce.TileGroup)."""
     if n_tensors == 0:
         return [(None, 1)]
-    ok = [all(a % 16 == 0 for a in addresses[i::n_tensors]) for i in range(n_tensors)]
+    ok = aligned_tensors(addresses, n_tensors)
     if all(ok) or not any(ok):
         return [(None, 16 if all(ok) else 1)]
     return [(tuple(i for i in range(n_tensors) if ok[i]), 16),

@@ -57,10 +57,30 @@ def _levels(lengths: np.ndarray, device, width: int = WIDTH) -> list[torch.Tenso
     return levels
 
 
-class TileGroup:
-    """One launch: the tensors of one COLS, their tile table and combine indices."""
+def index32_fits(views, rows: int, cols: int) -> bool:
+    """Whether int32 offsets serve every tile of these (rows, row length) views: no lane
+    (a last tile's rows and columns past the end included) reaches 2**31. Most tensors;
+    the index math then halves."""
+    return all((n_rows + rows) * n_cols + cols < 2**31 for n_rows, n_cols in views)
 
-    def __init__(self, members, view, cols: int, block: int, device):
+
+def cols_divisor(row_lengths) -> int:
+    """The largest of 8, 4, 2, 1 dividing every row length (rows then start aligned: a
+    hint for vector loads)."""
+    return next(d for d in (8, 4, 2, 1) if all(n % d == 0 for n in row_lengths))
+
+
+class TileGroup:
+    """The tensors of one COLS: their tile table, partial buffers and combine indices.
+
+    ``members`` come aligned tensors first; ``n_aligned`` of them have every address
+    16-byte aligned. Their tiles (the first ``aligned_tiles``) run in one launch with
+    the 128-bit hint, the others' in a launch of their own without it (``launches``),
+    so one misaligned view does not make the group's loads scalar. The partials land
+    where they would in one launch, and each tensor's combine depends only on the set
+    of members (see ``_levels``), not their order: the same bits either way."""
+
+    def __init__(self, members, view, cols: int, block: int, device, n_aligned: int = 0):
         self.members, self.cols, self.rows = members, cols, max(1, block // cols)
         tiles, t_len, r_len, c_len = [], [], [], []
         row_base = col_base = 0
@@ -73,17 +93,17 @@ class TileGroup:
                                   row_base + rt * self.rows * n_ct + ct, n_ct,
                                   col_base + ct * cols * n_rt + rt, n_rt))
             t_len.append(n_rt * n_ct)
+            if len(t_len) == n_aligned:
+                self.aligned_tiles = len(tiles)
             r_len.append(np.full(n_rows, n_ct))
             c_len.append(np.full(n_cols, n_rt))
             row_base += n_rows * n_ct
             col_base += n_cols * n_rt
         self.n_programs, self.row_total, self.col_total = len(tiles), row_base, col_base
-        # int32 offsets when no lane of any tile (a last tile's rows past the end
-        # included) can reach 2**31: most tensors, and the index math halves
-        self.index32 = all((view[j][0] + self.rows) * view[j][1] + cols < 2**31
-                           for j in members)
-        # the largest of 8, 4, 2, 1 dividing every row length (a hint for vector loads)
-        self.cols_div = next(d for d in (8, 4, 2, 1) if all(view[j][1] % d == 0 for j in members))
+        if n_aligned == 0:
+            self.aligned_tiles = 0
+        self.index32 = index32_fits([view[j] for j in members], self.rows, cols)
+        self.cols_div = cols_divisor([view[j][1] for j in members])
         self.tile_tab = to_device(torch.tensor(tiles, dtype=torch.int64).reshape(-1), device)
         # a tensor's tiles, a row's column tiles, a column's row tiles: each consecutive
         self.t_idx = _levels(np.array(t_len), device)
@@ -93,6 +113,13 @@ class TileGroup:
         self.row_off = {j: (int(offsets[k]), int(offsets[k + 1])) for k, j in enumerate(members)}
         offsets = np.cumsum([0] + [view[j][1] for j in members])
         self.col_off = {j: (int(offsets[k]), int(offsets[k + 1])) for k, j in enumerate(members)}
+
+
+    def launches(self) -> list[tuple[int, int, int]]:
+        """(first tile, tiles, ALIGN) of each launch: aligned tiles, then the others."""
+        split = [(0, self.aligned_tiles, 16), (self.aligned_tiles,
+                                                self.n_programs - self.aligned_tiles, 1)]
+        return [launch for launch in split if launch[1] > 0]
 
 
 def combine(partials: torch.Tensor, op: str, levels: list[torch.Tensor]) -> torch.Tensor:
@@ -116,22 +143,31 @@ class StageLayout:
         view = [(n, 1) for n in numels] if flat else real
         self.view_tab = torch.tensor(view, dtype=torch.int64).reshape(-1).to(device)
         self.view, self.block = view, block
-        self._groups: list[TileGroup] | None = None
+        self._groups: dict[tuple[bool, ...], list[TileGroup]] = {}
+        # (members, first tile, tiles, ALIGN) of each launch of the last run
+        self.last_launches: list[tuple[tuple[int, ...], int, int, int]] = []
         self.device = device
         self._constants: dict[tuple, list[torch.Tensor]] = {}
 
-    @property
-    def groups(self) -> list[TileGroup]:
-        """The launches (built on the first run: the elementwise stage needs only shapes)."""
-        if self._groups is None:
+    def groups(self, aligned: tuple[bool, ...] | None = None) -> list[TileGroup]:
+        """The tile groups, members ordered aligned first (``aligned[j]``: tensor j's
+        addresses are 16-byte aligned; None: none is). Built on the first run (the
+        elementwise stage needs only shapes) and per alignment pattern."""
+        aligned = aligned or (False,) * len(self.view)
+        found = self._groups.get(aligned)
+        if found is None:
+            if len(self._groups) >= 8:  # addresses that keep changing alignment
+                self._groups.clear()
             by_cols: dict[int, list[int]] = {}
             for j, (n_rows, n_cols) in enumerate(self.view):
                 if n_rows * n_cols:
                     cols = min(_pow2(n_cols), COLS_MAX, self.block)
                     by_cols.setdefault(cols, []).append(j)
-            self._groups = [TileGroup(m, self.view, c, self.block, self.device)
-                            for c, m in sorted(by_cols.items())]
-        return self._groups
+            found = self._groups[aligned] = [
+                TileGroup(sorted(m, key=lambda j: not aligned[j]), self.view, c, self.block,
+                          self.device, sum(aligned[j] for j in m))
+                for c, m in sorted(by_cols.items())]
+        return found
 
     def constant(self, op: str, scope: str) -> list[torch.Tensor]:
         """numel/ndim per tensor as 0-dim float32 tensors (the torch backend's partials)."""
@@ -148,9 +184,9 @@ class StageLayout:
         return self._constants[key]
 
     def run(self, fn, ops, head_args: tuple, scalars, num_warps: int,
-            align: int = 1) -> list[tuple]:
+            aligned: tuple[bool, ...] | None = None) -> list[tuple]:
         """Launch the stage's kernel per group; each tensor's partials in ``ops`` order.
-        ``align``: 16 when every address of the launch is 16-byte aligned (else 1)."""
+        ``aligned[j]``: tensor j's addresses (every role) are 16-byte aligned."""
         n = len(self.shapes)
         kinds = {"t": [r for r in ops if r.op not in ("numel", "ndim")
                        and r.scope in ("tensor", "group")],
@@ -158,17 +194,14 @@ class StageLayout:
                  "col": [r for r in ops if r.op not in ("numel", "ndim") and r.scope == "col"]}
         found: dict[tuple[int, int], torch.Tensor] = {}  # (op index, tensor) -> value
         f32 = dict(dtype=torch.float32, device=self.device)
-        for g in self.groups:
+        self.last_launches = []
+        for g in self.groups(aligned):
             out_t = torch.empty(max(1, len(kinds["t"]) * g.n_programs), **f32)
             out_row = torch.empty(max(1, len(kinds["row"]) * g.row_total), **f32)
             out_col = torch.empty(max(1, len(kinds["col"]) * g.col_total), **f32)
-            addr_tab, n_tensors, rs_tab, raddr_tab = head_args
-            fn[(g.n_programs,)](addr_tab, n_tensors, self.view_tab, rs_tab, raddr_tab,
-                                g.tile_tab, out_t, out_row, out_col, g.n_programs,
-                                g.row_total, g.col_total, *scalars, ROWS=g.rows, COLS=g.cols,
-                                ALIGN=align, INDEX32=g.index32, COLS_DIV=g.cols_div,
-                                num_warps=num_warps,
-                                enable_fp_fusion=FP_FUSION)
+            for first, count, align in g.launches():
+                self._launch(fn, head_args, g, first, count, align,
+                             (out_t, out_row, out_col), scalars, num_warps)
             for kind, out, width, idx in (("t", out_t, g.n_programs, g.t_idx),
                                           ("row", out_row, g.row_total, g.r_idx),
                                           ("col", out_col, g.col_total, g.c_idx)):
@@ -194,6 +227,20 @@ class StageLayout:
                     values.append(torch.full(shape, _IDENTITY[r.op], **f32))
             out.append(tuple(values))
         return out
+
+    def _launch(self, fn, head_args, g: TileGroup, first: int, count: int, align: int, outs,
+                scalars, num_warps: int) -> None:
+        """Tiles [first, first + count) of group ``g``: the tile table and ``out_t`` are
+        passed from tile ``first`` on (program k is tile first + k; ``out_t``'s stride
+        per reduction stays the group's tile count)."""
+        addr_tab, n_tensors, rs_tab, raddr_tab = head_args
+        out_t, out_row, out_col = outs
+        self.last_launches.append((tuple(g.members), first, count, align))
+        fn[(count,)](addr_tab, n_tensors, self.view_tab, rs_tab, raddr_tab,
+                     g.tile_tab[7 * first:], out_t[first:], out_row, out_col, g.n_programs,
+                     g.row_total, g.col_total, *scalars, ROWS=g.rows, COLS=g.cols,
+                     ALIGN=align, INDEX32=g.index32, COLS_DIV=g.cols_div,
+                     num_warps=num_warps, enable_fp_fusion=FP_FUSION)
 
 
 def result_tables(plan, reduced, layout: StageLayout, scalar_pos, vector_pos, kinds,
