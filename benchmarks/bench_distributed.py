@@ -6,13 +6,14 @@ Part 1, an MLP of 1.58M fp32 parameters (256-1024-1024-256), batch 32 per rank:
 * AdamW + DDP and Lion + DDP: optforge.AdamW / optforge.Lion after DDP's fp32 gradient
   all-reduce (gradient averaging, the usual data parallelism);
 * DistributedLion (vote) and (average): plain per-rank models, no DDP; each step one
-  all-gather of the packed sign bits (1 bit per parameter) behind a 2-byte header (a
-  NaN flag and which of the 6 tensors have gradients); the first step adds one 32-byte
-  all-reduce that checks the ranks' sizes (in the warm-up, not counted).
+  all-gather of the packed sign bits (1 bit per parameter) behind a 1-byte NaN flag
+  (the rule's majority_vote / allreduce(bits=1), runtime/collective_stage.py), after
+  the step's verdict: one all-reduce of 5 int64 (an error flag per rank, the sizes),
+  runtime/step_verdict.py. Both are counted.
 
 Bytes per step and rank, three ways: the *payload* handed to collectives (counted by a
 DDP comm hook and by a counting wrapper around the torch.distributed calls of
-optforge.distributed.sign_comm); the *wire* bytes a ring algorithm sends per rank for
+optforge.runtime.collective_stage and step_verdict); the *wire* bytes a ring algorithm sends per rank for
 that payload (all-reduce 2 (N-1)/N S, all-gather (N-1) S_rank); and the loopback
 interface's transmitted bytes (/proc/net/dev, both ranks, divided by 2: TCP/IP framing
 included, and other processes' loopback traffic too if the machine is shared). Time:
@@ -125,7 +126,7 @@ def _mlp():
 def comm_and_time(rank):
     """Every variant's steps interleaved (step k of each variant in turn, the order rotated):
     a noisy neighbour slows them all alike."""
-    from optforge.distributed import sign_comm
+    from optforge.runtime import collective_stage, step_verdict
     runs = {}
     for name, make in variants().items():
         model, counter = _mlp(), CountingDist(dist)
@@ -137,7 +138,7 @@ def comm_and_time(rank):
         x, y = torch.randn(BATCH, 256, generator=gen), torch.randn(BATCH, 256, generator=gen)
         for name in names[k % len(names):] + names[:k % len(names)]:
             run = runs[name]
-            sign_comm.dist = run["counter"]
+            collective_stage.dist = step_verdict.dist = run["counter"]
             if k == WARMUP:
                 run["counter"].bytes = run["counter"].wire = 0
             dist.barrier()
@@ -151,7 +152,7 @@ def comm_and_time(rank):
                 run["wall"].append(wall)
                 run["cpu"].append(cpu)
                 run["tx"] += loopback_tx() - tx0
-    sign_comm.dist = dist
+    collective_stage.dist = step_verdict.dist = dist
     results = {}
     for name, run in runs.items():
         results[name] = {
@@ -166,26 +167,27 @@ def comm_and_time(rank):
 
 
 def phases(opt, repeats=STEPS):
-    """Median wall time of each part of a DistributedLion step (its gradients as they are)."""
-    from optforge.distributed import sign_comm
-    from optforge.runtime.optimizer import Optimizer
-    parts = {"signal (torch)": [], "exchange (check+pack+all-gather+aggregate)": [],
-             "fused update kernel": []}
-    for _ in range(repeats):
-        dist.barrier()
+    """Median wall time of a DistributedLion step (its gradients as they are) and of its
+    collective stage (pre-stage kernel writing the signs, pack, all-gather, vote count)."""
+    from optforge.runtime import collective_stage, stepping
+    parts = {"whole optimizer.step()": [],
+             "collective stage (sign kernel+pack+all-gather+count)": []}
+    real = collective_stage.exchange
+
+    def timed(*args):
         t0 = time.perf_counter()
-        params, flat, present = opt.local_signals()
-        t1 = time.perf_counter()
-        agg = sign_comm.exchange_signs(flat, opt.aggregation, None, False, present)
-        t2 = time.perf_counter()
-        votes, at = {}, 0
-        for p in params:
-            votes[p] = agg[at:at + p.numel()].view(p.shape)
-            at += p.numel()
-        Optimizer.step(opt, inputs={"vote": votes})
-        t3 = time.perf_counter()
-        for key, dt in zip(parts, (t1 - t0, t2 - t1, t3 - t2)):
-            parts[key].append(dt)
+        real(*args)
+        parts["collective stage (sign kernel+pack+all-gather+count)"].append(
+            time.perf_counter() - t0)
+    stepping.collective_stage.exchange = timed
+    try:
+        for _ in range(repeats):
+            dist.barrier()
+            t0 = time.perf_counter()
+            opt.step()
+            parts["whole optimizer.step()"].append(time.perf_counter() - t0)
+    finally:
+        stepping.collective_stage.exchange = real
     return {k: 1e3 * statistics.median(v) for k, v in parts.items()}
 
 

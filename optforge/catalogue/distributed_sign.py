@@ -14,47 +14,75 @@ Tolerant", arXiv:1810.05291, Algorithm 1:
     v_i <- (1 - beta) g_i + beta v_i;   V = sum_i sign(v_i);   p <- p - lr (sign(V) + wd p)
 momentum = 0 is signSGD with majority vote.
 
-The rules below are the fused elementwise part; the vote arrives through given("vote")
-from optforge.distributed.sign_vote (pack, all-gather, aggregate). A bit has no zero:
-a worker whose value is exactly 0 votes +1 (optforge/distributed/sign_comm.py).
+Plain DSL rules: ``majority_vote(sign(c))`` / ``allreduce(sign(c), op="mean", bits=1)``
+are the communication (dsl/collectives.py): the compiler computes each worker's signs in
+a pre-stage kernel, the runtime all-gathers them packed 1 bit per element over the
+optimizer's ``process_group`` and counts the votes (runtime/collective_stage.py), and the
+fused kernel applies the result. A bit has no zero: a worker whose value is exactly 0
+votes +1. The result is named ``"vote"`` in both aggregations, so
+``step(inputs={"vote": {param: tensor}})`` supplies it instead (no communication).
 """
-import torch
-
-from ..distributed.sign_vote import SignVoteOptimizer, group_betas
-from ..dsl import Rule, given, grad, param, state
+from ..dsl import Rule, allreduce, grad, majority_vote, param, sign, state
+from ..dsl.spec import RuleSpec
 from ._base import CatalogueOptimizer
+
+AGGREGATIONS = ("vote", "average")
+
+
+def _average(x):
+    return allreduce(x, op="mean", bits=1, name="vote")
+
+
+def _lion(aggregate, lr, betas, weight_decay, maximize):
+    p, g = param(), grad()
+    g = -g if maximize else g
+    beta1, beta2 = betas
+    m = state("exp_avg")  # Lion's name: Lion checkpoints load
+    delta = aggregate(sign(beta1 * m + (1 - beta1) * g))
+    return Rule(p - lr * (delta + weight_decay * p), exp_avg=beta2 * m + (1 - beta2) * g)
 
 
 def distributed_lion(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
-    p, g = param(), grad()
-    g = -g if maximize else g
-    _, beta2 = betas
-    m = state("exp_avg")  # Lion's name: Lion checkpoints load
-    return Rule(p - lr * (given("vote") + weight_decay * p), exp_avg=beta2 * m + (1 - beta2) * g)
+    return _lion(majority_vote, lr, betas, weight_decay, maximize)
 
 
-def signum_mv(lr=1e-4, momentum=0.9, weight_decay=0.0, maximize=False):
+def distributed_lion_average(lr=1e-4, betas=(0.9, 0.99), weight_decay=0.0, maximize=False):
+    return _lion(_average, lr, betas, weight_decay, maximize)
+
+
+def _signum(aggregate, lr, momentum, weight_decay, maximize):
     p, g = param(), grad()
     g = -g if maximize else g
     m = momentum * state("momentum_buffer") + (1 - momentum) * g
-    return Rule(p - lr * (given("vote") + weight_decay * p), momentum_buffer=m)
+    return Rule(p - lr * (aggregate(sign(m)) + weight_decay * p), momentum_buffer=m)
 
 
-def _grad(group, p):
-    g = p.grad.float()
-    return -g if group["maximize"] else g
+def signum_mv(lr=1e-4, momentum=0.9, weight_decay=0.0, maximize=False):
+    return _signum(majority_vote, lr, momentum, weight_decay, maximize)
 
 
-def _interpolate(m, g, beta, out):
-    """out = beta m + (1 - beta) g, rounded as those torch ops round (m None: m = 0)."""
-    if m is None:  # before the first step m is 0, and beta * 0 + x is x exactly
-        torch.mul(g, 1 - beta, out=out)
-    else:
-        torch.mul(m.float(), beta, out=out)
-        out.add_((1 - beta) * g)
+def signum_mv_average(lr=1e-4, momentum=0.9, weight_decay=0.0, maximize=False):
+    return _signum(_average, lr, momentum, weight_decay, maximize)
 
 
-class DistributedLion(SignVoteOptimizer, CatalogueOptimizer):
+class _SignVote(CatalogueOptimizer):
+    """``aggregation="vote"`` (majority: sign of the sum of signs, 0 on a tie) or
+    ``"average"`` (mean of the signs) picks the rule; ``process_group``: the voting ranks
+    (default WORLD; on a single process the vote of one worker is its own sign)."""
+
+    average_rule: RuleSpec  # the same rule with allreduce(..., op="mean") for the vote
+
+    def __init__(self, params, *args, aggregation: str = "vote", **kwargs):
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"{type(self).__name__}: aggregation={aggregation!r}; expected "
+                             f"one of {AGGREGATIONS}")
+        self.aggregation = aggregation
+        if aggregation == "average":
+            self.rule = self.average_rule  # (the class's rule stays the registered one)
+        super().__init__(params, *args, **kwargs)
+
+
+class DistributedLion(_SignVote):
     """Lion whose workers send 1-bit sign vectors, aggregated by majority vote or averaging.
 
     ``aggregation="vote"`` (default) or ``"average"``; ``process_group`` (default WORLD).
@@ -62,13 +90,11 @@ class DistributedLion(SignVoteOptimizer, CatalogueOptimizer):
     """
 
     rule = distributed_lion
+    average_rule = RuleSpec(distributed_lion_average, name="DistributedLion")
     source = "Liu et al. (2024), arXiv:2404.00438, Algorithm 1"
 
-    def signal(self, group, p, state, out):  # sign(b1 m + (1 - b1) g)
-        _interpolate(state.get("exp_avg"), _grad(group, p), group_betas(group)[0], out)
 
-
-class SignumMV(SignVoteOptimizer, CatalogueOptimizer):
+class SignumMV(_SignVote):
     """Signum (signSGD with momentum) whose workers vote with 1-bit sign vectors.
 
     ``momentum=0`` is signSGD with majority vote. ``aggregation="vote"`` (the paper) or
@@ -76,7 +102,5 @@ class SignumMV(SignVoteOptimizer, CatalogueOptimizer):
     """
 
     rule = signum_mv
+    average_rule = RuleSpec(signum_mv_average, name="SignumMV")
     source = "Bernstein et al. (2019), arXiv:1810.05291, Algorithm 1 (signSGD, arXiv:1802.04434)"
-
-    def signal(self, group, p, state, out):  # sign of the new momentum
-        _interpolate(state.get("momentum_buffer"), _grad(group, p), float(group["momentum"]), out)

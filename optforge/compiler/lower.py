@@ -12,6 +12,7 @@ from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, Step
                            TensorSymbol, initial_lr, reads_initial_lr)
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage, split_reductions
 from .passes.hoist_scalars import Levels
+from .passes.split_collectives import split_collectives, with_collectives
 from .passes.split_prestage import PrestageSplit
 from .plan import (KernelPlan, MatrixStage, ReduceKind, ReduceOp, ReduceResult, ReduceStage,
                    Scope, StageKind, StateKind, StorageDtype, TensorRef, TensorRole)
@@ -27,11 +28,15 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     reduced = split_reductions(_written(rule))                         # reductions -> r<i>
     guard = _nonfinite_guard(reduced.stages) if guard_nonfinite else None  # count NaN/inf
     stage_ops = _with_guard(reduced.stages, guard)                     # ops per reduce stage
-    matrix = split_matrix(reduced.outputs, set(_matrix_states(rule)))  # matrix ops -> mat<i>
+    comm = split_collectives(rule.name, reduced.outputs, rule.states)  # collectives -> named
+    matrix = split_matrix(comm.outputs, set(_matrix_states(rule)))  # matrix ops -> mat<i>
     pre = split_prestage(matrix.stage, matrix.elementwise, rule.states)  # their args -> pre<i>
+    pre = with_collectives(pre, comm, rule.states)  # + what the collectives send -> send_*
     levels = hoist_levels(pre.elementwise, _reduce_arguments(stage_ops), pre.matrix)  # s, m
     tensors = _Tensors.of(rule, _buffer_dtypes(pre, _matrix_states(rule)))  # kinds, dtypes
-    return _assemble(rule, hyper_symbols, stage_ops, pre, levels, tensors, guard)
+    plan = _assemble(rule, hyper_symbols, stage_ops, pre, levels, tensors, guard)
+    plan.collectives = comm.ops
+    return plan
 
 
 @dataclass

@@ -17,6 +17,8 @@ import sympy as sp
 
 from ..dsl.symbols import StateDecl, TensorSymbol
 
+from .collective_ops import CollectiveOp
+
 from .kinds import (ReduceKind, ResultKind, Rounding, Scope, StageKind, StateKind,
                     StorageDtype, TensorRole)
 
@@ -169,6 +171,9 @@ class KernelPlan:
     # and the per-element states nothing later reads the old value of.
     pre_plan: "KernelPlan | None" = None
     kind: StageKind = StageKind.ELEMENTWISE  # PRE for a pre-stage's plan
+    # Reductions across data-parallel workers (allreduce, majority_vote), run by the
+    # runtime after the pre-stage, which computes what they send (compiler/collective_ops.py)
+    collectives: list[CollectiveOp] = field(default_factory=list)
 
     def stages(self) -> list[tuple[StageKind, int]]:
         """The step's passes in the order they run: (kind, index within that kind)."""
@@ -204,6 +209,9 @@ class KernelPlan:
             lines.append("  loads: " + ", ".join(r.name for r in pre.loads))
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in pre.temps]
             lines += [f"  {r.name} <- {sp.sstr(e)}" for r, e in pre.stores]
+        if self.collectives:
+            lines.append("# collectives (one exchange per step over the process group):")
+            lines += [op.describe() for op in self.collectives]
         for stage in self.matrix_stages:
             lines.append("# matrix stage (torch matmul / linalg, per parameter, 2-D views):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))

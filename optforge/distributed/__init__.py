@@ -1,8 +1,12 @@
-"""Communication as part of a step: sign vectors packed 1 bit per element (``sign_comm``)
-and the optimizers whose workers vote with them (``sign_vote``; the catalogue's
-DistributedLion and SignumMV). Everything runs on torch.distributed collectives."""
-from .sign_comm import (AGGREGATIONS, NonFiniteSignsError, SignExchangeError, aggregate,
-                        exchange_signs, pack_signs, packed_size, unpack_bits, unpack_signs)
+"""Sign vectors packed 1 bit per element (the packer of the DSL's 1-bit collectives,
+optforge/runtime/sign_bits.py) and the errors of a step's collectives, for users of
+torch.distributed. The optimizers whose workers vote with them (DistributedLion,
+SignumMV) are plain DSL rules in the catalogue (catalogue/distributed_sign.py)."""
+from ..runtime.collective_stage import CollectiveError, NonFiniteCollectiveError
+from ..runtime.sign_bits import (AGGREGATIONS, aggregate, pack_signs, packed_size, unpack_bits,
+                                 unpack_signs, vote_totals)
+from ..runtime.step_verdict import StepRefusedError
 
-__all__ = ["AGGREGATIONS", "NonFiniteSignsError", "SignExchangeError", "aggregate",
-           "exchange_signs", "pack_signs", "packed_size", "unpack_bits", "unpack_signs"]
+__all__ = ["AGGREGATIONS", "CollectiveError", "NonFiniteCollectiveError", "StepRefusedError",
+           "aggregate", "pack_signs", "packed_size", "unpack_bits", "unpack_signs",
+           "vote_totals"]

@@ -5,6 +5,7 @@ from .functions import (abs, clamp, eq, exp, lerp, log, maximum, minimum, ne, po
 from .reductions import amax, count, dot, mean, ndim, norm, numel, total
 from .reductions import total as sum  # noqa: A001 - the DSL mirrors torch's names
 from .inputs import given
+from .collectives import allreduce, majority_vote
 from .matrix import (add_diagonal, batch_mean, batch_size, diagonal, eigenvectors, every, fnorm,
                      inv_root, inverse, layer_input, layer_output_grad, matmul, matrix_state,
                      orthogonalize, power_iteration, sherman_morrison, solve, trace as matrix_trace,
@@ -28,5 +29,5 @@ __all__ = [
     "cautious_mask", "random_scalar", "with_ema", "given", "matrix_state", "inv_root",
     "inverse", "solve", "sherman_morrison", "eigenvectors", "power_iteration", "add_diagonal",
     "diagonal", "matrix_trace", "fnorm", "batch_mean", "batch_size", "every", "layer_input",
-    "layer_output_grad",
+    "layer_output_grad", "allreduce", "majority_vote",
 ]

@@ -5,6 +5,7 @@ import sympy as sp
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 from sympy.core.relational import Relational
 
+from .collectives import Collective
 from .errors import DSLError
 from .matrix import MatrixOp
 from .matrix_shapes import PARAM, SCALAR, ShapeChecker, show_shape
@@ -44,6 +45,9 @@ class _Checker:
             return
         if isinstance(e, MatrixOp):
             self.matrix_op(e)
+            return
+        if isinstance(e, Collective):
+            self.collective(e)
             return
         if getattr(e, "is_Matrix", False) or isinstance(e, (sp.MatrixBase, sp.MatrixExpr)):
             self.fail("SymPy matrices are not supported (use matmul, transpose... from "
@@ -85,6 +89,9 @@ class _Checker:
             if e.args[0].has(MatrixOp):
                 self.fail("a reduction of a matrix operation's result is not supported (use "
                           "fnorm or trace inside the matrix expression)", e)
+            if e.args[0].has(Collective):
+                self.fail("a reduction of a collective's result (allreduce, majority_vote) "
+                          "is not supported", e)
             self.value(e.args[0])
 
     def matrix_op(self, e) -> None:
@@ -102,6 +109,14 @@ class _Checker:
                 self.value(a)
         finally:
             self.in_matrix = not outer
+
+    def collective(self, e) -> None:
+        """allreduce / majority_vote: their argument was checked when made (elementwise,
+        a sign for 1 bit); the compiler cuts them out of the elementwise stage only."""
+        if self.in_matrix:
+            self.fail("a collective (allreduce, majority_vote) inside a matrix operation is "
+                      "not supported", e)
+        self.value(e.value)
 
     def condition(self, c) -> None:
         if isinstance(c, (BooleanTrue, BooleanFalse)):

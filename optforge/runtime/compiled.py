@@ -39,7 +39,10 @@ class CompiledPlan:
         self._prologue: Callable = load_module(prologue_source(self.plan), "host").prologue
         self._launchers: dict[str, Callable] = {}
         # asked on every step: answered once here
-        self.has_inputs = any(d.kind == "input" for d in self.plan.states.values())
+        # a collective's result may be supplied instead of communicated (runtime/inputs.py)
+        self.collective_results = frozenset(op.result for op in self.plan.collectives)
+        self.has_inputs = any(d.kind == "input" for d in self.plan.states.values()) \
+            or bool(self.collective_results)
         self.stored_names = tuple(n for n, d in self.plan.states.items() if d.stored)
         self.stored_set = frozenset(self.stored_names)
         # (slot, name, declaration) of the stored states: the check stage's list

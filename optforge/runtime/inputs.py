@@ -56,15 +56,19 @@ def _check(value, name: str, p: torch.Tensor, where: str, dtype: torch.dtype,
 
 
 def gather(optimizer, group: dict, group_index: int, params: Sequence[torch.Tensor],
-           decls: Mapping, closure, supplied: Mapping | None) -> dict[str, list[torch.Tensor]]:
-    """One tensor per parameter for every input the plan reads, in the decl's dtype."""
+           decls: Mapping, closure, supplied: Mapping | None,
+           optional: frozenset = frozenset()) -> dict[str, list[torch.Tensor]]:
+    """One tensor per parameter for every input the plan reads, in the decl's dtype.
+
+    ``optional``: results of the rule's collectives (runtime/collective_stage.py), taken
+    from ``supplied`` when there (then nothing is communicated), else made by the step."""
     from .state import storage_dtype  # a sibling module; imported late to keep this light
     found: dict[str, list[torch.Tensor]] = {}
     rule = getattr(optimizer, "spec", None)
     owner = f"{type(optimizer).__name__} ({rule.name if rule else '?'})"
     index = {id(p): i for i, p in enumerate(group["params"])}
     for name, decl in decls.items():
-        if decl.kind != "input":
+        if decl.kind != "input" and not (name in optional and supplied and name in supplied):
             continue
         if supplied is not None and name in supplied:
             given = supplied[name]

@@ -50,7 +50,7 @@ class Optimizer(torch.optim.Optimizer):
     own_group_keys: frozenset = frozenset()
 
     def __init__(self, params, rule, *, backend: str = "auto", skip_nonfinite: bool = False,
-                 seed: int = 0, **hyper):
+                 seed: int = 0, process_group=None, **hyper):
         self.spec = rule if isinstance(rule, RuleSpec) else RuleSpec(rule)
         check_backend_name(backend)
         self._check_keys(hyper, "the constructor")
@@ -69,6 +69,9 @@ class Optimizer(torch.optim.Optimizer):
         self.skip_nonfinite = bool(skip_nonfinite)
         # Random scalars (random_scalar in the DSL) are drawn from (seed, group, step, name).
         self.seed = int(seed)
+        # The torch.distributed group a rule's collectives (allreduce, majority_vote) run
+        # over; None: the default (WORLD) when initialised (runtime/collective_stage.py).
+        self.process_group = process_group
         # what a group with its own "rule" inherits (see group_keys)
         self.constructor_hyper = dict(hyper)
         super().__init__(params, defaults)
@@ -230,7 +233,8 @@ class Optimizer(torch.optim.Optimizer):
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return {}
-        found = gather(self, group, index, params, decls, closure, inputs)
+        found = gather(self, group, index, params, decls, closure, inputs,
+                       compiled.collective_results)
         return {name: dict(zip(params, values)) for name, values in found.items()}
 
     # ---- hooks for subclasses (public: the step's stages call them) --------------------

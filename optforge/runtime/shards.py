@@ -80,7 +80,7 @@ def check(p, label: str, compiled, state: dict | None) -> None:
                                "set_optimizer_state_dict)")
     if compiled.plan.matrix_stages:
         from .shard_matrix import check as check_matrix
-        check_matrix(p, label, compiled)
+        check_matrix(p, label, compiled, state)
 
 
 def nonempty(views: list) -> list[int] | None:

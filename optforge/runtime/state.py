@@ -51,8 +51,14 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
     if decl.kind == "matrix":
         shape = matrix_shape(decl, param)
         if decl.eye:
-            return float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
-        return torch.full(shape, float(init), dtype=dtype, device=param.device)
+            value = float(init) * torch.eye(shape[0], dtype=dtype, device=param.device)
+        else:
+            value = torch.full(shape, float(init), dtype=dtype, device=param.device)
+        if type(param) not in (torch.Tensor, torch.nn.Parameter):  # a DTensor: its rows
+            from .shard_matrix_states import distribute_rows
+            from .shards import is_sharded
+            return distribute_rows(value, param) if is_sharded(param) else value
+        return value
     if not any(isinstance(s, (ParamSymbol, GradSymbol)) for s in init.free_symbols):
         # a complex parameter is stepped as its real view (runtime/staging.py): both
         # components start at the value, as in torch.optim (Adagrad's initial sum)

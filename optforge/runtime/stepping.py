@@ -19,9 +19,13 @@ Where sharding hooks in (runtime/shards.py, runtime/shard_matrix.py): *collect* 
 the kernels a DTensor parameter's local shard (``shards.local``), *reduce* combines
 the shards' partial reductions with one all-reduce per stage (``shards.combine``), and
 *matrix* gathers each sharded matrix on one owning rank and scatters the result
-(``shard_matrix.run``). Where low-precision storage hooks in: a state's storage dtype is
-the plan's (``TensorRef.dtype``); *collect* allocates states and buffers in it, the
-kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
+(``shard_matrix.run``). Where distribution hooks in: on a step that runs collectives,
+*collect* and *check* end with one small all-reduce, so every rank raises if any rank
+refused (runtime/step_verdict.py); a rule's collectives (allreduce, majority_vote) run
+after *finish scalars*: the pre-stage of those rules (what they send), then one exchange
+for all groups, before any write (runtime/collective_stage.py). Where low-precision
+storage hooks in: a state's storage dtype is the plan's (``TensorRef.dtype``); *collect*
+allocates states and buffers in it, the kernels round on store inside the *elementwise* and *pre-stage* launches (nearest-even,
 or stochastic where the plan asks), and *check* refuses a state of another dtype.
 Scales of scaled storage formats would be run-time scalars made in *finish scalars*.
 """
@@ -32,7 +36,7 @@ from collections import defaultdict
 import torch
 
 from ..dsl.randomness import draw
-from . import shard_matrix, shards, staging
+from . import collective_stage, shard_matrix, shards, staging, step_verdict
 from .backends import BACKENDS
 from .reduce_stage import reduce
 from . import quantized_states
@@ -50,14 +54,17 @@ def run(opt, given: list[dict], compiled: list) -> None:
     """Every stage of one step over every param group (``given[i]``: group i's inputs,
     ``compiled[i]``: its compiled rule variant)."""
     works = []
-    for index, group in enumerate(opt.param_groups):
-        work = collect(opt, index, group, given[index], compiled[index])
-        if work is not None:
-            check(opt, work)
-            works.append(work)
+    with step_verdict.agreed(opt) as facts:  # distributed: every rank fails, or none
+        for index, group in enumerate(opt.param_groups):
+            work = collect(opt, index, group, given[index], compiled[index])
+            if work is not None:
+                check(opt, work)
+                works.append(work)
+        facts.values, facts.detail = collective_stage.check(opt, works)
     reduce(opt, works)
     for work in works:
         finish_scalars(opt, work)
+    collective_stage.exchange(opt, works, pre_stage)  # rules' allreduce / majority_vote
     for work in works:
         if not work.skipped:
             install_states(opt, work)
@@ -171,6 +178,8 @@ def check(opt, work: GroupStep) -> None:
         own = [s for s in stored if not b.launcher.checks_tensors or s[2].kind == "matrix"]
         for k, name, decl in own:
             for j, (p, value) in enumerate(zip(b.params, b.states[k])):
+                if b.sharded and decl.kind == "matrix" and shards.is_sharded(b.keys[j]):
+                    continue  # rows of a DTensor: shards.check checked the whole state
                 if not (isinstance(value, torch.Tensor) and decl.kind == "state"
                         and value.shape == state_shape(decl, p) and value.device == p.device
                         and value.dtype == storage_dtype(decl, p)):

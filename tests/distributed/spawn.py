@@ -21,6 +21,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 PRELOAD = ["torch", "torch.distributed", "numba", "optforge.catalogue", "optforge.distributed",
+           "tests.distributed.collective_workers", "tests.distributed.verdict_workers",
+           "tests.distributed.matrix_state_workers",
            "torch.distributed.fsdp", "tests.distributed.fsdp_workers",
            "tests.distributed.workers", "torch.distributed.checkpoint",
            "torch.nn.parallel", "torch.distributed.optim"]

@@ -21,7 +21,6 @@ import torch
 import torch.distributed as dist
 
 import optforge
-from optforge.distributed import SignExchangeError
 from tests.distributed import workers
 from tests.distributed.spawn import load, run_ranks
 
@@ -97,12 +96,15 @@ def test_ranks_equal_the_simulation_bit_for_bit(world):
 def test_disagreeing_ranks_raise_on_every_rank_and_change_nothing():
     out = run_ranks(workers.sign_vote_errors, 2, timeout_s=55)
     results = [load(out, "errors", r) for r in range(2)]
-    for found in results:
-        assert "segment(s) [3] (the optimizer's parameters, in order) have a gradient on some" \
+    for rank, found in enumerate(results):
+        assert f"rank {rank}: the ranks would exchange different data" in found["count"]
+        assert "parameter 3 of group 0 has a gradient on some ranks and not on others" \
             in found["count"]
-        assert "different parameters (63 to 66 elements in 3 to 4 tensors" in found["sizes"]
+        assert "hold different parameters ([[4], [3]]: parameters per param group" \
+            in found["sizes"]
         assert found["count_unmoved"] and found["count_no_state"]
-        assert "NaN or Inf" in found["nan"] and "no rank has stepped" in found["nan"]
+        assert "rank(s) [0] of the process group have NaN or Inf" in found["nan"]
+        assert "no rank has stepped" in found["nan"]
         assert found["skips"] == 1 and found["nan_unmoved"]
     for a, b in zip(*(r["after"] for r in results)):  # still in step with each other
         assert torch.equal(a, b)
@@ -110,18 +112,24 @@ def test_disagreeing_ranks_raise_on_every_rank_and_change_nothing():
                zip(results[0]["after"], workers.make_model().parameters()))
 
 
-def test_without_a_process_group_the_error_says_what_to_do():
+def test_without_a_process_group_one_worker_votes_alone():
+    """No process group: the collective is the identity, a vote of one worker's bits."""
     assert not dist.is_initialized()
-    model = workers.make_model()
-    opt = optforge.DistributedLion(model.parameters())
-    workers.loss_of(model, *workers.batch(0, 0)).backward()
-    before = [p.detach().clone() for p in model.parameters()]
-    with pytest.raises(SignExchangeError, match="init_process_group.*inputs=\\{'vote'"):
-        opt.step()
-    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before))
-    assert not opt.state
+    torch.manual_seed(0)
+    p1 = torch.nn.Parameter(torch.randn(40, 3))
+    p2 = torch.nn.Parameter(p1.detach().clone())
+    ours = optforge.DistributedLion([p1], lr=0.01, weight_decay=0.1)
+    ref = optforge.Lion([p2], lr=0.01, weight_decay=0.1)
+    for _ in range(3):
+        g = torch.randn(p1.shape)
+        g[0, 0] = 0.0  # a bit has no zero: the worker votes +1 where Lion does not move
+        p1.grad, p2.grad = g.clone(), g.clone()
+        ours.step()
+        ref.step()
+    moved = (p1.detach() - p2.detach()).abs()
+    assert moved[0, 0] > 0 and torch.equal(moved.flatten()[1:], torch.zeros(119))
     with pytest.raises(ValueError, match="aggregation='mean'"):
-        optforge.SignumMV(model.parameters(), aggregation="mean")
+        optforge.SignumMV([p1], aggregation="mean")
 
 
 @pytest.fixture
@@ -157,3 +165,37 @@ def test_one_worker_is_lion_and_signum(one_rank, how, backend):
         rel = (p1.detach().double() - p2.detach().double()).norm() / p2.detach().double().norm()
         assert rel < 1e-6, (ours_cls.__name__, how, float(rel))
         assert not torch.equal(p1.detach(), init)
+
+
+@pytest.mark.parametrize("cls, twin", [("DistributedLion", "Lion"), ("SignumMV", "Signum")])
+def test_checkpoints_round_trip_and_the_twin_s_load(cls, twin):
+    """A state_dict saved mid-run resumes exactly, and the single-worker twin's checkpoint
+    (Lion's exp_avg, Signum's momentum_buffer) loads: one process, no weight decay (Signum
+    adds it to the gradient), gradients never exactly 0 (a bit sends 0 as +1)."""
+    gen = torch.Generator().manual_seed(5)
+    grads = [torch.randn(6, 5, generator=gen) + 3.0 for _ in range(6)]
+    init = torch.randn(6, 5, generator=gen)
+
+    def run(make, start=init, state=None, steps=grads):
+        p = torch.nn.Parameter(start.clone())
+        opt = make([p])
+        if state is not None:
+            opt.load_state_dict(state)
+        for g in steps:
+            p.grad = g.clone()
+            opt.step()
+        return p.detach(), opt
+
+    def ours(ps):
+        return getattr(optforge, cls)(ps, lr=0.01)
+
+    def theirs(ps):
+        return getattr(optforge, twin)(ps, lr=0.01)
+    whole, _ = run(ours)
+    mid, half = run(ours, steps=grads[:3])
+    resumed, opt = run(ours, mid, half.state_dict(), grads[3:])
+    twin_mid, from_twin = run(theirs, steps=grads[:3])
+    assert torch.equal(twin_mid, mid)  # one worker with no zero: the same first steps
+    continued, _ = run(ours, twin_mid, from_twin.state_dict(), grads[3:])
+    assert torch.equal(resumed, whole) and torch.equal(continued, whole)
+    assert float(opt.state[opt.param_groups[0]["params"][0]]["step"]) == 6

@@ -83,7 +83,7 @@ def sign_vote_errors(rank: int, world: int, out_dir: str) -> None:
     found = {}
     model = make_model()
     before = [p.detach().clone() for p in model.parameters()]
-    # 0. rank 1's optimizer lacks the last bias: the first step's size check refuses
+    # 0. rank 1's optimizer lacks the last bias: the step's verdict refuses
     loss_of(model, *batch(0, rank)).backward()
     params = list(model.parameters())
     other = optforge.DistributedLion(params[:3] if rank == 1 else params, lr=0.01)
