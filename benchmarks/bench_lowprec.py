@@ -1,10 +1,12 @@
 """Memory-lean optimizer states on CPU: fp32 states vs bf16 states (nearest, stochastic)
-vs bf16 parameters with Kahan compensation, against torch's fused fp32 AdamW and a copy.
+vs bf16 parameters with Kahan compensation vs 8-bit states, against torch's fused fp32
+AdamW and a copy.
 
 For AdamW and Lion, on one tensor of 10M and 50M parameters and on 200 tensors of mixed
 sizes (1k-500k, seeded), one run times, interleaved (bench_elementwise.interleaved_times):
   * optforge numba: fp32 states; bf16 states; bf16 states rounded stochastically;
-    bf16 parameters + bf16 states with Kahan-compensated parameter updates;
+    bf16 parameters + bf16 states with Kahan-compensated parameter updates; 8-bit
+    block-wise states (fp32 and bf16 parameters);
   * torch: AdamW(fused=True) in fp32 (Lion: torch has none; the foreach Lion of
     bench_elementwise stands in);
   * a numba copy kernel moving fp32 AdamW's 28 B/param.
@@ -46,6 +48,9 @@ STORAGE = {
     "bf16 states SR": (torch.float32, {"state_dtype": "bfloat16", "rounding": "stochastic"}),
     "bf16 params+states kahan": (torch.bfloat16, {"state_dtype": "bfloat16",
                                                   "param_rounding": "kahan"}),
+    # 8-bit block-wise states (blocks of 256; tensors below 4096 elements keep float32)
+    "8-bit states": (torch.float32, {"state_dtype": "int8"}),
+    "bf16 params+8-bit states": (torch.bfloat16, {"state_dtype": "int8"}),
 }
 REFERENCE = "torch fp32"  # AdamW: torch.optim.AdamW(fused=True); Lion: the foreach Lion
 COPY_BYTES = 28  # fp32 AdamW's traffic: the copy moves as much per parameter
@@ -59,7 +64,7 @@ def _params(numels, dtype, seed=0):
     return params
 
 
-def bytes_per_param(rule: str, variant: str) -> int:
+def bytes_per_param(rule: str, variant: str) -> float:
     if variant == REFERENCE:
         return getattr(optforge, rule).traffic("float32").total
     if variant == "copy":
@@ -122,7 +127,7 @@ def table(results, sustained: dict) -> str:
     for r in results:
         for n in names:
             lines.append(f"{r['rule']:6} {r['case']:10} {n:26} {r['ms'][n]:8.2f} "
-                         f"{r['bytes_per_param'][n]:7d} {r['gb_per_s'][n]:6.1f} "
+                         f"{r['bytes_per_param'][n]:7.4g} {r['gb_per_s'][n]:6.1f} "
                          f"{r['speedup_vs_reference'][n]:6.2f} "
                          f"{100 * r['gb_per_s'][n] / sustained['update']:8.0f}")
     return "\n".join(lines)
@@ -172,7 +177,8 @@ def main(argv=None):
             r = time_case(rule, numels, repeats)
             r.update(case=case, repeats=repeats)
             results.append(r)
-            print(f"  {rule} {case}: bf16 states {r['speedup_vs_reference']['bf16 states']:.2f}x "
+            print(f"  {rule} {case}: bf16 states {r['speedup_vs_reference']['bf16 states']:.2f}x,"
+                  f" 8-bit states {r['speedup_vs_reference']['8-bit states']:.2f}x "
                   f"{REFERENCE}", flush=True)
     text = table(results, probe["sustained_gb_per_s"])
     print(text)

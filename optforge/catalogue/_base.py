@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..compiler import lower, traffic
-from ..compiler.passes.traffic import DTYPE_BYTES
+from ..compiler.passes.traffic import dtype_bytes
 from ..dsl import names
 from ..dsl.spec import RuleSpec
 from ..runtime.optimizer import Optimizer
@@ -45,11 +45,13 @@ class CatalogueOptimizer(Optimizer):
                          seed=seed, **hyper)
 
     @classmethod
-    def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> int:
+    def state_bytes_per_param(cls, param_dtype: str = "float32", **flags) -> float:
         """Bytes of optimizer state per parameter element (``flags`` pick a variant and
-        may hold storage options: ``state_dtype="bfloat16"``, ``param_rounding="kahan"``)."""
+        may hold storage options: ``state_dtype="bfloat16"``, ``param_rounding="kahan"``;
+        8-bit states count their code and their share of the block scale, 1 + 4 / block,
+        for tensors large enough to be quantized)."""
         rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
-        return sum(DTYPE_BYTES[d.dtype or param_dtype] for d in rule.states.values()
+        return sum(dtype_bytes(d.dtype or param_dtype) for d in rule.states.values()
                    if d.kind == "state")  # inputs are not stored; matrix states not per element
 
     @classmethod

@@ -11,8 +11,8 @@ from ._base import CatalogueOptimizer
 def adadelta(lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, maximize=False):
     p, g = param(), grad()
     g = (-g if maximize else g) + weight_decay * p
-    square_avg = rho * state("square_avg") + (1 - rho) * g * g
-    acc_delta = state("acc_delta")
+    square_avg = rho * state("square_avg", nonnegative=True) + (1 - rho) * g * g
+    acc_delta = state("acc_delta", nonnegative=True)
     # the step uses the accumulated delta of the previous steps, then joins it
     delta = sqrt(acc_delta + eps) / sqrt(square_avg + eps) * g
     return Rule(p - lr * delta, square_avg=square_avg,

@@ -7,7 +7,7 @@ def adagrad(lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0
             eps=1e-10, maximize=False):
     p, g, t = param(), grad(), step()
     g = (-g if maximize else g) + weight_decay * p
-    total = state("sum", init=initial_accumulator_value) + g * g
+    total = state("sum", init=initial_accumulator_value, nonnegative=True) + g * g
     clr = lr / (1 + (t - 1) * lr_decay)
     return Rule(p - clr * g / (sqrt(total) + eps), sum=total)
 

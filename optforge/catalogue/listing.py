@@ -23,6 +23,8 @@ def entry(name: str) -> dict:
             "state_bytes_per_param": cls.state_bytes_per_param(),
             # the same states stored as bfloat16 (state_dtype="bfloat16")
             "state_bytes_per_param_bf16": cls.state_bytes_per_param(state_dtype="bfloat16"),
+            # 8-bit block-wise states (state_dtype="int8", tensors of 4096+ elements)
+            "state_bytes_per_param_int8": cls.state_bytes_per_param(state_dtype="int8"),
             "traffic_bytes_per_param": {"read": t.read, "written": t.written, "total": t.total},
             "source": cls.source}
 

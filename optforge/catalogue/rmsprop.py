@@ -8,7 +8,7 @@ def rmsprop(lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, cente
             maximize=False):
     p, g = param(), grad()
     g = (-g if maximize else g) + weight_decay * p
-    square_avg = alpha * state("square_avg") + (1 - alpha) * g * g
+    square_avg = alpha * state("square_avg", nonnegative=True) + (1 - alpha) * g * g
     states = {"square_avg": square_avg}
     if centered:
         grad_avg = lerp(state("grad_avg"), g, 1 - alpha)

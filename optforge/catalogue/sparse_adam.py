@@ -18,6 +18,7 @@ torch's message, as are sparse and complex parameters. Unlike torch, lr = 0 is a
 (it leaves the parameters where they are).
 """
 from ..dsl import Rule, grad, param, sqrt, state, step
+from ..compiler.quant_plan import quantized_states
 from ..runtime import lazy_sparse
 from ._base import CatalogueOptimizer
 
@@ -71,4 +72,7 @@ class SparseAdam(CatalogueOptimizer):
 
     def launcher_for(self, compiled, device, dtype):
         """The bucket's launcher over the elements its sparse gradients hold."""
+        if quantized_states(compiled.plan):  # rows of a packed state are not its rows
+            raise ValueError("SparseAdam: state_dtype='int8' is not supported (lazy sparse "
+                             "updates write rows of the states; use 'bfloat16')")
         return lazy_sparse.wrap(super().launcher_for(compiled, device, dtype), compiled.plan)

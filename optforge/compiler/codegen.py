@@ -24,9 +24,18 @@ def source(plan: KernelPlan, backend: str, **options) -> str:
         from .printers.torch import torch_source
         return torch_source(plan, **options)
     if backend == "numba":
+        from .quant_plan import quantized_states
+        if quantized_states(plan):  # 8-bit states: their own kernel shape
+            from .printers.numba_quant import numba_quant_source
+            return numba_quant_source(plan, **options)
         from .printers.numba import numba_source
         return numba_source(plan, **options)
     if backend == "triton":
+        from .quant_plan import quantized_states
+        if quantized_states(plan):  # 8-bit states: tiles of whole quantization blocks
+            from .printers.triton_quant import triton_quant_source
+            options.pop("stochastic", None)  # (refused by the 8-bit kernel's launcher)
+            return triton_quant_source(plan, **options)
         from .printers.triton import triton_source
         return triton_source(plan, **options)
     raise CompileError(f"rule {plan.rule_name!r}: no code generator for backend {backend!r} "

@@ -22,10 +22,13 @@ import sympy as sp
 from ..dsl.rule import Rule
 from ..dsl.symbols import STATE_DTYPES, StateDecl, StateSymbol
 from .kinds import Rounding
+from .quant_format import BLOCKS, DEFAULT_BLOCK, QuantFormat
 
 ROUNDINGS = tuple(r.value for r in Rounding)  # "nearest", "stochastic"
 PARAM_ROUNDINGS = (*ROUNDINGS, "kahan")
 KAHAN_STATE = "kahan_comp"  # the compensation state of param_rounding="kahan"
+QUANTIZED = "int8"  # the user's name for 8-bit block-wise storage (compiler/quant_format.py)
+USER_DTYPES = (*STATE_DTYPES, QUANTIZED)
 
 
 class ParamRound(sp.Function):
@@ -41,12 +44,20 @@ class StorageOptions:
     """Resolved options of one param group (hashable: part of the compile key).
 
     ``state_dtypes`` holds only the per-element states whose dtype differs from the
-    rule author's declaration, sorted by name.
+    rule author's declaration, sorted by name; an 8-bit state's dtype names its format
+    (``"q8u256"``: the unsigned map for a state its author declares ``nonnegative``,
+    else the signed one; blocks of ``quant_block``).
     """
 
     state_dtypes: tuple[tuple[str, str], ...] = ()
     rounding: str = "nearest"
     param_rounding: str = "nearest"
+
+    def float32_states(self) -> "StorageOptions":
+        """These options with every 8-bit state kept in float32 instead (the options of a
+        tensor too small to quantize)."""
+        return replace(self, state_dtypes=tuple(
+            (n, "float32" if d.startswith("q8") else d) for n, d in self.state_dtypes))
 
     @property
     def is_default(self) -> bool:
@@ -62,10 +73,14 @@ def per_element_states(rule: Rule) -> dict[str, StateDecl]:
 
 
 def resolve(rule: Rule, state_dtype: str | None = None, state_dtypes: dict | None = None,
-            rounding: str = "nearest", param_rounding: str = "nearest") -> StorageOptions:
+            rounding: str = "nearest", param_rounding: str = "nearest",
+            quant_block: int = DEFAULT_BLOCK) -> StorageOptions:
     """The options for ``rule``: ``state_dtype`` for every per-element state, then
     ``state_dtypes`` per state (the user's choice wins over the author's). Raises
-    ValueError naming an unknown state, dtype or rounding."""
+    ValueError naming an unknown state, dtype, rounding or 8-bit block size."""
+    if type(quant_block) is not int or quant_block not in BLOCKS:
+        raise ValueError(f"rule {rule.name!r}: quant_block={quant_block!r}; expected one of "
+                         f"{BLOCKS}")
     states = per_element_states(rule)
     if state_dtype is not None:
         _check_dtype(rule, "state_dtype", state_dtype)
@@ -87,15 +102,17 @@ def resolve(rule: Rule, state_dtype: str | None = None, state_dtypes: dict | Non
     chosen = {}
     for name, decl in states.items():
         dtype = (state_dtypes or {}).get(name, state_dtype if state_dtype else decl.dtype)
+        if dtype == QUANTIZED:
+            dtype = QuantFormat(not decl.nonnegative, quant_block).dtype
         if dtype != decl.dtype:
             chosen[name] = dtype
     return StorageOptions(tuple(sorted(chosen.items())), rounding, param_rounding)
 
 
 def _check_dtype(rule: Rule, where: str, dtype) -> None:
-    if dtype not in STATE_DTYPES:
+    if dtype not in USER_DTYPES:
         raise ValueError(f"rule {rule.name!r}: {where}={dtype!r} is not a supported storage "
-                         f"dtype; supported: {STATE_DTYPES}")
+                         f"dtype; supported: {USER_DTYPES}")
 
 
 def with_storage(rule: Rule, options: StorageOptions) -> Rule:

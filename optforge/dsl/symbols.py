@@ -108,6 +108,9 @@ class StateDecl:
     kind: str = "state"
     shape: tuple = ()
     eye: bool = False  # a matrix state that starts as ``init`` times the identity
+    # never negative (a second moment): 8-bit storage uses the unsigned map
+    # (compiler/quant_format.py), which spends the sign bit on precision
+    nonnegative: bool = False
 
     @property
     def stored(self) -> bool:
@@ -158,13 +161,16 @@ def _current_rule_name() -> str:
     return ctx.rule_name if ctx is not None else "<rule>"
 
 
-def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
+def state(name: str, init=0, dtype: str | None = None, nonnegative: bool = False
+          ) -> StateSymbol:
     """Declare a per-element state tensor and return its current value.
 
     ``init`` is a number, a hyperparameter, or an expression of the parameter and the
     first gradient (``init=param()`` copies the parameter; ``init=grad()`` makes the
     state the gradient of the step that creates it). ``dtype`` is the storage dtype, one of
-    ``STATE_DTYPES``; by default the parameter's dtype.
+    ``STATE_DTYPES``; by default the parameter's dtype. ``nonnegative``: the author's
+    promise that the state never goes below zero (a sum or average of squares), which
+    lets 8-bit storage use the unsigned map; a negative value stored there becomes 0.
     """
     rule = _current_rule_name()
     check_name(name, "state")
@@ -181,7 +187,7 @@ def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
         raise DSLError(f"rule {rule!r}: state {name!r} init {init_expr} uses {bad[0]}; "
                        "an initial value may use only numbers, hyperparameters, param() "
                        "and grad()")
-    declare(StateDecl(name, init_expr, dtype))
+    declare(StateDecl(name, init_expr, dtype, nonnegative=bool(nonnegative)))
     return StateSymbol(name, real=True)
 
 

@@ -43,10 +43,10 @@ def adam_direction(g, t, betas, eps, amsgrad):
     """
     beta1, beta2 = betas
     m = lerp(state("exp_avg"), g, 1 - beta1)
-    v = beta2 * state("exp_avg_sq") + (1 - beta2) * g * g
+    v = beta2 * state("exp_avg_sq", nonnegative=True) + (1 - beta2) * g * g
     states = {"exp_avg": m, "exp_avg_sq": v}
     if amsgrad:
-        v = maximum(state("max_exp_avg_sq"), v)
+        v = maximum(state("max_exp_avg_sq", nonnegative=True), v)
         states["max_exp_avg_sq"] = v
     denom = sqrt(v) / sqrt(1 - beta2**t) + eps
     return m / ((1 - beta1**t) * denom), states
@@ -64,7 +64,7 @@ def scale_by_adam(betas=(0.9, 0.999), eps=1e-8, amsgrad=False) -> Transform:
 def scale_by_rms(alpha=0.99, eps=1e-8) -> Transform:
     """Divide by the root of an EMA of squared updates (RMSprop; state ``square_avg``)."""
     def apply(u, h, writes):
-        v = h["alpha"] * state("square_avg") + (1 - h["alpha"]) * u * u
+        v = h["alpha"] * state("square_avg", nonnegative=True) + (1 - h["alpha"]) * u * u
         writes["square_avg"] = v
         return u / (sqrt(v) + h["eps"])
     return Transform("scale_by_rms", {"alpha": alpha, "eps": eps}, apply)

@@ -1,5 +1,6 @@
 """Block-wise 8-bit storage of a state in torch: codes (uint8, the parameter's shape) and one
-float32 absmax per block of ``block`` consecutive elements in memory order.
+float32 absmax per block of ``block`` consecutive elements in memory order; ``pack`` /
+``unpack`` are the packed state of ``compiler/quant_format.py`` (codes, then scales).
 
 The compiled kernels quantize and dequantize in registers; these functions are the same
 format written as torch operations: the torch backend's loads and stores, checkpoint
@@ -10,13 +11,12 @@ kernels are tested against. The map and its decision boundaries are
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
+from ..compiler.quant_format import DEFAULT_BLOCK, SMALL_TENSOR, QuantFormat  # noqa: F401
 from ..compiler.quant_map import dynamic_map, midpoints
-
-DEFAULT_BLOCK = 256
-SMALL_TENSOR = 4096  # below this many elements a state stays unquantized, as bitsandbytes does
 
 
 @functools.lru_cache(maxsize=None)
@@ -48,14 +48,18 @@ def quantize_blockwise(x: torch.Tensor, signed: bool, block: int = DEFAULT_BLOCK
     if not signed and bool((x < 0).any()):
         raise ValueError("unsigned 8-bit quantization of a tensor with negative values; "
                          "use the signed map for states that can be negative")
-    rows = _padded_blocks(x, block)
+    codes, absmax = _quantize_rows(_padded_blocks(x, block), signed)
+    return codes.view(-1)[: x.numel()].view(x.shape), absmax
+
+
+def _quantize_rows(rows: torch.Tensor, signed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codes (uint8, one row per block) and absmax of float32 blocks; on the unsigned map
+    a negative value gets code 0 (the value 0), as the kernels store it."""
     absmax = rows.abs().amax(dim=1)
     safe = torch.where(absmax > 0, absmax, torch.ones_like(absmax))
     normalised = rows / safe[:, None]
     bounds = _table(signed, "midpoints", rows.device)
-    codes = torch.bucketize(normalised, bounds, right=False).to(torch.uint8)
-    codes = codes.view(-1)[: x.numel()].view(x.shape)
-    return codes, absmax
+    return torch.bucketize(normalised, bounds, right=False).to(torch.uint8), absmax
 
 
 def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, signed: bool,
@@ -68,3 +72,43 @@ def dequantize_blockwise(codes: torch.Tensor, absmax: torch.Tensor, signed: bool
     values = qmap(signed, codes.device)[codes.reshape(-1).long()]
     scale = absmax.float().repeat_interleave(block)[:n]
     return (values * scale).view(codes.shape)
+
+
+# ---- the packed state: [codes padded to whole blocks | float32 scales] -----------------
+def pack(x: torch.Tensor, fmt: QuantFormat) -> torch.Tensor:
+    """``x`` as a packed 8-bit state (1-D uint8, ``fmt.packed_bytes(x.numel())`` bytes)."""
+    codes, absmax = _quantize_rows(_padded_blocks(x, fmt.block), fmt.signed)
+    n = x.numel()
+    out = torch.empty(fmt.packed_bytes(n), dtype=torch.uint8, device=x.device)
+    out[:n] = codes.view(-1)[:n]
+    out[n: fmt.scale_offset(n)] = 0  # the padding of the last block: never read
+    out[fmt.scale_offset(n):] = absmax.view(torch.uint8)
+    return out
+
+
+def split(packed: torch.Tensor, fmt: QuantFormat, numel: int
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes: ``numel`` uint8, scales: float32 per block): views into ``packed``."""
+    offset = fmt.scale_offset(numel)
+    return packed[:numel], packed[offset:].view(torch.float32)
+
+
+def join(codes: torch.Tensor, scales: torch.Tensor, fmt: QuantFormat) -> torch.Tensor:
+    """The packed state of saved codes and scales (a checkpoint's), exactly."""
+    n = codes.numel()
+    if codes.dtype != torch.uint8 or scales.dtype != torch.float32 \
+            or scales.numel() != fmt.blocks(n):
+        raise ValueError(f"8-bit state of {n} elements in blocks of {fmt.block}: expected "
+                         f"uint8 codes and {fmt.blocks(n)} float32 scales, got {codes.dtype} "
+                         f"codes and {scales.numel()} {scales.dtype} scales")
+    out = torch.zeros(fmt.packed_bytes(n), dtype=torch.uint8, device=codes.device)
+    out[:n] = codes.reshape(-1)
+    out[fmt.scale_offset(n):] = scales.reshape(-1).view(torch.uint8)
+    return out
+
+
+def unpack(packed: torch.Tensor, fmt: QuantFormat, shape) -> torch.Tensor:
+    """The float32 values of a packed state, in ``shape``."""
+    numel = math.prod(shape)
+    codes, scales = split(packed, fmt, numel)
+    return dequantize_blockwise(codes, scales, fmt.signed, fmt.block).view(shape)

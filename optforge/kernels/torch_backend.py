@@ -16,6 +16,10 @@ CAPABILITIES = Capabilities(devices=None, dtypes=FLOAT_DTYPES, reduce_stages=Tru
 
 
 def build(plan: KernelPlan):
+    from ..compiler.quant_plan import quantized_states
+    if quantized_states(plan):  # 8-bit states: unpacked, stepped, packed
+        from .quantized_torch import QuantizedTorchLauncher
+        return QuantizedTorchLauncher(plan)
     from .torch_launcher import TorchLauncher  # imported when first used
     return TorchLauncher(plan)
 

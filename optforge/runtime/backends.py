@@ -15,6 +15,7 @@ import warnings
 
 import torch
 
+from ..compiler.quant_plan import quantized_states
 from ..compiler.errors import CompileError
 from ..compiler.plan import Rounding
 from ..kernels.protocol import FLOAT_DTYPES, Backend, Capabilities, Launcher
@@ -120,8 +121,9 @@ def bucket_launcher(requested: str, compiled, device: torch.device,
             return backend, compiled.launcher(backend)
         try:
             return backend, compiled.launcher(backend)
-        except CompileError:  # a printer that refuses a reduce stage it was given
-            why = "it has no reduce stage yet (the rule uses norm/sum/mean/amax/count)"
+        except CompileError as exc:  # a printer that refuses a reduce stage it was given
+            why = (str(exc) if quantized_states(compiled.plan) else  # (8-bit: one pass only)
+                   "it has no reduce stage yet (the rule uses norm/sum/mean/amax/count)")
     if requested != "auto":
         raise BackendError(f"backend {backend.name!r} cannot run rule {compiled.spec.name!r}: "
                            f"{why}; use backend='torch'")

@@ -25,8 +25,9 @@ from ..dsl import names
 from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
+from . import quantized_states
 from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
-from .storage_options import carry_over, stored_rule
+from .storage_options import STORAGE_KEYS, carry_over, stored_rule
 from ..compiler.storage import KAHAN_STATE
 
 # Catalogue rules that read the step count only to tell the first step from later ones,
@@ -71,6 +72,8 @@ def save(opt, state_dict: dict) -> dict:
                 saved[theirs] = next(k for k, v in values.items()
                                      if v == bool(saved[ours]) and k is not None)
         _fill_states(spec, group, saved["params"], state_dict["state"], name in EAGER_STATE)
+        quantized_states.to_checkpoint(stored_rule(spec, group).states, group, group["params"],
+                                       saved["params"], state_dict["state"])
     return state_dict
 
 
@@ -158,10 +161,28 @@ def check(opt, state_dict) -> list[tuple[dict, dict]]:
         states = {}
         for i, (key, p) in enumerate(zip(saved["params"], group["params"])):
             if key in state_dict["state"]:
-                states[p] = check_state(rule, spec, p, state_dict["state"][key],
-                                        f"{cls}: parameter {i} of group {gi}")
+                where = f"{cls}: parameter {i} of group {gi}"
+                rule_p = quantized_states.rule_for(rule, completed, p)  # small: float32
+                state = _unpack_8bit(state_dict, key, rule_p, p, where)
+                states[p] = check_state(rule_p, spec, p, state, where)
         fixes.append((completed, states))
     return fixes
+
+
+def _unpack_8bit(state_dict: dict, key, rule, param, where: str):
+    """A parameter's loaded state with its saved 8-bit states (codes, scales, format) as
+    this optimizer will check and store them (runtime/quantized_states.py). A converted
+    state goes into a copy of ``state_dict["state"]`` (``load``'s own top-level copy)."""
+    loaded = state_dict["state"][key]
+    if not isinstance(loaded, dict):
+        return loaded  # check_state explains
+    try:
+        state = quantized_states.from_checkpoint(rule, param, loaded)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    if state is not loaded:
+        state_dict["state"] = {**state_dict["state"], key: state}
+    return state
 
 
 def complete_group(opt, group: dict, saved: dict, gi: int):
@@ -232,6 +253,8 @@ def check_state(rule: Rule, spec, param, state, where: str):
 def _check_tensor(decl, param, value, where: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
+    if quantized_states.packed_state_ok(decl, param, value):
+        return  # an 8-bit state saved in the format this optimizer stores it in
     want = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
     if tuple(value.shape) != want:
         raise ValueError(f"{where} has shape {value.shape}, but {want} is expected "
@@ -257,7 +280,9 @@ def _check_step(value, where: str) -> None:
 def _finish_group(opt, group: dict, completed: dict, states: dict) -> None:
     """After torch installed the checked dict: what ``check`` decided (cannot fail)."""
     for key, value in completed.items():
-        if key not in group or key == RULE_KEY:
+        # storage options are this process's choice (storage_options.carry_over): torch's
+        # loader installed the saved group's, so the completed group's are put back
+        if key not in group or key == RULE_KEY or key in STORAGE_KEYS:
             group[key] = value
     for p, checked in states.items():
         if checked is None:

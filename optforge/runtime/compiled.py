@@ -12,6 +12,7 @@ from typing import Callable
 
 from ..compiler import KernelPlan, lower
 from ..compiler.printers.host import prologue_source
+from ..compiler.quant_plan import check_quantizable, quantized_states
 from ..compiler.rounding import mark_stochastic
 from ..compiler.storage import DEFAULT, StorageOptions, with_storage
 from ..dsl.rule import Rule
@@ -84,6 +85,8 @@ class CompiledRule(CompiledPlan):
         self.variant, self.storage = variant, storage
         self.rule: Rule = with_storage(spec.build(variant), storage)
         plan = lower(self.rule, spec.hyper_symbols, guard_nonfinite)
+        if quantized_states(plan):  # refused here, before any input or state is touched
+            check_quantizable(plan, "any")
         super().__init__(spec, mark_stochastic(plan, storage))
         self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
         STATS["plans"] += 1

@@ -2,17 +2,31 @@
 by ``checkpoint``)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from ..compiler.printers.torch import TorchPrinter
+from ..compiler.quant_format import parse
 from ..dsl.symbols import GradSymbol, ParamSymbol, StateDecl
+from ..kernels.quantized import pack
 
 STORAGE_DTYPES = {"float32": torch.float32, "float64": torch.float64,
                   "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def storage_dtype(decl: StateDecl, param: torch.Tensor) -> torch.dtype:
+    if parse(decl.dtype):
+        return torch.uint8  # 8-bit block-wise: codes and scales packed (quant_format.py)
     return param.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
+
+
+def state_shape(decl: StateDecl, param: torch.Tensor) -> tuple:
+    """The shape a per-element or matrix state is stored in."""
+    fmt = parse(decl.dtype)
+    if fmt is not None:
+        return (fmt.packed_bytes(param.numel()),)
+    return tuple(matrix_shape(decl, param) if decl.kind == "matrix" else param.shape)
 
 
 def matrix_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, int]:
@@ -25,6 +39,12 @@ def matrix_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, int]:
 def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, float]):
     """A new state tensor shaped like ``param`` (or a matrix state's shape), filled with
     the declared initial value (times the identity for ``eye`` matrix states)."""
+    fmt = parse(decl.dtype)
+    if fmt is not None:  # the float32 value, packed
+        if param.is_complex():  # (kernels step a complex parameter as its real view)
+            raise ValueError(f"state {decl.name!r}: 8-bit states of complex parameters are "
+                             "not supported; use state_dtype='bfloat16' or 'float32'")
+        return pack(initial_value(replace(decl, dtype="float32"), param, hyper_values), fmt)
     dtype = storage_dtype(decl, param)
     init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols
                            if s.name in hyper_values})
@@ -77,7 +97,14 @@ def restore_dtypes(decls: dict[str, StateDecl], param, state: dict) -> None:
     checkpoints (and hand-made ones) may hold ``step`` as a number.
     """
     for name, decl in decls.items():
-        if decl.stored and name in state and state[name].dtype != storage_dtype(decl, param):
+        if decl.stored and name in state and parse(decl.dtype):
+            # saved 8-bit in this format: the packed bytes, which torch's loader cast to
+            # the parameter's dtype (0..255: exact in every float dtype); float values
+            # of the parameter's shape: quantized now
+            value, fmt = state[name], parse(decl.dtype)
+            packed = value.dim() == 1 and value.numel() == fmt.packed_bytes(param.numel())
+            state[name] = value.to(torch.uint8) if packed else pack(value.float(), fmt)
+        elif decl.stored and name in state and state[name].dtype != storage_dtype(decl, param):
             state[name] = state[name].to(storage_dtype(decl, param))
     if not isinstance(state["step"], torch.Tensor):
         state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)

@@ -71,6 +71,9 @@ class Bucket:
     # which parameters the kernels get: None for all; in a sharded bucket, those whose
     # local shard has elements (a rank may hold no rows of a small tensor)
     members: list[int] | None = None
+    # the bucket's rule variant when not the group's (8-bit states: tensors too small to
+    # quantize run the float32-state variant, runtime/quantized_states.py)
+    compiled: object = None
     # each parameter's state dict as the step sees it (the installed one, or for a new
     # parameter the one install_states installs): commit writes ``step`` through them
     state_dicts: list[dict] | None = None

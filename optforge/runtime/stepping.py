@@ -39,7 +39,8 @@ from ..dsl.randomness import draw
 from . import collective_stage, shard_matrix, shards, staging, step_verdict
 from .backends import BACKENDS
 from .reduce_stage import reduce
-from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
+from . import quantized_states
+from .state import new_state, state_shape, storage_dtype
 from .step_work import Bucket, GroupStep, Labels, serialised, step_lock  # noqa: F401
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
@@ -90,13 +91,16 @@ def collect(opt, index: int, group: dict, given: dict, compiled) -> GroupStep | 
     plain = _PLAIN_TYPES.issuperset(map(type, params))
     if hyper is not group:
         compiled = opt._compiled(hyper)
-    decls = compiled.plan.states
-    stored = compiled.stored_set
+    # 8-bit states: tensors below quant_min_numel run the float32-state variant
+    variants = quantized_states.variants(opt, hyper, compiled)
+    stored = compiled.stored_set  # (the same names in both variants)
     hyper_values = opt.spec_of(group).hyper_values(hyper)
     found, fresh, states = defaultdict(list), {}, opt.state
     for i, p in enumerate(group["params"]):
         if p.grad is None:
             continue
+        small = variants is not None and not variants.quantizes(p)
+        decls = (variants.small if small else compiled).plan.states
         # the parameter's states as this step sees them, looked up once (a tensor key's
         # hash is a Python call: ~0.3 us a lookup, per state and parameter)
         current = states.get(p)  # .get: opt.state is a defaultdict
@@ -107,8 +111,10 @@ def collect(opt, index: int, group: dict, given: dict, compiled) -> GroupStep | 
                         for name in stored - current.keys()}
             current = {**current, **fresh[p]}
         view = p if plain else shards.local(p)  # sharding hook: kernels step local shards
-        found[(view.device, view.dtype, float(current["step"]) + 1.0)].append((i, p, current))
-    buckets = [_bucket(opt, index, compiled, hyper_values, given, key, members, plain)
+        found[(view.device, view.dtype, float(current["step"]) + 1.0, small)].append(
+            (i, p, current))
+    buckets = [_bucket(opt, index, variants.small if key[3] else compiled, hyper_values,
+                       given, key[:3], members, plain)
                for key, members in found.items()]
     return GroupStep(index, group, hyper, compiled, buckets, fresh)
 
@@ -147,7 +153,7 @@ def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> B
                   [column(name) for name in decls],
                   compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
                   members=shards.nonempty(params) if sharded else None,
-                  state_dicts=state_dicts)
+                  state_dicts=state_dicts, compiled=compiled)
 
 
 def _torch_launcher(compiled, device, dtype):
@@ -161,8 +167,8 @@ def _torch_launcher(compiled, device, dtype):
 # ---- check -----------------------------------------------------------------------------
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
-    stored = work.compiled.stored_slots
     for b in work.buckets:
+        stored = (b.compiled or work.compiled).stored_slots  # (8-bit: a bucket's own)
         for j, p in enumerate(b.keys):
             opt.check_parameter(p, b.labels, j, work.compiled)
             if b.sharded:
@@ -175,9 +181,8 @@ def check(opt, work: GroupStep) -> None:
                 if b.sharded and decl.kind == "matrix" and shards.is_sharded(b.keys[j]):
                     continue  # rows of a DTensor: shards.check checked the whole state
                 if not (isinstance(value, torch.Tensor) and decl.kind == "state"
-                        and value.shape == p.shape and value.device == p.device
-                        and value.dtype == (p.dtype if decl.dtype is None
-                                            else STORAGE_DTYPES[decl.dtype])):
+                        and value.shape == state_shape(decl, p) and value.device == p.device
+                        and value.dtype == storage_dtype(decl, p)):
                     _check_state(name, decl, p, value, opt, b.labels[j])  # explains
         # what the launcher derived (its address tables) is reused by the launch
         if b.members == []:  # only empty shards: no kernel runs
@@ -191,9 +196,9 @@ def check(opt, work: GroupStep) -> None:
 def _check_state(name, decl, p, value, opt, label) -> None:
     """A stored state: a tensor of the right shape, storage dtype and device."""
     ok = isinstance(value, torch.Tensor)
-    want = p.shape if decl.kind != "matrix" else matrix_shape(decl, p)
+    want = state_shape(decl, p)
     if ok:
-        dtype = p.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
+        dtype = storage_dtype(decl, p)
         ok = value.shape == want and value.dtype == dtype and value.device == p.device
     if not ok:
         shown = (f"{tuple(value.shape)} {value.dtype} on {value.device}"

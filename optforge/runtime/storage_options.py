@@ -10,17 +10,22 @@ rule (compiler/storage.py: the user's dtype wins over the rule author's).
 * ``state_dtype``: storage dtype of every per-element state (None: the rule's own);
 * ``state_dtypes``: ``{state name: dtype}``, overriding ``state_dtype`` per state;
 * ``rounding``: "nearest" | "stochastic", for 16-bit state stores;
-* ``param_rounding``: "nearest" | "stochastic" | "kahan", for 16-bit parameters.
+* ``param_rounding``: "nearest" | "stochastic" | "kahan", for 16-bit parameters;
+* ``quant_block``: elements per absmax scale of 8-bit states (256);
+* ``quant_min_numel``: tensors with fewer elements keep 8-bit states in float32 (4096).
 """
 from __future__ import annotations
 
+from ..compiler.quant_format import DEFAULT_BLOCK, SMALL_TENSOR
 from ..compiler.storage import DEFAULT, StorageOptions, resolve, with_storage
 from ..dsl.rule import Rule
 
-STORAGE_KEYS = ("state_dtype", "state_dtypes", "rounding", "param_rounding")
+STORAGE_KEYS = ("state_dtype", "state_dtypes", "rounding", "param_rounding", "quant_block",
+                "quant_min_numel")
 # the keys that mean the same for every rule: a group routed to another rule inherits
 # them from the constructor (runtime/group_keys.py); state_dtypes names one rule's states
-ANY_RULE_KEYS = ("state_dtype", "rounding", "param_rounding")
+ANY_RULE_KEYS = ("state_dtype", "rounding", "param_rounding", "quant_block",
+                 "quant_min_numel")
 
 
 def options_of(spec, group: dict) -> StorageOptions:
@@ -29,7 +34,15 @@ def options_of(spec, group: dict) -> StorageOptions:
         return DEFAULT
     return resolve(spec.build(spec.variant_of(group)), group.get("state_dtype"),
                    group.get("state_dtypes"), group.get("rounding", "nearest"),
-                   group.get("param_rounding", "nearest"))
+                   group.get("param_rounding", "nearest"),
+                   group.get("quant_block", DEFAULT_BLOCK))
+
+
+def quantizes(options: StorageOptions, group: dict, numel: int) -> bool:
+    """Whether a tensor of ``numel`` elements keeps this group's 8-bit states in 8 bits
+    (smaller ones keep them in float32, as bitsandbytes does)."""
+    return (any(d.startswith("q8") for _, d in options.state_dtypes)
+            and numel >= group.get("quant_min_numel", SMALL_TENSOR))
 
 
 def stored_rule(spec, group: dict) -> Rule:
@@ -51,6 +64,10 @@ def check(spec, group: dict, owner: str, where: str) -> None:
     for key in ("rounding", "param_rounding"):
         if key in group and not isinstance(group[key], str):
             raise ValueError(f"{owner}: {key}={group[key]!r} in {where}: expected a string")
+    minimum = group.get("quant_min_numel", SMALL_TENSOR)
+    if type(minimum) is not int or minimum < 0:
+        raise ValueError(f"{owner}: quant_min_numel={minimum!r} in {where}: expected a "
+                         "non-negative int")
     try:
         options_of(spec, group)
     except ValueError as exc:

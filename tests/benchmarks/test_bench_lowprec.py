@@ -33,7 +33,12 @@ def test_a_tiny_run_writes_every_variant(bench, tmp_path):
     assert adamw["bytes_per_param"]["fp32 states"] == 28
     assert adamw["bytes_per_param"]["bf16 states"] == 20
     assert adamw["bytes_per_param"]["bf16 params+states kahan"] == 18
+    # 8-bit: a byte per value and a float32 scale per 256 (2 + 8/256 for AdamW's two)
+    assert adamw["bytes_per_param"]["8-bit states"] == 4 + 4 + 2 * 2 * (1 + 4 / 256) + 4
+    assert adamw["bytes_per_param"]["bf16 params+8-bit states"] == 2 + 2 + 2 + 4 * (1 + 4 / 256)
     assert adamw["state_bytes_per_param"] == {"fp32 states": 8, "bf16 states": 4,
                                               "bf16 states SR": 4,
-                                              "bf16 params+states kahan": 6}
+                                              "bf16 params+states kahan": 6,
+                                              "8-bit states": 2 + 8 / 256,
+                                              "bf16 params+8-bit states": 2 + 8 / 256}
     assert data["bandwidth"]["sustained_gb_per_s"]["update"] > 0

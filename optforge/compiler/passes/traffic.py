@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..quant_format import parse
 from ..plan import KernelPlan, TensorRef
 
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
@@ -22,8 +23,17 @@ class Traffic:
         return self.read + self.written
 
 
-def _bytes(ref: TensorRef, param_dtype: str) -> int:
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of a storage dtype; an 8-bit state: its code plus its share of
+    the block's float32 scale (1 + 4 / block)."""
+    fmt = parse(dtype)
+    return 1 + 4 / fmt.block if fmt is not None else DTYPE_BYTES[dtype]
+
+
+def _bytes(ref: TensorRef, param_dtype: str) -> float:
     dtype = ref.dtype or param_dtype
+    if parse(dtype) is not None:
+        return dtype_bytes(dtype)
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"tensor {ref.name!r}: unknown dtype {dtype!r} "
                          f"(known: {sorted(DTYPE_BYTES)})")

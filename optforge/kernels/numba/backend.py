@@ -24,6 +24,10 @@ def numba_installed() -> bool:
 
 
 def build(plan: KernelPlan):
+    from ...compiler.quant_plan import quantized_states
+    if quantized_states(plan):  # 8-bit states: kernels/numba/quant_launcher.py
+        from .quant_launcher import QuantNumbaLauncher
+        return QuantNumbaLauncher(plan)
     from .launcher import NumbaLauncher
     return NumbaLauncher(plan)
 

@@ -16,6 +16,10 @@ CAPABILITIES = Capabilities(devices=("cuda", "cpu"), dtypes=DTYPES, reduce_stage
 
 def build(plan: KernelPlan, **options):
     """``options``: the launcher's own (``stochastic=("p",)``, ``generator``, ``tuner``)."""
+    from ...compiler.quant_plan import quantized_states
+    if quantized_states(plan):  # 8-bit states: kernels/triton/quant_launcher.py
+        from .quant_launcher import QuantTritonLauncher
+        return QuantTritonLauncher(plan, **options)
     from .launcher import TritonLauncher
     return TritonLauncher(plan, **options)
 
