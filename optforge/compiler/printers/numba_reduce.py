@@ -1,9 +1,10 @@
-"""Prints a multi-stage plan for the numba backend: one kernel per reduce stage, plus the
-elementwise kernel reading the finished results; each runs the blocks of a range, serially
-(the launcher spreads the ranges over threads: ``kernels/numba/block_threads.py``).
+"""Prints a multi-stage plan for the numba backend: one kernel per reduce stage, serial
+over a range of blocks (the launcher spreads the ranges over threads:
+``kernels/numba/block_threads.py``), plus the elementwise prange kernel reading the
+finished results.
 
-Kernel arguments (all kernels): ``b0, b1`` (the blocks to run), then ``addresses, blocks,
-scalars`` as for elementwise plans,
+Kernel arguments (all kernels): ``b0, b1`` (the blocks to run; reduce kernels only),
+then ``addresses, blocks, scalars`` as for elementwise plans,
 ``shapes`` (per tensor: numel, rows, row length, ndim), ``rs`` (finished scalar results,
 one row per tensor) and ``raddr`` (addresses of finished row/column result vectors); the
 reduce kernels also take ``seg_base`` (first row segment of each block), ``col_base``
@@ -60,18 +61,29 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
-    def head(self, name: str, args: str) -> list[str]:
-        """A serial kernel over the blocks ``b0 <= b < b1`` (the caller appends the body
-        over block ``b``); the launcher splits the blocks among threads
-        (``kernels/numba/jit.py: run_block_ranges``). Numba's parallel compilation (parfor
-        analysis, gufunc lowering) costs about twice the serial one: AdamP's kernels
-        compiled in 5.6 s as prange kernels, 2.6 s serial. ``error_model='numpy'`` is what
-        prange bodies get (x / 0 is inf or nan, not an exception)."""
+    def head(self, name: str, args: str, serial: bool = True) -> list[str]:
+        """The kernel's head up to the body over block ``b`` (the caller appends it).
+
+        ``serial`` (the reduce stages): a kernel over the blocks ``b0 <= b < b1``, which
+        the launcher spreads over threads (``kernels/numba/block_threads.py``): Numba's
+        parallel compilation (parfor analysis, gufunc lowering) costs about twice the
+        serial one (AdamP's reduce kernels: 4.0 s as prange kernels, 1.9 s serial).
+        ``error_model='numpy'`` is what prange bodies get (x / 0 is inf or nan). Else (the
+        elementwise stage, which carries the step's traffic) a prange kernel on Numba's
+        threads, as elementwise rules have: on a busy 2-core machine optforge's own
+        threads made that stage of LAMB at 1M ~20% slower (a pool thread wakes late)."""
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
-        return ["", "", "@njit_cached(fastmath=False, nogil=True, error_model='numpy')",
-                f"def {name}(b0, b1, addresses, blocks, scalars, shapes, rs, raddr{args}):",
-                *scalars, "    for b in range(b0, b1):", "        j = blocks[b, 0]",
+        params = f"addresses, blocks, scalars, shapes, rs, raddr{args}"
+        if serial:
+            head = ["@njit_cached(fastmath=False, nogil=True, error_model='numpy')",
+                    f"def {name}(b0, b1, {params}):", *scalars,
+                    "    for b in range(b0, b1):"]
+        else:
+            head = ["@njit_cached(parallel=True, fastmath=False, nogil=True)",
+                    f"def {name}({params}):", *scalars,
+                    "    for b in prange(blocks.shape[0]):"]
+        return ["", "", *head, "        j = blocks[b, 0]",
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
                 *self.scopes.block_lines("        ")]
 
@@ -115,7 +127,8 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
                                      rounding=rounding[r.name]) for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
-    return (k.head(kernel_name(plan, param_dtype), "") + noise_lines(plan, rounding, I2)
+    return (k.head(kernel_name(plan, param_dtype), "", serial=False)
+            + noise_lines(plan, rounding, I2)
             + k.runs(touched, body, k.scopes.per_row))
 
 
