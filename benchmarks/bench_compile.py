@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's optforge
+if __name__ == "__main__":  # this checkout's optforge (a child process may ask for another)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from optforge.dsl import Rule, amax, grad, maximum, mean, minimum, param, sqrt, state
 
@@ -113,11 +114,11 @@ print("RESULT " + json.dumps({"first_s": t1 - t0, "second_s": t2 - t1,
 """
 
 
-def measure(rule: str, timeout: float = 300) -> dict:
-    """One rule in a fresh process with an empty kernel cache."""
+def measure(rule: str, checkout: Path = ROOT, timeout: float = 300) -> dict:
+    """One rule in a fresh process with an empty kernel cache, optforge from ``checkout``."""
     with tempfile.TemporaryDirectory(prefix="optforge-bench-compile-") as cache:
         env = dict(os.environ, OPTFORGE_CACHE_DIR=cache,
-                   PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "benchmarks")]))
+                   PYTHONPATH=os.pathsep.join([str(checkout), str(ROOT / "benchmarks")]))
         start = time.perf_counter()
         done = subprocess.run([sys.executable, "-c", ONE_RULE, rule], capture_output=True,
                               text=True, env=env, cwd=ROOT, timeout=timeout)
@@ -167,22 +168,28 @@ def main(argv=None):
     ap.add_argument("--reduce-only", action="store_true",
                     help="only the rules with reduce stages")
     ap.add_argument("--out", default=str(RESULTS / "compile-times.json"))
+    ap.add_argument("--base", default="", help="another checkout, measured after each rule "
+                    "(before/after on the same machine load)")
     args = ap.parse_args(argv)
     rules = [r for r in args.rules.split(",") if r] or [*catalogue(args.reduce_only),
                                                         *EXTRA_RULES]
     load_start = os.getloadavg()
     measure("SGD")  # compiles optforge's own helper kernels into their disk cache once
-    results = {}
+    results, base = {}, {}
     for rule in rules:
         results[rule] = measure(rule)
+        if args.base:
+            base[rule] = measure(rule, Path(args.base))
         r = results[rule]
         print(f"  {rule}: " + (f"{r['compile_s']:.2f} s" if "compile_s" in r
-                               else f"skipped ({r['skipped'][:80]})"), flush=True)
-    text = table(results)
+                               else f"skipped ({r['skipped'][:80]})")
+              + (f" (base {base[rule].get('compile_s', float('nan')):.2f} s)"
+                 if args.base else ""), flush=True)
+    text = table(results) + (f"\n\nbase ({args.base}):\n" + table(base) if args.base else "")
     print(text)
     record = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": load_start,
                           "load_avg_at_end": os.getloadavg()},
-              "results": results, "table": text}
+              "results": results, "base": base or None, "table": text}
     Path(args.out).parent.mkdir(exist_ok=True)
     Path(args.out).write_text(json.dumps(record, indent=1))
     print(f"wrote {args.out}")
