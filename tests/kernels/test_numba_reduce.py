@@ -194,8 +194,8 @@ def test_a_stage_of_sums_is_one_vectorized_accumulator_and_max_keeps_lanes():
     assert re.search(r"@njit_cached\(fastmath=False, [^\n]*\)\ndef \w+_r0_x\(", source)
     assert re.search(r"@njit_cached\(fastmath=\{'reassoc'\}, [^\n]*\)\ndef \w+_r0_acc\(",
                      source)
-    # the stage kernel itself: strict, serial over a range of blocks (block_threads.py)
-    assert re.search(r"@njit_cached\(fastmath=False, [^\n]*\)\ndef \w+_r0\(b0, b1, ", source)
+    assert re.search(r"@njit_cached\(parallel=True, fastmath=False, [^\n]*\)\ndef \w+_r0\(",
+                     source)
     cached = compiled.launcher(BACKENDS["numba"]).kernel("float32").REDUCE_STAGES[0]
     namespace = {}
     # "<fresh>" is no file: njit_cached compiles these without Numba's disk cache

@@ -1,10 +1,7 @@
-"""Prints a multi-stage plan for the numba backend: one kernel per reduce stage, serial
-over a range of blocks (the launcher spreads the ranges over threads:
-``kernels/numba/block_threads.py``), plus the elementwise prange kernel reading the
-finished results.
+"""Prints a multi-stage plan for the numba backend: one prange kernel per reduce stage,
+plus the elementwise kernel reading the finished results.
 
-Kernel arguments (all kernels): ``b0, b1`` (the blocks to run; reduce kernels only),
-then ``addresses, blocks, scalars`` as for elementwise plans,
+Kernel arguments (all kernels): ``addresses, blocks, scalars`` as for elementwise plans,
 ``shapes`` (per tensor: numel, rows, row length, ndim), ``rs`` (finished scalar results,
 one row per tensor) and ``raddr`` (addresses of finished row/column result vectors); the
 reduce kernels also take ``seg_base`` (first row segment of each block), ``col_base``
@@ -61,29 +58,12 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
-    def head(self, name: str, args: str, serial: bool = True) -> list[str]:
-        """The kernel's head up to the body over block ``b`` (the caller appends it).
-
-        ``serial`` (the reduce stages): a kernel over the blocks ``b0 <= b < b1``, which
-        the launcher spreads over threads (``kernels/numba/block_threads.py``): Numba's
-        parallel compilation (parfor analysis, gufunc lowering) costs about twice the
-        serial one (AdamP's reduce kernels: 4.0 s as prange kernels, 1.9 s serial).
-        ``error_model='numpy'`` is what prange bodies get (x / 0 is inf or nan). Else (the
-        elementwise stage, which carries the step's traffic) a prange kernel on Numba's
-        threads, as elementwise rules have: on a busy 2-core machine optforge's own
-        threads made that stage of LAMB at 1M ~20% slower (a pool thread wakes late)."""
+    def head(self, name: str, args: str) -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
-        params = f"addresses, blocks, scalars, shapes, rs, raddr{args}"
-        if serial:
-            head = ["@njit_cached(fastmath=False, nogil=True, error_model='numpy')",
-                    f"def {name}(b0, b1, {params}):", *scalars,
-                    "    for b in range(b0, b1):"]
-        else:
-            head = ["@njit_cached(parallel=True, fastmath=False, nogil=True)",
-                    f"def {name}({params}):", *scalars,
-                    "    for b in prange(blocks.shape[0]):"]
-        return ["", "", *head, "        j = blocks[b, 0]",
+        return ["", "", "@njit_cached(parallel=True, fastmath=False, nogil=True)",
+                f"def {name}(addresses, blocks, scalars, shapes, rs, raddr{args}):", *scalars,
+                "    for b in prange(blocks.shape[0]):", "        j = blocks[b, 0]",
                 "        lo = blocks[b, 1]", "        n = blocks[b, 2] - lo",
                 *self.scopes.block_lines("        ")]
 
@@ -127,8 +107,7 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
                                      rounding=rounding[r.name]) for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
-    return (k.head(kernel_name(plan, param_dtype), "", serial=False)
-            + noise_lines(plan, rounding, I2)
+    return (k.head(kernel_name(plan, param_dtype), "") + noise_lines(plan, rounding, I2)
             + k.runs(touched, body, k.scopes.per_row))
 
 
@@ -224,14 +203,14 @@ def _summing_reduce(k: _Kernel, stage, tensor_ops: list[ReduceOp], name: str) ->
     """A reduce stage of sums only, over whole tensors or the group (the common case:
     norms, dots, global clipping): one scalar accumulator per reduction, which LLVM
     vectorizes when its adds may be reassociated. Three functions keep that freedom to
-    the adds alone: the stage kernel is strict (it computes the scope values of earlier
+    the adds alone: the prange kernel is strict (it computes the scope values of earlier
     stages exactly as the elementwise kernel does) and hands each block to
     ``<name>_acc``, compiled with ``fastmath={'reassoc'}``, whose loop takes each
     element's values from ``<name>_x``, compiled strict and inlined by LLVM (inlined
     instructions keep their own flags). The accumulation order is then the compiled
     code's (its vector width and interleave on this CPU) and blocks are fixed, so the same
     inputs give the same bits whatever the thread count. Both helpers use numpy's error
-    model, as the stage kernel does (x / 0 is inf or nan, and no per-division check blocks
+    model, as prange bodies do (x / 0 is inf or nan, and no per-division check blocks
     vectorization). Measured on the 2-core EPYC, ||g||^2 over 1M float32: 16 lanes in an
     array 105 us, this 22 us."""
     exprs = [e for _, e in stage.temps] + [r.expr for r in tensor_ops]

@@ -46,7 +46,6 @@ from ...compiler.abi import kernel_slots, partial_groups, storage_dtypes
 from ...compiler.codegen import source as generated_source
 from ..cache import load_module
 from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
-from .block_threads import run_block_ranges
 from .jit import prepare, run_parallel
 from .reduce import Layout
 from .stage_results import StageResults
@@ -248,33 +247,21 @@ def _what(name: str, label: str) -> str:
 
 
 def _launch(module, fn, args, total: int) -> None:
-    """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged.
-    A prange kernel runs through ``jit.run_parallel`` (alive across forks and threads); a
-    serial kernel over block ranges (the stages of rules with reductions) on optforge's
-    own threads (``block_threads.py``), as many as Numba would use."""
+    """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged;
+    ``jit.run_parallel`` keeps it alive across forks and threads."""
     prepare()  # before get_num_threads, which starts Numba's threading layer
-    if not fn.targetoptions.get("parallel"):
-        threads = numba.get_num_threads() if total >= PARALLEL_MIN else 1
-        _retrying_unreadable_cache(module, fn, run_block_ranges, fn, args[1].shape[0], args,
-                                   threads)
-        return
     threads = numba.get_num_threads() if total < PARALLEL_MIN else 1
     if threads > 1:
         numba.set_num_threads(1)  # per calling thread in numba; restored below
     try:
-        _retrying_unreadable_cache(module, fn, run_parallel, fn, *args)
-    finally:
-        if threads > 1:
-            numba.set_num_threads(threads)
-
-
-def _retrying_unreadable_cache(module, fn, call, *args) -> None:
-    try:
-        call(*args)
+        run_parallel(fn, *args)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
         # Numba found its on-disk cache entry unreadable (truncated or corrupted
         # index/data file): drop it and compile afresh, once.
         if fn.signatures:
             raise
         _purge_numba_cache(module)
-        call(*args)
+        run_parallel(fn, *args)
+    finally:
+        if threads > 1:
+            numba.set_num_threads(threads)
