@@ -15,6 +15,15 @@ and a 10x64 weight with their biases), takes two steps, and reports:
 
 Rules the numba backend cannot run alone (matrix stages, closures) are listed with the
 reason. Prints a table; writes benchmarks/results/compile-times.json.
+
+On the shared 2-core machine wall seconds swing 2-4x with its load (AdamP: 4.8 s at load
+3, 18-28 s at load 7-9), CPU seconds far less: compare CPU seconds, or before/after
+interleaved with ``--base``. What that showed (results/compile-times-own-threads-
+experiment.json): reduce stages compiled serial (parallel=False, the blocks spread over
+optforge's own threads) took as long in a rule's first step as the prange kernels (AdamP
+5.09 vs 5.16 CPU s, 11 reduction rules within noise), although AdamP's r0 compiled by
+itself (``dispatcher.compile(sig)`` after a step had run) took 3.4 CPU s as a prange
+kernel and 1.5 serial, a difference not yet explained; the change was reverted.
 Usage: python benchmarks/bench_compile.py [--rules LAMB,AdamP,...] [--reduce-only]
 """
 from __future__ import annotations
