@@ -25,11 +25,13 @@ NICE = {"torch-loop": "torch for-loop", "torch-foreach": "torch foreach",
         "po-Lamb-foreach": "pytorch-optimizer Lamb (foreach)",
         "torch-clip+fused": "clip_grad_norm_ + torch fused AdamW",
         "torch.optim.Muon": "torch.optim.Muon", "optforge-numba": "optforge (numba)",
-        "optforge-torch": "optforge (torch backend)"}
+        "optforge-torch": "optforge (torch backend)", "po-loop": "pytorch-optimizer",
+        "po-foreach": "pytorch-optimizer (foreach)"}
 
 SHORT = {"torch-loop": "for-loop", "torch-foreach": "foreach", "torch-fused": "fused",
          "po-Lamb-loop": "p-o Lamb", "po-Lamb-foreach": "p-o foreach",
-         "torch-clip+fused": "clip+fused"}  # the reference under each bar
+         "torch-clip+fused": "clip+fused", "po-loop": "p-o loop",
+         "po-foreach": "p-o foreach"}  # the reference under each bar
 
 
 def _best_reference(ms: dict) -> tuple[str, float]:
@@ -135,12 +137,12 @@ def replot(json_path: Path) -> Path:
     png = Path(json_path).with_suffix(".png")
     if png.name.startswith("matrix-"):
         return matrix_figure(data, png)
-    if png.name.startswith(("elementwise-", "multistage-")):
+    if png.name.startswith(("elementwise-", "multistage-", "new-entries-")):
         return elementwise_figure(data, png)
     if png.name.startswith("demo-"):  # written by `make demo`
         return loss_curves_from(data, png)
     raise ValueError(f"{json_path}: no figure for this kind of result (file name prefix "
-                     "elementwise-, multistage-, matrix- or demo-)")
+                     "elementwise-, multistage-, new-entries-, matrix- or demo-)")
 
 
 def main(argv=None) -> int:

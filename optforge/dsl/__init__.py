@@ -1,5 +1,6 @@
 """The rule DSL: write an optimizer step as math over symbols. Imports no torch."""
 from .errors import DSLError
+from .cast import cast
 from .functions import (abs, clamp, eq, exp, lerp, log, maximum, minimum, ne, pow, rsqrt, sign,
                         sqrt, where)
 from .reductions import amax, count, dot, mean, ndim, norm, numel, total
@@ -23,7 +24,7 @@ __all__ = [
     "DSLError", "Rule", "RuleSpec", "named", "specialize_on_zero", "param", "grad", "step", "state",
     "initial_lr",
     "sqrt", "rsqrt", "abs", "sign", "exp", "log", "pow", "maximum", "minimum", "clamp",
-    "lerp", "where", "eq", "ne", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
+    "lerp", "where", "cast", "eq", "ne", "norm", "dot", "mean", "amax", "total", "sum", "numel", "ndim", "count", "matmul", "transpose",
     "orthogonalize", "Transform", "chain", "scale_by_adam", "scale_by_rms", "scale_by_sign",
     "trace", "add_decayed_weights", "scale_by_lr", "scale", "clip_by_global_norm", "cautious",
     "cautious_mask", "random_scalar", "with_ema", "given", "matrix_state", "inv_root",

@@ -5,6 +5,7 @@ import sympy as sp
 from sympy.logic.boolalg import And, BooleanFalse, BooleanTrue, Not, Or
 from sympy.core.relational import Relational
 
+from .cast import Cast
 from .collectives import Collective
 from .errors import DSLError
 from .matrix import MatrixOp
@@ -16,7 +17,8 @@ from .symbols import (GradSymbol, HyperSymbol, InitialLrSymbol, InputSymbol, Par
                       StateSymbol, StepSymbol, is_tensor_expr)
 
 # The node types every printer supports. Anything else is refused here, not in a backend.
-ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min)
+ELEMENTWISE_NODES = (sp.Add, sp.Mul, sp.Pow, sp.Abs, sp.sign, sp.exp, sp.log, sp.Max, sp.Min,
+                     Cast)
 BOOLEAN_NODES = (And, Or, Not)
 
 
@@ -65,6 +67,8 @@ class _Checker:
             for branch, cond in e.args:
                 self.value(branch)
                 self.condition(cond)
+        elif isinstance(e, Cast):
+            self.value(e.args[0])  # args[1] is the dtype's index, not a value
         elif isinstance(e, ELEMENTWISE_NODES):
             for a in e.args:
                 self.value(a)
@@ -72,7 +76,7 @@ class _Checker:
             self.modulo(e)
         else:
             self.fail(f"unsupported operation {type(e).__name__} (supported: sqrt, rsqrt, abs, "
-                      "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, + - * /)", e)
+                      "sign, exp, log, pow, maximum, minimum, clamp, lerp, where, cast, + - * /)", e)
 
     def modulo(self, e) -> None:
         """``t % k``: a host-side scalar (periodic steps); per element it is refused (the

@@ -23,7 +23,7 @@ def plotting():
 
 
 # the results plotting.py draws (bench_distributed.py draws its own figure)
-REPLOTTED = ("elementwise-", "multistage-", "matrix-", "demo-")
+REPLOTTED = ("elementwise-", "multistage-", "new-entries-", "matrix-", "demo-")
 
 
 @pytest.mark.parametrize("json_path", sorted(p for p in (BENCH / "results").glob("*.json")

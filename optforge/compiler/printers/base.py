@@ -201,6 +201,15 @@ class BasePrinter:
 
     def param_round(self, value: str) -> str:
         """``value`` rounded to the parameter's storage dtype and read back."""
+        return self.round_to(value, self.param_dtype)
+
+    def _print_Cast(self, e):
+        """``cast(x, dtype)`` (dsl/cast.py): the same rounding as a store into ``dtype``."""
+        return self.round_to(self.doprint(e.args[0]), e.dtype, self.tensor(e.args[0]))
+
+    def round_to(self, value: str, dtype: str, tensor: bool = True) -> str:
+        """``value`` (compute type) rounded to ``dtype`` to nearest even and widened back
+        to the compute type; ``tensor``: whether it differs per element."""
         raise NotImplementedError
 
     # ---- backend hooks --------------------------------------------------------------------

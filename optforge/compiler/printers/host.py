@@ -20,6 +20,10 @@ class _HostPrinter(PythonCodePrinter):
     # name of our random scalars would otherwise reach before _print_Symbol
     _print_RandomSymbol = _print_Symbol
 
+    def _print_Cast(self, e):
+        """``cast`` of scalars: the prologue's ``_cast`` (torch's rounding)."""
+        return f"_cast({self._print(e.args[0])}, {e.dtype!r})"
+
 
 def prologue_source(plan: KernelPlan) -> str:
     """A module defining ``prologue(<hyper names>, t) -> tuple`` of the kernel's scalars."""

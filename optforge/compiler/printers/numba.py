@@ -75,12 +75,17 @@ class NumbaPrinter(BasePrinter):
                      if rounding == Rounding.STOCHASTIC else f"{f32_to_bits}({value})")
         return f"a_{name}[i] = {value}"
 
-    def param_round(self, value: str) -> str:
-        if self.param_dtype == "bfloat16":
-            return f"bf16_to_f32(f32_to_bf16({value}))"
-        if self.param_dtype == "float16":
-            return f"f16_to_f32(f32_to_f16({value}))"
-        return value  # float32 / float64 parameters keep the value exactly
+    def round_to(self, value: str, dtype: str, tensor: bool = True) -> str:
+        """Through the storage helpers (kernels/numba/helpers.py), which round a float64
+        via float32 as torch does; float32 and float64 storage keep a float32 value."""
+        if dtype in ("bfloat16", "float16"):
+            _, _, bits_to_f32, f32_to_bits = STORAGE[dtype]
+            value = f"{bits_to_f32}({f32_to_bits}({value}))"
+        elif dtype == "float32" and self.ftype == "float64":
+            value = f"np.float32({value})"
+        else:
+            return value
+        return value if self.ftype == "float32" else f"{self.f}({value})"
 
 
 def noise_lines(plan: KernelPlan, rounding: dict[str, Rounding], indent: str) -> list[str]:

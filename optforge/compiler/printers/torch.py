@@ -107,6 +107,15 @@ class TorchPrinter(BasePrinter):
     def param_round(self, value: str) -> str:
         return f"{value}.to(t_p.dtype).to(compute_dtype)"
 
+    def round_to(self, value: str, dtype: str, tensor: bool = True) -> str:
+        """torch's own cast (a scalar first becomes a tensor in the compute dtype, as the
+        other backends receive scalars); a float64 value goes to 16 bits via float32."""
+        if not tensor:
+            value = f"torch.as_tensor({value}, dtype=compute_dtype)"
+        if dtype != "float32":
+            value = f"{value}.to(torch.float32)"
+        return f"{value}.to(torch.{dtype}).to(compute_dtype)"
+
 
 def torch_source(plan: KernelPlan) -> str:
     """A module defining ``step(<tensors>, scalars, compute_dtype)`` for one plan."""

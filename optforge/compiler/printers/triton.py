@@ -145,12 +145,13 @@ class TritonPrinter(BasePrinter):
                      if stochastic else f"{value}.to(tl.float16)")  # (nearest even)
         return f"tl.store(ptr_{name} + offs, {value}{', mask=mask' if masked else ''})"
 
-    def param_round(self, value: str) -> str:
-        if self.param_dtype == "bfloat16":
+    def round_to(self, value: str, dtype: str, tensor: bool = True) -> str:
+        """The stores' nearest-even roundings read back (math is float32 here)."""
+        if dtype == "bfloat16":
             return f"bf16_to_f32(f32_to_bf16_rne({value}))"
-        if self.param_dtype == "float16":
+        if dtype == "float16":
             return f"{value}.to(tl.float16).to(tl.float32)"
-        return value  # float32 parameters keep the value exactly
+        return value  # float32 keeps the value exactly
 
 
 def triton_source(plan: KernelPlan, param_dtype: str = "float32",
