@@ -108,11 +108,14 @@ class StateDecl:
     kind: str = "state"
     shape: tuple = ()
     eye: bool = False  # a matrix state that starts as ``init`` times the identity
+    # kind "scoped": one value per "tensor", "row", "col", "group" or "optimizer"
+    # (dsl/scoped.py); every other kind is per element or matrix-shaped
+    scope: str = "element"
 
     @property
     def stored(self) -> bool:
         """Kept in ``optimizer.state`` (and checkpoints)."""
-        return self.kind in ("state", "matrix")
+        return self.kind in ("state", "matrix", "scoped")
 
 
 class _BuildContext:
@@ -158,15 +161,20 @@ def _current_rule_name() -> str:
     return ctx.rule_name if ctx is not None else "<rule>"
 
 
-def state(name: str, init=0, dtype: str | None = None) -> StateSymbol:
-    """Declare a per-element state tensor and return its current value.
+def state(name: str, init=0, dtype: str | None = None, scope: str = "element"):
+    """Declare a state and return its current value.
 
     ``init`` is a number, a hyperparameter, or an expression of the parameter and the
     first gradient (``init=param()`` copies the parameter; ``init=grad()`` makes the
     state the gradient of the step that creates it). ``dtype`` is the storage dtype, one of
-    ``STATE_DTYPES``; by default the parameter's dtype.
+    ``STATE_DTYPES``; by default the parameter's dtype. ``scope`` is "element" (one value
+    per element) or one of dsl/scoped.py's scopes ("tensor", "row", "col", "group",
+    "optimizer"), whose ``init`` is a number or a hyperparameter.
     """
     rule = _current_rule_name()
+    if scope != "element":
+        from .scoped import declare_scoped  # (scoped.py imports this module)
+        return declare_scoped(rule, name, init, dtype, scope)
     check_name(name, "state")
     if dtype is not None and dtype not in STATE_DTYPES:
         raise DSLError(f"rule {rule!r}: state {name!r} has dtype {dtype!r}; "

@@ -25,7 +25,7 @@ from ..dsl import names
 from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
-from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
+from .state import new_state, restore_dtypes, state_shape, storage_dtype
 from .storage_options import carry_over, stored_rule
 from ..compiler.storage import KAHAN_STATE
 
@@ -232,7 +232,7 @@ def check_state(rule: Rule, spec, param, state, where: str):
 def _check_tensor(decl, param, value, where: str) -> None:
     if not isinstance(value, torch.Tensor):
         raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
-    want = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
+    want = state_shape(decl, param)
     if tuple(value.shape) != want:
         raise ValueError(f"{where} has shape {value.shape}, but {want} is expected "
                          f"(parameter {tuple(param.shape)})")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..kernels.torch_launcher import compute_dtype
-from . import shards
+from . import scoped_states, shards
 from .reductions import combine, finish, from_shapes
 
 
@@ -28,6 +28,7 @@ def reduce(opt, works: list) -> None:
         plan = work.compiled.plan
         if plan.reductions or plan.matrix_stages:
             work.reduced = {p: () for b in work.buckets for p in b.keys}
+    scoped_states.read(opt, works)  # scoped states' current values: the first results
     depth = max((len(w.compiled.plan.reduce_stages) for w in works), default=0)
     for k in range(depth):
         active = [w for w in works if k < len(w.compiled.plan.reduce_stages) and not w.skipped]
@@ -46,6 +47,7 @@ def reduce(opt, works: list) -> None:
                 w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
         if k == 0:
             _skip_together(active)
+    scoped_states.compute(works)  # their new values, stored at commit
 
 
 def _skip_together(works: list) -> None:

@@ -22,12 +22,38 @@ def matrix_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, int]:
     return tuple(dims[d] for d in decl.shape)
 
 
+def scoped_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, ...]:
+    """A scoped state's shape: 0-d for one value per tensor, group or optimizer (as torch
+    keeps NAdam's ``mu_product``); a row state ``(rows, 1, ...)`` and a column state ``(1,
+    *shape[1:])`` of the parameter's ``(shape[0], -1)`` view, as torch.optim.Adafactor
+    keeps ``row_var`` / ``col_var`` of a matrix: rows + cols values, broadcasting against
+    the parameter."""
+    if decl.scope not in ("row", "col") or param.dim() == 0:
+        return ()
+    if decl.scope == "row":
+        return (param.shape[0],) + (1,) * (param.dim() - 1)
+    return (1,) + tuple(param.shape[1:])
+
+
+def state_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, ...]:
+    """The shape of a stored state of ``param``: the parameter's, a matrix state's or a
+    scoped state's."""
+    if decl.kind == "matrix":
+        return matrix_shape(decl, param)
+    if decl.kind == "scoped":
+        return scoped_shape(decl, param)
+    return tuple(param.shape)
+
+
 def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, float]):
     """A new state tensor shaped like ``param`` (or a matrix state's shape), filled with
     the declared initial value (times the identity for ``eye`` matrix states)."""
     dtype = storage_dtype(decl, param)
     init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols
                            if s.name in hyper_values})
+    if decl.kind == "scoped":
+        return torch.full(scoped_shape(decl, param), float(init), dtype=dtype,
+                          device=param.device)
     if decl.kind == "matrix":
         shape = matrix_shape(decl, param)
         if decl.eye:

@@ -32,10 +32,10 @@ from collections import defaultdict
 import torch
 
 from ..dsl.randomness import draw
-from . import shard_matrix, shards, staging
+from . import scoped_states, shard_matrix, shards, staging
 from .backends import BACKENDS
 from .reduce_stage import reduce
-from .state import STORAGE_DTYPES, matrix_shape, new_state, storage_dtype
+from .state import STORAGE_DTYPES, new_state, state_shape, storage_dtype
 from .step_work import Bucket, GroupStep, Labels, serialised, step_lock  # noqa: F401
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
@@ -64,6 +64,7 @@ def run(opt, given: list[dict]) -> None:
                 new_matrices = matrix(opt, work, b)
                 elementwise(work, b)
                 commit_bucket(opt, b, new_matrices)
+                scoped_states.commit(opt, work, b)
         commit(opt, work)
 
 
@@ -157,7 +158,9 @@ def check(opt, work: GroupStep) -> None:
                 shards.check(p, b.labels[j], work.compiled, opt.state.get(p))
         # numba and triton check every tensor their kernels touch (dtype, device, size)
         # in check() below; matrix states are the torch matrix stage's, checked here
-        own = [s for s in stored if not b.launcher.checks_tensors or s[2].kind == "matrix"]
+        # (and scoped states, which the runtime reads and writes: scoped_states.py)
+        own = [s for s in stored if not b.launcher.checks_tensors
+               or s[2].kind in ("matrix", "scoped")]
         for k, name, decl in own:
             for j, (p, value) in enumerate(zip(b.params, b.states[k])):
                 if not (isinstance(value, torch.Tensor) and decl.kind == "state"
@@ -177,7 +180,7 @@ def check(opt, work: GroupStep) -> None:
 def _check_state(name, decl, p, value, opt, label) -> None:
     """A stored state: a tensor of the right shape, storage dtype and device."""
     ok = isinstance(value, torch.Tensor)
-    want = p.shape if decl.kind != "matrix" else matrix_shape(decl, p)
+    want = state_shape(decl, p)
     if ok:
         dtype = p.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
         ok = value.shape == want and value.dtype == dtype and value.device == p.device
