@@ -110,3 +110,8 @@ from .sophia import SophiaH, sophia_h  # noqa: E402
 from .sparse_adam import SparseAdam, sparse_adam  # noqa: E402
 
 __all__ += ["SparseAdam", "sparse_adam", "SophiaH", "sophia_h"]
+
+# issue 15: scoped states (per-tensor / per-row / per-column state)
+from .nadam import NAdam, nadam  # noqa: E402
+
+__all__ += ["NAdam", "nadam"]

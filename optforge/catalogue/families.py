@@ -15,7 +15,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                  "SPIDER", "STORM", "DOT")),
     "adaptive": ("per-coordinate step sizes from gradient statistics",
                  ("Adam", "AdamW", "CAdamW", "Adamax", "EXAdam", "AdamP", "Adagrad",
-                  "AdagradNorm", "AdAdaGradNorm", "RMSprop", "RAdam", "Adadelta", "ASGD",
+                  "AdagradNorm", "AdAdaGradNorm", "RMSprop", "RAdam", "NAdam", "Adadelta", "ASGD",
                   "Yogi", "QHAdam", "AdaBelief", "AdEMAMix", "LaProp", "Adan", "MARS",
                   "AdaBound", "AdaMod", "SparseAdam")),
     "trust-ratio": ("layer-wise rescaling by ||p|| / ||update||", ("LAMB", "LARS")),

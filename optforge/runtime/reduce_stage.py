@@ -43,7 +43,8 @@ def reduce(opt, works: list) -> None:
                                     spanning.get(id(w), {})).items():
                 w.reduced[p] += values
             if k == 0 and w.compiled.plan.nonfinite_check is not None:
-                at = [r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
+                at = len(w.compiled.plan.scoped_loads) + [  # (scoped states' values first)
+                    r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
                 w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
         if k == 0:
             _skip_together(active)

@@ -24,7 +24,7 @@ from ..plan import ReduceKind, ReduceOp, ReduceResult, Scope
 
 # a scoped state of scope "optimizer" is one value per group to the kernels; the runtime
 # reads it from the first parameter holding it, as it totals optimizer-wide reductions
-_KERNEL_SCOPE = {"optimizer": Scope.GROUP}
+_KERNEL_SCOPE = {"optimizer": "group"}
 
 
 def scoped_loads(rule, outputs: dict[str, sp.Expr]) -> tuple[list[ReduceOp], dict]:
@@ -35,7 +35,7 @@ def scoped_loads(rule, outputs: dict[str, sp.Expr]) -> tuple[list[ReduceOp], dic
             continue
         result = ReduceResult(f"z{len(loads)}", real=True)
         loads.append(ReduceOp(result, ReduceKind.STATE,
-                              _KERNEL_SCOPE.get(decl.scope, Scope(decl.scope)),
+                              Scope(_KERNEL_SCOPE.get(decl.scope, decl.scope)),
                               sp.Symbol(name),
                               span="optimizer" if decl.scope == "optimizer" else "group"))
         replace[name] = result
