@@ -17,7 +17,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                  ("Adam", "AdamW", "CAdamW", "Adamax", "EXAdam", "AdamP", "Adagrad",
                   "AdagradNorm", "AdAdaGradNorm", "RMSprop", "RAdam", "NAdam", "Adadelta", "ASGD",
                   "Yogi", "QHAdam", "AdaBelief", "AdEMAMix", "LaProp", "Adan", "MARS",
-                  "AdaBound", "AdaMod", "SparseAdam")),
+                  "AdaBound", "AdaMod", "SparseAdam", "Adafactor")),
     "trust-ratio": ("layer-wise rescaling by ||p|| / ||update||", ("LAMB", "LARS")),
     "sign": ("sign of a momentum, and the Lion-K generalisations",
              ("Lion", "CLion", "Signum", "LionKappaSign", "LionKappaIdentity",
