@@ -112,7 +112,8 @@ from .sparse_adam import SparseAdam, sparse_adam  # noqa: E402
 __all__ += ["SparseAdam", "sparse_adam", "SophiaH", "sophia_h"]
 
 # issue 15: scoped states (per-tensor / per-row / per-column state)
-from .adafactor import Adafactor, adafactor  # noqa: E402
+from .adafactor import Adafactor, AdafactorOriginal, adafactor, adafactor_original  # noqa: E402
 from .nadam import NAdam, nadam  # noqa: E402
 
-__all__ += ["NAdam", "nadam", "Adafactor", "adafactor"]
+__all__ += ["NAdam", "nadam", "Adafactor", "adafactor", "AdafactorOriginal",
+            "adafactor_original"]
