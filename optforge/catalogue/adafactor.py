@@ -61,15 +61,11 @@ class Adafactor(FactoredOptimizer, CatalogueOptimizer):
 def adafactor_original(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8,
                        beta1=None, weight_decay=0.0, scale_parameter=True, relative_step=True,
                        warmup_init=False):
+    # HF's refusals (a manual lr with relative_step, warmup_init without it, no lr at
+    # all) are AdafactorOriginal's checks; every variant of the rule itself is defined
     p, g, t = param(), grad(), step()
-    if relative_step and lr is not None:
-        raise ValueError("Cannot combine manual `lr` and `relative_step=True` options")
-    if warmup_init and not relative_step:
-        raise ValueError("`warmup_init=True` requires `relative_step=True`")
-    if not relative_step and lr is None:
-        raise ValueError("`relative_step=False` needs an `lr`")
     eps1, eps2 = eps
-    if relative_step:  # Shazeer & Stern's relative step size, scaled by the RMS of p
+    if relative_step or lr is None:  # Shazeer & Stern's relative step size
         lr = minimum(1e-6 * t if warmup_init else 1e-2, 1 / sqrt(t))
     if scale_parameter:
         lr = lr * maximum(eps2, norm(p) / sqrt(numel()))
@@ -90,5 +86,15 @@ class AdafactorOriginal(FactoredOptimizer, CatalogueOptimizer):
     momentum, warmup) as HF transformers computes them."""
 
     rule = adafactor_original
+
+    def _check_values(self, group: dict, where: str) -> None:
+        relative, lr = group.get("relative_step", True), group.get("lr")
+        if relative and lr is not None:
+            raise ValueError("Cannot combine manual `lr` and `relative_step=True` options")
+        if group.get("warmup_init") and not relative:
+            raise ValueError("`warmup_init=True` requires `relative_step=True`")
+        if not relative and lr is None:
+            raise ValueError("`relative_step=False` needs an `lr`")
+        super()._check_values(group, where)
     source = ("Shazeer & Stern (2018), arXiv:1804.04235; the formula of HF transformers' "
               "Adafactor (transformers.optimization.Adafactor)")
