@@ -61,7 +61,8 @@ def check(records: list[dict]) -> None:
         elif loads:  # row tiles: the masked path may be vectorized too (row ends aligned)
             assert r["v4_loads"] * 16 in (ept * loads, 2 * ept * loads), name
         if "sass_per_element" in r:  # (row-gathering kernels: a block inside one row)
-            assert r["load_bytes_per_element"] == loads, name
+            # (plus the column results an element gathers: Adafactor's col_var)
+            assert r["load_bytes_per_element"] == loads + r.get("gather_load_bytes", 0), name
             assert r["store_bytes_per_element"] == stores, name
         if "rows32_sass_per_element" in r:  # blocks spanning rows gather row results
             assert r["rows32_load_bytes_per_element"] >= loads, name
