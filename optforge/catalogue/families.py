@@ -30,7 +30,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                      ("KFAC", "EKFAC", "MKOR", "MKORH", "NaturalGradient", "AdaFisher",
                       "AdaFisherW", "AdaHessian", "OASIS", "SophiaH")),
     "game/online": ("online learning and regret minimisation (parameter-free, games)",
-                    ("Prodigy", "COCOB", "FTRL", "OptimisticGD", "RMPlus", "PRMPlus",
+                    ("Prodigy", "DAdaptAdam", "COCOB", "FTRL", "OptimisticGD", "RMPlus", "PRMPlus",
                      "IREGPRMPlus")),
     "constrained": ("projections, proximal steps and linear minimisation over a set",
                     ("ProxSGDL1", "ProxSGDBox", "ProxSGDNonNeg", "FrankWolfeL1",
