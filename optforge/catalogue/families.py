@@ -18,7 +18,7 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
                   "AdagradNorm", "AdAdaGradNorm", "RMSprop", "RAdam", "NAdam", "Adadelta", "ASGD",
                   "Yogi", "QHAdam", "AdaBelief", "AdEMAMix", "LaProp", "Adan", "MARS",
                   "AdaBound", "AdaMod", "SparseAdam", "Adafactor",
-                  "AdafactorOriginal", "SM3")),
+                  "AdafactorOriginal", "CAME", "SM3")),
     "trust-ratio": ("layer-wise rescaling by ||p|| / ||update||", ("LAMB", "LARS")),
     "sign": ("sign of a momentum, and the Lion-K generalisations",
              ("Lion", "CLion", "Signum", "LionKappaSign", "LionKappaIdentity",
