@@ -40,19 +40,31 @@ def _current(opt, work, p, name: str):
     return work.fresh[p][name], False
 
 
+def _source_key(work, r) -> tuple:
+    """Which parameters share one value: a group's (same group), or every group's that
+    runs the same rule (an optimizer-scoped "d" of Prodigy is not DAdaptAdam's "d")."""
+    if r.span == "optimizer":
+        return None, work.compiled.plan.rule_name, str(r.expr)
+    return work.index, None, str(r.expr)
+
+
 def _shared_sources(opt, works) -> dict:
-    """{(group index or None, name): the parameter whose copy of a group- or optimizer-
-    scoped state every parameter reads}: the first stepped one already holding it."""
+    """{_source_key: the parameter whose copy of a group- or optimizer-scoped state every
+    parameter reads}: the first stepped one already holding it."""
     sources: dict = {}
     for work in works:
         for r in work.compiled.plan.scoped_loads:
             if r.scope != "group":
                 continue
-            key = (None if r.span == "optimizer" else work.index, str(r.expr))
+            key = _source_key(work, r)
+            if key in sources and sources[key][2]:
+                continue  # an earlier group's parameter holds it already
             for p in (p for b in work.buckets for p in b.keys):
                 held = _current(opt, work, p, str(r.expr))[1]
-                if key not in sources or (held and not sources[key][2]):
+                if key not in sources or held:
                     sources[key] = (work, p, held)
+                if held:
+                    break
     return sources
 
 
@@ -70,8 +82,7 @@ def read(opt, works) -> None:
                 for r in loads:
                     name, owner, at = str(r.expr), work, p
                     if r.scope == "group":
-                        key = (None if r.span == "optimizer" else work.index, name)
-                        owner, at, _ = sources[key]
+                        owner, at, _ = sources[_source_key(work, r)]
                     value = _current(opt, owner, at, name)[0].to(dtype=cdt, copy=True)
                     shaped = value.reshape(()) if r.scope in ("tensor", "group") else \
                         _broadcastable(value.reshape(-1), r.scope, p)

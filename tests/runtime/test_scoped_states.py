@@ -222,3 +222,40 @@ def test_a_scoped_state_starts_at_a_number_or_hyperparameter():
         return Rule(param(), v=state("v", scope="rows"))
     with pytest.raises(DSLError, match="scope 'rows'"):
         RuleSpec(unknown).build()
+
+
+def test_a_parameter_stepping_late_joins_the_group_value():
+    def group_sum(lr=0.1):
+        p, g = param(), grad()
+        acc = state("acc", init=1.0, scope="group")
+        new = acc + total(g * g, over="group")
+        return Rule(p - lr * g / sqrt(new), acc=new)
+    p, q = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+    opt = optforge.Optimizer([p, q], group_sum, backend="torch")
+    p.grad = torch.full((3,), 2.0)
+    opt.step()  # q has no gradient: acc = 1 + 12
+    assert float(opt.state[p]["acc"]) == 13.0 and q not in opt.state
+    p.grad, q.grad = torch.ones(3), torch.ones(2)
+    opt.step()  # q reads the group's 13, not its own fresh 1: 13 + 3 + 2
+    assert float(opt.state[p]["acc"]) == float(opt.state[q]["acc"]) == 18.0
+    assert torch.allclose(q.detach(), torch.full((2,), 1 - 0.1 / 18 ** 0.5))
+
+
+def test_optimizer_scope_is_shared_per_rule_not_across_rules():
+    def counter(lr=0.1):
+        p, g = param(), grad()
+        n = state("n", scope="optimizer")
+        return Rule(p - lr * g, n=n + 1)
+
+    def doubler(lr=0.1):
+        p, g = param(), grad()
+        n = state("n", init=1.0, scope="optimizer")
+        return Rule(p - lr * g, n=n * 2)
+    ps = [torch.nn.Parameter(torch.zeros(2)) for _ in range(3)]
+    opt = optforge.Optimizer([{"params": ps[:1]}, {"params": ps[1:2]},
+                              {"params": ps[2:], "rule": doubler}], counter, backend="torch")
+    for _ in range(3):
+        for p in ps:
+            p.grad = torch.ones(2)
+        opt.step()
+    assert [float(opt.state[p]["n"]) for p in ps] == [3.0, 3.0, 8.0]
