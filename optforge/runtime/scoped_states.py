@@ -76,6 +76,10 @@ def read(opt, works) -> None:
         if not loads or work.skipped:
             continue
         for b in work.buckets:
+            if b.sharded:  # (before any write: the reduce stage writes nothing)
+                raise NotImplementedError(
+                    f"{type(opt).__name__}: {b.labels[0]}: rule {work.compiled.plan.rule_name!r} "
+                    "keeps scoped states, which sharded (DTensor) parameters do not support yet")
             cdt = compute_dtype(b.params[0].dtype)
             for p in b.keys:
                 values = []
