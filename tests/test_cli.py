@@ -81,7 +81,7 @@ def test_show_and_latex_accept_a_rule_file(capsys):
 
 @pytest.mark.parametrize("argv,message", [
     (["show", "nosuchrule"], "unknown rule 'nosuchrule'"),
-    (["show", "adamm"], "unknown rule 'adamm' (did you mean 'Adam' or 'RAdam' or 'AdamW'"),
+    (["show", "adamm"], "unknown rule 'adamm' (did you mean 'Adam' or 'RAdam' or 'NAdam'"),
     (["latex", "lamd"], "(did you mean 'LAMB'"),
     (["list", "--family", "matrx"], "unknown family 'matrx' (did you mean 'matrix'?)"),
     (["list", "adm"], "no optimizer name contains 'adm' (did you mean 'Adam'"),

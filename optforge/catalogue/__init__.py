@@ -110,3 +110,15 @@ from .sophia import SophiaH, sophia_h  # noqa: E402
 from .sparse_adam import SparseAdam, sparse_adam  # noqa: E402
 
 __all__ += ["SparseAdam", "sparse_adam", "SophiaH", "sophia_h"]
+
+# issue 15: scoped states (per-tensor / per-row / per-column state)
+from .adafactor import Adafactor, AdafactorOriginal, adafactor, adafactor_original  # noqa: E402
+from .came import CAME, came  # noqa: E402
+from .dadapt_adam import DAdaptAdam, dadapt_adam  # noqa: E402
+from .nadam import NAdam, nadam  # noqa: E402
+from .prodigy import Prodigy, prodigy  # noqa: E402
+from .sm3 import SM3, sm3  # noqa: E402
+
+__all__ += ["NAdam", "nadam", "Adafactor", "adafactor", "AdafactorOriginal",
+            "adafactor_original", "SM3", "sm3", "Prodigy", "prodigy",
+            "DAdaptAdam", "dadapt_adam", "CAME", "came"]

@@ -1,13 +1,17 @@
 """The base of every catalogue optimizer: a fixed rule, torch-style constructor."""
 from __future__ import annotations
 
+import math
 from typing import ClassVar
+
+import torch
 
 from ..compiler import lower, traffic
 from ..compiler.passes.traffic import dtype_bytes
 from ..dsl import names
 from ..dsl.spec import RuleSpec
 from ..runtime.optimizer import Optimizer
+from ..runtime.state import state_shape
 from ..runtime.storage_options import stored_rule
 
 REGISTRY: dict[str, type["CatalogueOptimizer"]] = {}
@@ -52,7 +56,25 @@ class CatalogueOptimizer(Optimizer):
         for tensors large enough to be quantized)."""
         rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
         return sum(dtype_bytes(d.dtype or param_dtype) for d in rule.states.values()
-                   if d.kind == "state")  # inputs are not stored; matrix states not per element
+                   if d.kind == "state")  # inputs are not stored; matrix and scoped states
+        #                              are not per element (``state_bytes(shape)`` counts them)
+
+    @classmethod
+    def scoped_states(cls, **flags) -> dict[str, str]:
+        """The states that are not one value per element: name -> scope ("row", "col",
+        "tensor", "group", "optimizer"), from ``state(name, scope=...)``."""
+        rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
+        return {n: d.scope for n, d in rule.states.items() if d.kind == "scoped"}
+
+    @classmethod
+    def state_bytes(cls, shape: tuple, param_dtype: str = "float32", **flags) -> int:
+        """Bytes of optimizer state (``step`` aside) for one parameter of ``shape``: per-
+        element states numel values each, a row/column state rows / cols values, a
+        tensor/group/optimizer one 1, matrix states their rows x cols."""
+        rule = stored_rule(cls.rule, {**cls.rule.defaults, **flags})
+        like = torch.empty(shape, device="meta")
+        return sum(dtype_bytes(d.dtype or param_dtype) * math.prod(state_shape(d, like))
+                   for d in rule.states.values() if d.stored)
 
     @classmethod
     def traffic(cls, param_dtype: str = "float32", **flags):

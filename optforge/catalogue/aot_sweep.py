@@ -45,6 +45,16 @@ def _bytes_per_element(refs, dtypes) -> int:
     return sum(size[dtypes[r.name]] for r in refs)
 
 
+def _column_gathers(plan) -> int:
+    """Bytes per element an elementwise kernel reads of column results (float32, one per
+    column, gathered at each element's column: Adafactor's col_var and column means)."""
+    from ..compiler.plan import ReduceResult, ResultKind
+    from ..compiler.scope_use import ScopeUse, elementwise_exprs
+    use = ScopeUse(plan, elementwise_exprs(plan))
+    return 4 * sum(1 for s, kind in use.kind.items()
+                   if isinstance(s, ReduceResult) and kind == ResultKind.COL)
+
+
 def rule_kernels(name: str, dtype: str):
     """(label, fn, signature, constexprs, expected load/store bytes per element or None)."""
     from ._base import REGISTRY
@@ -61,7 +71,7 @@ def rule_kernels(name: str, dtype: str):
         source = triton_source(p, dtype, ())
         module = load_module(source, "triton")
         expect = (_bytes_per_element(p.loads, dtypes),
-                  _bytes_per_element([r for r, _ in p.stores], dtypes))
+                  _bytes_per_element([r for r, _ in p.stores], dtypes), _column_gathers(p))
         yield (label, module.kernel, aot.elementwise_signature(p),
                {"BLOCK_SIZE": BLOCK, "ALIGN": 16}, expect, source, p)
         for k, fn in enumerate(getattr(module, "REDUCE_STAGES", ())):
@@ -146,7 +156,8 @@ def sweep(rules=None, archs=ARCHS, dtypes=DTYPES, per_element_rules=PER_ELEMENT,
                     # (one row / across one row end / short rows): their accesses add up
                     paths = 3 if source is not None and aot.ONE_ROW in source else 1
                     rec.update(elements_per_thread=ept, expect_load_bytes=expect[0],
-                               expect_store_bytes=expect[1], full_paths=paths)
+                               expect_store_bytes=expect[1], full_paths=paths,
+                               gather_load_bytes=expect[2] if len(expect) > 2 else 0)
                     if paths > 1:
                         rec["expect_row_gather_bytes"] = _row_gather_bytes(plan)
                     if source is not None and arch == 90 and "error" not in rec \

@@ -26,6 +26,10 @@ def entry(name: str) -> dict:
             # 8-bit block-wise states (state_dtype="int8", tensors of 4096+ elements)
             "state_bytes_per_param_int8": cls.state_bytes_per_param(state_dtype="int8"),
             "traffic_bytes_per_param": {"read": t.read, "written": t.written, "total": t.total},
+            # states that are not per element (a row/column state: rows / cols values)
+            "scoped_states": cls.scoped_states(),
+            # every state of one (4096, 4096) float32 weight: Adafactor's are 4096 + 4096
+            "state_bytes_4096x4096": cls.state_bytes((4096, 4096)),
             "source": cls.source}
 
 
@@ -54,6 +58,17 @@ def _wrap(text: str, indent: str) -> list[str]:
                          break_on_hyphens=False) or [indent.rstrip()]
 
 
+def _scoped_note(record: dict) -> str:
+    """"[+ per row: row_var; per col: col_var] " for states not per element."""
+    by_scope: dict[str, list[str]] = {}
+    for name, scope in record["scoped_states"].items():
+        by_scope.setdefault(scope, []).append(name)
+    if not by_scope:
+        return ""
+    return "[+ " + "; ".join(f"per {scope}: {', '.join(names)}"
+                             for scope, names in by_scope.items()) + "] "
+
+
 def render(names: list[str]) -> str:
     """Family headers, then per optimizer: name, state and traffic, hyperparameters and
     source wrapped under it. Every line is at most WIDTH characters."""
@@ -67,7 +82,7 @@ def render(names: list[str]) -> str:
             r = records[name]
             t = r["traffic_bytes_per_param"]
             head = (f"  {name:<22} state {r['state_bytes_per_param']:>3} B/param   "
-                    f"traffic {t['total']:>3} B/param   {r['summary']}")
+                    f"traffic {t['total']:>3} B/param   {_scoped_note(r)}{r['summary']}")
             lines += _wrap(head, "")[:1]
             rest = head[len(lines[-1]):].strip()
             if rest:

@@ -24,10 +24,12 @@ def _section(name: str, cls: type[CatalogueOptimizer]) -> list[str]:
              f"Source: {cls.source}.", "",
              "| hyperparameter | default |", "| --- | --- |"]
     lines += [f"| `{k}` | `{v!r}` |" for k, v in spec.defaults.items()]
-    names = [n if d.kind == "state" else f"{n}: {d.shape[0]} x {d.shape[1]} matrix"
+    names = [n if d.kind == "state" else f"{n}: one per {d.scope}" if d.kind == "scoped"
+             else f"{n}: {d.shape[0]} x {d.shape[1]} matrix"
              for n, d in spec.build().states.items() if d.stored]
     lines += ["", f"State: {cls.state_bytes_per_param()} bytes per float32 parameter "
-                  f"({', '.join(names) or 'none'}); "
+                  f"({', '.join(names) or 'none'}); {cls.state_bytes((4096, 4096))} bytes "
+                  "for a (4096, 4096) weight; "
                   f"one step moves {t.read} B read + {t.written} B written per parameter "
                   "(default flags).", "",
               "Update (default flags; `t` is the step, starting at 1; the rows run top to "

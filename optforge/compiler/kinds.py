@@ -25,10 +25,13 @@ class StateKind(StrEnum):
     #                          matrix stage
     INPUT = "input"          # supplied by the runtime every step, never stored
     BUFFER = "buffer"        # a pre-stage or matrix-stage result, read-only afterwards
+    SCOPED = "scoped"        # one value per tensor, row, column, group or optimizer, kept in
+    #                          ``optimizer.state``; read like a reduction result, written by
+    #                          the runtime (compiler/passes/scoped_states.py)
 
     @property
     def stored(self) -> bool:
-        return self in (StateKind.STATE, StateKind.MATRIX_STATE)
+        return self in (StateKind.STATE, StateKind.MATRIX_STATE, StateKind.SCOPED)
 
 
 # What a tensor a kernel touches is: the parameter, its gradient, or a state's kind (the
@@ -61,6 +64,7 @@ class ReduceKind(StrEnum):
     NUMEL = "numel"
     NDIM = "ndim"
     NONFINITE = "nonfinite"  # how many elements are NaN or infinite
+    STATE = "state"  # a scoped state's current value: supplied by the runtime, no kernel
 
     @property
     def from_shape(self) -> bool:

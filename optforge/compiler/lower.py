@@ -11,6 +11,7 @@ from ..dsl.rule import Rule
 from ..dsl.symbols import (GradSymbol, ParamSymbol, StateDecl, StateSymbol, StepSymbol,
                            TensorSymbol, initial_lr, reads_initial_lr)
 from .passes import cse, hoist_levels, pow_to_mul, split_matrix, split_prestage, split_reductions
+from .passes import scoped_states
 from .passes.hoist_scalars import Levels
 from .passes.split_collectives import split_collectives, with_collectives
 from .passes.split_prestage import PrestageSplit
@@ -25,17 +26,20 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     first reduce stage (creating one if the rule has none), so the runtime can skip a
     step before anything is written.
     """
-    reduced = split_reductions(_written(rule))                         # reductions -> r<i>
+    loads, written = scoped_states.scoped_loads(rule, _written(rule))  # scoped states -> z<i>
+    reduced = split_reductions(written)                                # reductions -> r<i>
     guard = _nonfinite_guard(reduced.stages) if guard_nonfinite else None  # count NaN/inf
-    stage_ops = _with_guard(reduced.stages, guard)                     # ops per reduce stage
+    stage_ops = scoped_states.with_results_stage(_with_guard(reduced.stages, guard), loads)
     comm = split_collectives(rule.name, reduced.outputs, rule.states)  # collectives -> named
     matrix = split_matrix(comm.outputs, set(_matrix_states(rule)))  # matrix ops -> mat<i>
     pre = split_prestage(matrix.stage, matrix.elementwise, rule.states)  # their args -> pre<i>
     pre = with_collectives(pre, comm, rule.states)  # + what the collectives send -> send_*
     levels = hoist_levels(pre.elementwise, _reduce_arguments(stage_ops), pre.matrix)  # s, m
     tensors = _Tensors.of(rule, _buffer_dtypes(pre, _matrix_states(rule)))  # kinds, dtypes
+    levels.outputs, stores = scoped_states.take_stores(rule, levels.outputs)  # runtime-written
     plan = _assemble(rule, hyper_symbols, stage_ops, pre, levels, tensors, guard)
     plan.collectives = comm.ops
+    plan.scoped_loads, plan.scoped_stores = loads, stores
     return plan
 
 

@@ -174,6 +174,11 @@ class KernelPlan:
     # Reductions across data-parallel workers (allreduce, majority_vote), run by the
     # runtime after the pre-stage, which computes what they send (compiler/collective_ops.py)
     collectives: list[CollectiveOp] = field(default_factory=list)
+    # Scoped states (compiler/passes/scoped_states.py): their current values, results the
+    # runtime supplies ahead of every reduce stage's, and their new values (over results,
+    # per-scope values and scalars), which the runtime computes and stores at commit.
+    scoped_loads: list[ReduceOp] = field(default_factory=list)
+    scoped_stores: list[tuple[str, sp.Expr]] = field(default_factory=list)
 
     def stages(self) -> list[tuple[StageKind, int]]:
         """The step's passes in the order they run: (kind, index within that kind)."""
@@ -188,13 +193,17 @@ class KernelPlan:
 
     @property
     def reductions(self) -> list[ReduceOp]:
-        """Every reduction of every stage, in stage order."""
-        return [r for stage in self.reduce_stages for r in stage.reductions]
+        """Every reduction of every stage, in stage order, after the scoped states' loads."""
+        return self.scoped_loads + [r for stage in self.reduce_stages for r in stage.reductions]
 
     def describe(self) -> str:
         """A readable listing of the plan (used by ``optforge show``)."""
         lines = [f"# plan for {self.rule_name}", "# host prologue (float64, once per group/step):"]
         lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.prologue]
+        if self.scoped_loads:
+            lines.append("# scoped states (read by the runtime, before the reduce stages):")
+            lines += [f"  {r.result} = {r.expr} (one per {r.shown_scope})"
+                      for r in self.scoped_loads]
         for k, stage in enumerate(self.reduce_stages):
             lines.append(f"# reduce stage {k} (float32 accumulation, writes nothing):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))
@@ -224,6 +233,9 @@ class KernelPlan:
         lines.append("  loads: " + ", ".join(r.name for r in self.loads))
         lines += [f"  {s} = {sp.sstr(e)}" for s, e in self.temps]
         lines += [f"  {r.name} <- {sp.sstr(e)}" for r, e in self.stores]
+        if self.scoped_stores:
+            lines.append("# scoped states' new values (stored by the runtime at commit):")
+            lines += [f"  {name} <- {sp.sstr(e)}" for name, e in self.scoped_stores]
         return "\n".join(lines)
 
     def fingerprint(self) -> str:

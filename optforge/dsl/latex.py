@@ -21,6 +21,7 @@ only records the name in the rule being built.
 from __future__ import annotations
 
 import sympy as sp
+from sympy.functions.elementary.piecewise import ExprCondPair
 
 from .symbols import TensorSymbol, active_context
 
@@ -72,7 +73,8 @@ def _largest_repeat(defs: dict):
         for node in sp.preorder_traversal(e):
             if kind == "=" and node is e:
                 continue
-            if _tensor_size(node) >= _SIZE_MIN:
+            # (a where()'s (value, condition) pair is not an expression a row can name)
+            if _tensor_size(node) >= _SIZE_MIN and not isinstance(node, ExprCondPair):
                 counts[node] = counts.get(node, 0) + 1
     found = [node for node, n in counts.items() if n > 1]
     return max(found, key=sp.count_ops) if found else None

@@ -97,7 +97,9 @@ def _scope(over: str, fn: str) -> sp.Integer:
 
 def _tensor_arg(x, fn: str) -> sp.Expr:
     e = _expr(x, fn, "x")
-    if not is_tensor_expr(e):
+    # a row- or column-scoped state (dsl/scoped.py) varies within the tensor: reducible
+    if not is_tensor_expr(e) and not any(getattr(n, "is_scoped_state", False)
+                                         for n in sp.preorder_traversal(e)):
         raise DSLError(f"rule {_current_rule_name()!r}: {fn}({e}) reduces a scalar; a "
                        "reduction's argument must involve param(), grad() or a state")
     return e

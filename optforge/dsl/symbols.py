@@ -111,11 +111,14 @@ class StateDecl:
     # never negative (a second moment): 8-bit storage uses the unsigned map
     # (compiler/quant_format.py), which spends the sign bit on precision
     nonnegative: bool = False
+    # kind "scoped": one value per "tensor", "row", "col", "group" or "optimizer"
+    # (dsl/scoped.py); every other kind is per element or matrix-shaped
+    scope: str = "element"
 
     @property
     def stored(self) -> bool:
         """Kept in ``optimizer.state`` (and checkpoints)."""
-        return self.kind in ("state", "matrix")
+        return self.kind in ("state", "matrix", "scoped")
 
 
 class _BuildContext:
@@ -161,18 +164,23 @@ def _current_rule_name() -> str:
     return ctx.rule_name if ctx is not None else "<rule>"
 
 
-def state(name: str, init=0, dtype: str | None = None, nonnegative: bool = False
-          ) -> StateSymbol:
-    """Declare a per-element state tensor and return its current value.
+def state(name: str, init=0, dtype: str | None = None, scope: str = "element",
+          nonnegative: bool = False):
+    """Declare a state and return its current value.
 
     ``init`` is a number, a hyperparameter, or an expression of the parameter and the
     first gradient (``init=param()`` copies the parameter; ``init=grad()`` makes the
     state the gradient of the step that creates it). ``dtype`` is the storage dtype, one of
-    ``STATE_DTYPES``; by default the parameter's dtype. ``nonnegative``: the author's
-    promise that the state never goes below zero (a sum or average of squares), which
-    lets 8-bit storage use the unsigned map; a negative value stored there becomes 0.
+    ``STATE_DTYPES``; by default the parameter's dtype. ``scope`` is "element" (one value
+    per element) or one of dsl/scoped.py's scopes ("tensor", "row", "col", "group",
+    "optimizer"), whose ``init`` is a number or a hyperparameter. ``nonnegative``: the
+    author's promise that the state never goes below zero (a sum or average of squares),
+    which lets 8-bit storage use the unsigned map; a negative value stored there becomes 0.
     """
     rule = _current_rule_name()
+    if scope != "element":
+        from .scoped import declare_scoped  # (scoped.py imports this module)
+        return declare_scoped(rule, name, init, dtype, scope)
     check_name(name, "state")
     if dtype is not None and dtype not in STATE_DTYPES:
         raise DSLError(f"rule {rule!r}: state {name!r} has dtype {dtype!r}; "

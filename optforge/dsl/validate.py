@@ -13,6 +13,7 @@ from .matrix_shapes import PARAM, SCALAR, ShapeChecker, show_shape
 from .randomness import RandomSymbol
 from .reductions import NDim, Numel, Reduction
 from .rule import Rule
+from .scoped import ScopedState, write_problem
 from .symbols import (GradSymbol, HyperSymbol, InitialLrSymbol, InputSymbol, ParamSymbol,
                       StateSymbol, StepSymbol, is_tensor_expr)
 
@@ -44,6 +45,10 @@ class _Checker:
             self.fail("a comparison is used as a number (use where(cond, a, b))", e)
         if isinstance(e, Reduction):
             self.reduction(e)
+            return
+        if isinstance(e, ScopedState):
+            if self.rule.states.get(e.name) is None:
+                self.fail(f"scoped state {e.name!r} was not declared in this rule function", e)
             return
         if isinstance(e, MatrixOp):
             self.matrix_op(e)
@@ -160,6 +165,10 @@ def validate(rule: Rule, hypers: set[sp.Symbol]) -> None:
         decl = rule.states.get(name)
         checker.in_matrix = decl is not None and decl.kind == "matrix"
         checker.value(expr)
+        if decl is not None and decl.kind == "scoped":
+            problem = write_problem(decl.scope, expr)
+            if problem:
+                checker.fail(f"state {name!r}: {problem}", expr)
         if checker.in_matrix:
             shape = checker.shapes.shape(expr)
             if shape not in (tuple(decl.shape), SCALAR):

@@ -26,7 +26,7 @@ from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
 from . import quantized_states
-from .state import matrix_shape, new_state, restore_dtypes, storage_dtype
+from .state import new_state, restore_dtypes, state_shape, storage_dtype
 from .storage_options import STORAGE_KEYS, carry_over, stored_rule
 from ..compiler.storage import KAHAN_STATE
 
@@ -255,7 +255,7 @@ def _check_tensor(decl, param, value, where: str) -> None:
         raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
     if quantized_states.packed_state_ok(decl, param, value):
         return  # an 8-bit state saved in the format this optimizer stores it in
-    want = matrix_shape(decl, param) if decl.kind == "matrix" else tuple(param.shape)
+    want = state_shape(decl, param)
     if tuple(value.shape) != want:
         raise ValueError(f"{where} has shape {value.shape}, but {want} is expected "
                          f"(parameter {tuple(param.shape)})")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sympy as sp
 
 from ..kernels.torch_launcher import compute_dtype
-from . import shards
+from . import scoped_states, shards
 from .reductions import combine, finish, from_shapes
 
 
@@ -27,6 +27,7 @@ def reduce(opt, works: list) -> None:
     for work in works:
         if work.compiled.has_reductions or work.compiled.plan.matrix_stages:
             work.reduced = {p: () for b in work.buckets for p in b.keys}
+    scoped_states.read(opt, works)  # scoped states' current values: the first results
     depth = max((len(w.compiled.plan.reduce_stages) for w in works), default=0)
     for k in range(depth):
         active = [w for w in works if k < len(w.compiled.plan.reduce_stages) and not w.skipped]
@@ -41,10 +42,12 @@ def reduce(opt, works: list) -> None:
                                     spanning.get(id(w), {})).items():
                 w.reduced[p] += values
             if k == 0 and w.compiled.plan.nonfinite_check is not None:
-                at = [r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
+                at = len(w.compiled.plan.scoped_loads) + [  # (scoped states' values first)
+                    r.result for r in stage.reductions].index(w.compiled.plan.nonfinite_check)
                 w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
         if k == 0:
             _skip_together(active)
+    scoped_states.compute(works)  # their new values, stored at commit
 
 
 def _skip_together(works: list) -> None:

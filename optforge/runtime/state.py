@@ -21,19 +21,37 @@ def storage_dtype(decl: StateDecl, param: torch.Tensor) -> torch.dtype:
     return param.dtype if decl.dtype is None else STORAGE_DTYPES[decl.dtype]
 
 
-def state_shape(decl: StateDecl, param: torch.Tensor) -> tuple:
-    """The shape a per-element or matrix state is stored in."""
-    fmt = parse(decl.dtype)
-    if fmt is not None:
-        return (fmt.packed_bytes(param.numel()),)
-    return tuple(matrix_shape(decl, param) if decl.kind == "matrix" else param.shape)
-
-
 def matrix_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, int]:
     """A matrix state's shape: its "rows" / "cols" are those of the parameter's 2-D view."""
     rows = param.shape[0] if param.dim() else 1
     dims = {"rows": rows, "cols": param.numel() // max(rows, 1), 1: 1}
     return tuple(dims[d] for d in decl.shape)
+
+
+def scoped_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, ...]:
+    """A scoped state's shape: 0-d for one value per tensor, group or optimizer (as torch
+    keeps NAdam's ``mu_product``); a row state ``(rows, 1, ...)`` and a column state ``(1,
+    *shape[1:])`` of the parameter's ``(shape[0], -1)`` view, as torch.optim.Adafactor
+    keeps ``row_var`` / ``col_var`` of a matrix: rows + cols values, broadcasting against
+    the parameter."""
+    if decl.scope not in ("row", "col") or param.dim() == 0:
+        return ()
+    if decl.scope == "row":
+        return (param.shape[0],) + (1,) * (param.dim() - 1)
+    return (1,) + tuple(param.shape[1:])
+
+
+def state_shape(decl: StateDecl, param: torch.Tensor) -> tuple[int, ...]:
+    """The shape of a stored state of ``param``: the parameter's, a matrix state's or a
+    scoped state's, or an 8-bit state's packed codes and scales (one uint8 row)."""
+    fmt = parse(decl.dtype)
+    if fmt is not None:
+        return (fmt.packed_bytes(param.numel()),)
+    if decl.kind == "matrix":
+        return matrix_shape(decl, param)
+    if decl.kind == "scoped":
+        return scoped_shape(decl, param)
+    return tuple(param.shape)
 
 
 def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, float]):
@@ -48,6 +66,9 @@ def initial_value(decl: StateDecl, param: torch.Tensor, hyper_values: dict[str, 
     dtype = storage_dtype(decl, param)
     init = decl.init.subs({s: hyper_values[s.name] for s in decl.init.free_symbols
                            if s.name in hyper_values})
+    if decl.kind == "scoped":
+        return torch.full(scoped_shape(decl, param), float(init), dtype=dtype,
+                          device=param.device)
     if decl.kind == "matrix":
         shape = matrix_shape(decl, param)
         if decl.eye:

@@ -106,3 +106,4 @@ class GroupStep:
     reduced: dict | None = None  # param -> its finished reductions, in plan order
     skipped: bool = False  # a non-finite gradient (skip_nonfinite)
     matrix_turn: int = 0  # round-robin owner of the next gathered matrix (shards)
+    scoped: dict | None = None  # param -> its scoped states' new values (scoped_states.py)

@@ -36,7 +36,7 @@ from collections import defaultdict
 import torch
 
 from ..dsl.randomness import draw
-from . import collective_stage, shard_matrix, shards, staging, step_verdict
+from . import collective_stage, scoped_states, shard_matrix, shards, staging, step_verdict
 from .backends import BACKENDS
 from .reduce_stage import reduce
 from . import quantized_states
@@ -73,6 +73,7 @@ def run(opt, given: list[dict], compiled: list) -> None:
                 new_matrices = matrix(opt, work, b)
                 elementwise(work, b)
                 commit_bucket(opt, b, new_matrices)
+                scoped_states.commit(opt, work, b)
         commit(opt, work)
 
 
@@ -175,7 +176,9 @@ def check(opt, work: GroupStep) -> None:
                 shards.check(p, b.labels[j], work.compiled, opt.state.get(p))
         # numba and triton check every tensor their kernels touch (dtype, device, size)
         # in check() below; matrix states are the torch matrix stage's, checked here
-        own = [s for s in stored if not b.launcher.checks_tensors or s[2].kind == "matrix"]
+        # (and scoped states, which the runtime reads and writes: scoped_states.py)
+        own = [s for s in stored if not b.launcher.checks_tensors
+               or s[2].kind in ("matrix", "scoped")]
         for k, name, decl in own:
             for j, (p, value) in enumerate(zip(b.params, b.states[k])):
                 if b.sharded and decl.kind == "matrix" and shards.is_sharded(b.keys[j]):

@@ -29,6 +29,8 @@ NOT_LR_PROPORTIONAL = {
     "Rprop": "lr only seeds the per-element step sizes, clamped to step_sizes[0] > 0",
     "AdaBound": "final_lr is scaled by lr / initial lr (as the references): a group that "
                 "starts at lr = 0 divides by zero, refused (the references raise too)",
+    "AdafactorOriginal": "its default relative_step computes the step size; a manual lr "
+                         "with it is refused, as HF transformers refuses it",
 }
 
 
@@ -123,7 +125,9 @@ def test_the_exceptions_really_are_exceptions():
     with pytest.raises(ValueError, match="rule 'AdaBound' at step 1: the scalar prologue failed "
                                          r"\(float division by zero\).*initial_lr=0"):
         _run("AdaBound", "torch", 1, lr=0.0)
-    for name in set(NOT_LR_PROPORTIONAL) - {"FTRL", "OASIS", "AdaBound"}:
+    with pytest.raises(ValueError, match="Cannot combine manual `lr` and `relative_step"):
+        _run("AdafactorOriginal", "torch", 1, lr=0.0)
+    for name in set(NOT_LR_PROPORTIONAL) - {"FTRL", "OASIS", "AdaBound", "AdafactorOriginal"}:
         gen = torch.Generator().manual_seed(1)
         params = [torch.nn.Parameter(3 * torch.randn(s, generator=gen))
                   for s in _shapes(optforge.CATALOGUE[name])]

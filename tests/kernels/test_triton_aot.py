@@ -66,8 +66,9 @@ def check(records: list[dict]) -> None:
             assert r["v4_stores"] * 16 == ept * stores, name
         elif loads:  # row tiles: the masked path may be vectorized too (row ends aligned)
             assert r["v4_loads"] * 16 in (ept * loads, 2 * ept * loads), name
-        if "sass_per_element" in r:  # (row-reading kernels: a block inside one row)
-            assert r["load_bytes_per_element"] == loads, name
+        if "sass_per_element" in r:  # (row-gathering kernels: a block inside one row)
+            # (plus the column results an element gathers: Adafactor's col_var)
+            assert r["load_bytes_per_element"] == loads + r.get("gather_load_bytes", 0), name
             assert r["store_bytes_per_element"] == stores, name
             assert r["div64_per_element"] == 0, name
         if "two_rows_sass_per_element" in r:  # row-reading kernels' other cases

@@ -154,8 +154,9 @@ def _scope_lines(plan: KernelPlan, pr: TorchPrinter, exprs) -> list[str]:
 
 
 def _reduced_names(plan: KernelPlan, stages: int) -> str:
-    return "".join(f"{r.result.name}, " for stage in plan.reduce_stages[:stages]
-                   for r in stage.reductions)
+    """The results available after ``stages`` reduce stages (scoped states' first)."""
+    return "".join(f"{r.result.name}, " for r in plan.scoped_loads) + "".join(
+        f"{r.result.name}, " for stage in plan.reduce_stages[:stages] for r in stage.reductions)
 
 
 def _reduce_source(plan: KernelPlan, pr: TorchPrinter, names: list[str]) -> str:

@@ -1,0 +1,43 @@
+"""CAME — Luo et al. (2023), "CAME: Confidence-guided Adaptive Memory Efficient
+Optimization"; the reference implementation (yangluo7/CAME).
+
+Adafactor's factored second moment (row- and column-scoped states, rows + cols values for
+a matrix) with a first moment, whose step is scaled by a factored estimate of its
+instability ``(update - exp_avg)^2``: confident directions move further. A vector keeps
+its second moment per element and steps by its first moment, as the reference does.
+Parameters with more than 2 dimensions are refused (see adafactor.py).
+"""
+from ..dsl import (Rule, grad, maximum, mean, ndim, norm, numel, param, rsqrt, sqrt, state,
+                   where)
+from ._adafactor_base import FactoredOptimizer
+from ._base import CatalogueOptimizer
+
+
+def _factored(name: str, value, beta):
+    """(row, col) EMAs of ``value``'s row and column means (HF's mul_/add_ order)."""
+    row = state(f"{name}_row", scope="row") * beta + mean(value, over="row") * (1 - beta)
+    col = state(f"{name}_col", scope="col") * beta + mean(value, over="col") * (1 - beta)
+    return row, col
+
+
+def came(lr=2e-4, eps=(1e-30, 1e-16), clip_threshold=1.0, betas=(0.9, 0.999, 0.9999),
+         weight_decay=0.0):
+    p, g = param(), grad()
+    beta1, beta2, beta3 = betas
+    eps1, eps2 = eps
+    sq_row, sq_col = _factored("exp_avg_sq", g * g + eps1, beta2)
+    factored = ndim() > 1
+    u = where(factored, rsqrt(sq_row / mean(sq_row)) * rsqrt(sq_col), rsqrt(sq_row)) * g
+    u = u / maximum(norm(u) / sqrt(numel()) / clip_threshold, 1)
+    m = beta1 * state("exp_avg") + (1 - beta1) * u
+    res_row, res_col = _factored("exp_avg_res", (u - m) ** 2 + eps2, beta3)
+    step_dir = where(factored, rsqrt(res_row / mean(res_row)) * rsqrt(res_col) * m, m)
+    return Rule(p - (weight_decay * lr) * p - lr * step_dir, exp_avg=m, exp_avg_sq_row=sq_row,
+                exp_avg_sq_col=sq_col, exp_avg_res_row=res_row, exp_avg_res_col=res_col)
+
+
+class CAME(FactoredOptimizer, CatalogueOptimizer):
+    """Adafactor with momentum scaled by its factored confidence (rows + cols states)."""
+
+    rule = came
+    source = "Luo et al. (2023), ACL, arXiv:2307.02047; yangluo7/CAME (the reference)"
