@@ -4,10 +4,12 @@ On one tensor of 1M and of 10M parameters and on 200 tensors of mixed sizes (1k-
 seeded; bench_elementwise's set, its 50M case left out), each rule's optforge step
 (backend="numba", one kernel call per step for all tensors) against:
 
-* torch.optim (RAdam, Adadelta, ASGD, Rprop), with foreach=False and foreach=True;
+* torch.optim (RAdam, Adadelta, ASGD, Rprop, NAdam, Adafactor), with foreach=False and
+  foreach=True;
 * pytorch-optimizer (Yogi, QHAdam, AdaBelief, AdEMAMix, LaProp, Adan, MARS, AdaBound,
   AdaMod, Tiger: the references of tests/catalogue, with the same flags as those tests'
-  first configuration), with foreach=False and, where it has one, foreach=True;
+  first configuration; CAME, SM3, Prodigy, DAdaptAdam: each library's defaults), with
+  foreach=False and, where it has one, foreach=True;
 * a numba copy kernel moving the bytes the traffic model gives for our step.
 
 SparseAdam is left out: its reference takes sparse gradients (benchmarks/bench_sparse_adam.py
@@ -33,7 +35,7 @@ from bench_elementwise import describe, machine, run_cases, write_results  # noq
 from bench_multistage import table  # noqa: E402
 
 TORCH_REFERENCE = {"RAdam": dict(lr=1e-3), "Adadelta": dict(lr=1.0), "ASGD": dict(lr=1e-2),
-                   "Rprop": dict(lr=1e-2)}
+                   "Rprop": dict(lr=1e-2), "NAdam": dict(lr=1e-3), "Adafactor": dict(lr=1e-2)}
 # name -> (optforge kwargs, pytorch-optimizer kwargs): the first configuration of the
 # rule's test in tests/catalogue (the flags there make both sides the same algorithm)
 PO_REFERENCE = {
@@ -47,6 +49,12 @@ PO_REFERENCE = {
     "AdaBound": (dict(lr=1e-2), dict(lr=1e-2)),
     "AdaMod": (dict(lr=1e-2), dict(lr=1e-2)),
     "Tiger": (dict(), dict()),
+    # scoped-state rules: each side's defaults (their tests compare with plain-torch
+    # references written from the papers; the speed table compares the libraries)
+    "CAME": (dict(), dict()),
+    "SM3": (dict(), dict()),
+    "Prodigy": (dict(), dict()),
+    "DAdaptAdam": (dict(), dict()),
 }
 RULES = [*TORCH_REFERENCE, *PO_REFERENCE]
 

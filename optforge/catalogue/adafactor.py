@@ -87,7 +87,7 @@ class AdafactorOriginal(FactoredOptimizer, CatalogueOptimizer):
 
     rule = adafactor_original
 
-    def _check_values(self, group: dict, where: str) -> None:
+    def check_group(self, group: dict, where: str) -> None:
         relative, lr = group.get("relative_step", True), group.get("lr")
         if relative and lr is not None:
             raise ValueError("Cannot combine manual `lr` and `relative_step=True` options")
@@ -95,6 +95,6 @@ class AdafactorOriginal(FactoredOptimizer, CatalogueOptimizer):
             raise ValueError("`warmup_init=True` requires `relative_step=True`")
         if not relative and lr is None:
             raise ValueError("`relative_step=False` needs an `lr`")
-        super()._check_values(group, where)
+        super().check_group(group, where)
     source = ("Shazeer & Stern (2018), arXiv:1804.04235; the formula of HF transformers' "
               "Adafactor (transformers.optimization.Adafactor)")

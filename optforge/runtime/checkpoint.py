@@ -25,6 +25,7 @@ from ..dsl import names
 from ..dsl.rule import Rule
 from ..dsl.symbols import StepSymbol
 from .routing import RULE_KEY, rule_name
+from ..compiler.quant_format import parse
 from . import quantized_states
 from .state import new_state, restore_dtypes, state_shape, storage_dtype
 from .storage_options import STORAGE_KEYS, carry_over, stored_rule
@@ -255,7 +256,8 @@ def _check_tensor(decl, param, value, where: str) -> None:
         raise ValueError(f"{where} is a {type(value).__name__}, not a tensor")
     if quantized_states.packed_state_ok(decl, param, value):
         return  # an 8-bit state saved in the format this optimizer stores it in
-    want = state_shape(decl, param)
+    # an 8-bit state may come as float values in the parameter's shape (quantized on load)
+    want = tuple(param.shape) if parse(decl.dtype) else state_shape(decl, param)
     if tuple(value.shape) != want:
         raise ValueError(f"{where} has shape {value.shape}, but {want} is expected "
                          f"(parameter {tuple(param.shape)})")
