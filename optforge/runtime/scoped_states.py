@@ -22,14 +22,23 @@ from ..kernels.torch_launcher import compute_dtype
 from .reductions import _broadcastable
 
 _FUNCTIONS: dict[str, object] = {}  # plan fingerprint -> its generated ``scoped``
+# id(plan) -> (plan, its function): asked on every step, and a fingerprint prints the
+# whole plan with SymPy (~7 ms for Adafactor's); the plan is kept so its id is not reused
+_BY_PLAN: dict[int, tuple] = {}
 
 
 def _function(plan):
+    found = _BY_PLAN.get(id(plan))
+    if found is not None:
+        return found[1]
     key = plan.fingerprint()
-    found = _FUNCTIONS.get(key)
-    if found is None:
-        found = _FUNCTIONS[key] = load_module(scoped_source(plan), "scoped").scoped
-    return found
+    fn = _FUNCTIONS.get(key)
+    if fn is None:
+        fn = _FUNCTIONS[key] = load_module(scoped_source(plan), "scoped").scoped
+    if len(_BY_PLAN) > 1024:  # bounded, as the compiled-rule cache is (runtime/compiled.py)
+        _BY_PLAN.clear()
+    _BY_PLAN[id(plan)] = (plan, fn)
+    return fn
 
 
 def _current(opt, work, p, name: str):
