@@ -1,6 +1,6 @@
 """The weight-decay convention of pytorch-optimizer's rules (``BaseOptimizer.apply_weight_decay``),
 shared by the catalogue entries that follow those references (Yogi, AdaBelief, Tiger, QHAdam,
-AdEMAMix): ``weight_decouple`` multiplies the parameter by ``1 - weight_decay * lr`` (by
+AdEMAMix), and torch's own for RAdam and NAdam (``decoupled_weight_decay``): ``weight_decouple`` multiplies the parameter by ``1 - weight_decay * lr`` (by
 ``1 - weight_decay`` with ``fixed_decay``) before the step, as AdamW; otherwise
 ``weight_decay * p`` joins the gradient (L2)."""
 

@@ -7,16 +7,14 @@ torch keeps it, so checkpoints load both ways).
 """
 from ..dsl import Rule, grad, lerp, param, sqrt, state, step
 from ._base import CatalogueOptimizer
+from ._weight_decay import apply_weight_decay
 
 
 def nadam(lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, momentum_decay=4e-3,
           decoupled_weight_decay=False, maximize=False):
     p, g, t = param(), grad(), step()
     g = -g if maximize else g
-    if decoupled_weight_decay:
-        p_decayed = p * (1 - lr * weight_decay)
-    else:
-        p_decayed, g = p, g + weight_decay * p
+    p_decayed, g = apply_weight_decay(p, g, lr, weight_decay, decoupled_weight_decay, False)
     beta1, beta2 = betas
     mu = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
     mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))

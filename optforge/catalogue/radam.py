@@ -7,16 +7,14 @@ bias-corrected momentum SGD.
 """
 from ..dsl import Rule, grad, lerp, maximum, param, sqrt, state, step, where
 from ._base import CatalogueOptimizer
+from ._weight_decay import apply_weight_decay
 
 
 def radam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
           decoupled_weight_decay=False, maximize=False):
     p, g, t = param(), grad(), step()
     g = -g if maximize else g
-    if decoupled_weight_decay:
-        p_decayed = p * (1 - lr * weight_decay)
-    else:
-        p_decayed, g = p, g + weight_decay * p
+    p_decayed, g = apply_weight_decay(p, g, lr, weight_decay, decoupled_weight_decay, False)
     beta1, beta2 = betas
     m = lerp(state("exp_avg"), g, 1 - beta1)
     v = beta2 * state("exp_avg_sq") + (1 - beta2) * g * g

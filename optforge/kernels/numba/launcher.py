@@ -70,6 +70,17 @@ def helpers_digest() -> str:
     return hashlib.sha256(_HELPERS.read_bytes()).hexdigest()[:16]
 
 
+def kernel_module(plan: KernelPlan, param_dtype: str, loaded: dict):
+    """The generated numba module of ``plan`` for ``param_dtype`` parameters, imported
+    once into ``loaded`` (a launcher's own table)."""
+    found = loaded.get(param_dtype)
+    if found is None:
+        source = generated_source(plan, "numba", param_dtype=param_dtype)
+        source += f"\n# helpers {helpers_digest()}\n"
+        found = loaded[param_dtype] = load_module(source, "numba")
+    return found
+
+
 def blocks_for(numels: tuple[int, ...], block: int = BLOCK) -> np.ndarray:
     """Rows (tensor index, start, stop) covering every element once; empty tensors skipped."""
     rows = [(j, lo, min(n, lo + block)) for j, n in enumerate(numels)
@@ -121,12 +132,7 @@ class NumbaLauncher:
 
     def kernel(self, param_dtype: str):
         """The compiled dispatcher for parameters of ``param_dtype`` (imported once)."""
-        found = self._kernels.get(param_dtype)
-        if found is None:
-            source = generated_source(self.plan, "numba", param_dtype=param_dtype)
-            source += f"\n# helpers {helpers_digest()}\n"
-            found = self._kernels[param_dtype] = load_module(source, "numba")
-        return found
+        return kernel_module(self.plan, param_dtype, self._kernels)
 
     def check(self, params, grads, states, labels=None):
         """The optimizer's check phase, before any kernel of the step: raise naming the

@@ -15,9 +15,8 @@ import torch
 from ...compiler.abi import kernel_slots, storage_dtypes
 from ...compiler.codegen import source as generated_source
 from ...compiler.quant_plan import check_quantizable, float32_plan
-from ..cache import load_module
 from ..raw_memory import CheckedAddresses, refuse_wrapped
-from .launcher import _DTYPE_NAMES, BLOCK, _launch, _what, blocks_for, helpers_digest
+from .launcher import _DTYPE_NAMES, BLOCK, _launch, _what, blocks_for, kernel_module
 
 
 class QuantNumbaLauncher:
@@ -32,12 +31,7 @@ class QuantNumbaLauncher:
         self._checked = CheckedAddresses()
 
     def kernel(self, param_dtype: str):
-        found = self._kernels.get(param_dtype)
-        if found is None:
-            source = generated_source(self.plan, "numba", param_dtype=param_dtype)
-            source += f"\n# helpers {helpers_digest()}\n"
-            found = self._kernels[param_dtype] = load_module(source, "numba")
-        return found
+        return kernel_module(self.plan, param_dtype, self._kernels)
 
     def check(self, params, grads, states, labels=None):
         return self._tables(params, grads, states, labels) if params else None
