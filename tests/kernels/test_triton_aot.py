@@ -79,6 +79,7 @@ def check_row_cases(r: dict, name: str) -> None:
     """A block across a row end: the model's bytes (each row's results once per program);
     short rows: plus one gathered float per row result; no 64-bit division in either."""
     loads, stores = r["expect_load_bytes"], r["expect_store_bytes"]
+    loads += r.get("gather_load_bytes", 0)  # (the column results an element gathers)
     assert r["two_rows_load_bytes_per_element"] == loads, name
     assert r["two_rows_store_bytes_per_element"] == stores, name
     assert r["short_rows_load_bytes_per_element"] == loads + r["expect_row_gather_bytes"], name
