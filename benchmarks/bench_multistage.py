@@ -111,16 +111,22 @@ def table(results):
     return "\n".join(lines)
 
 
-def main():
-    args = arguments()
+def run_and_report(prefix: str, rules, timer, args) -> None:
+    """Time ``rules`` with ``timer`` (bench_elementwise's driver), print the table and
+    write benchmarks/results/<prefix>-<machine>.json (+ PNG); shared with
+    bench_new_entries."""
     info = machine()
-    results = run_cases(("LAMB", "clip+AdamW"), time_case, args, label="ours")
+    results = run_cases(rules, timer, args, label="ours")
     info["load_avg_at_end"] = os.getloadavg()
     text = table(results)
     print()
     print(describe(info))
     print(text)
-    write_results("multistage", {"machine": info, "results": results, "table": text})
+    write_results(prefix, {"machine": info, "results": results, "table": text})
+
+
+def main():
+    run_and_report("multistage", ("LAMB", "clip+AdamW"), time_case, arguments())
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ Usage: python benchmarks/bench_new_entries.py [--repeats N] [--rules Yogi,RAdam]
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -31,8 +30,7 @@ import optforge
 
 sys.path.insert(0, str(Path(__file__).parent))
 import bench_elementwise  # noqa: E402
-from bench_elementwise import describe, machine, run_cases, write_results  # noqa: E402
-from bench_multistage import table  # noqa: E402
+from bench_multistage import run_and_report  # noqa: E402
 
 TORCH_REFERENCE = {"RAdam": dict(lr=1e-3), "Adadelta": dict(lr=1.0), "ASGD": dict(lr=1e-2),
                    "Rprop": dict(lr=1e-2), "NAdam": dict(lr=1e-3), "Adafactor": dict(lr=1e-2)}
@@ -112,14 +110,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     args.quick = True  # bench_elementwise's cases without 50M: 1M, 10M, 200 mixed
     rules = [r for r in args.rules.split(",") if r] or RULES
-    info = machine()
-    results = run_cases(rules, time_case, args, label="ours")
-    info["load_avg_at_end"] = os.getloadavg()
-    text = table(results)
-    print()
-    print(describe(info))
-    print(text)
-    write_results("new-entries", {"machine": info, "results": results, "table": text})
+    run_and_report("new-entries", rules, time_case, args)
 
 
 if __name__ == "__main__":
