@@ -5,6 +5,7 @@ import torch
 from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 
 import optforge
+from optforge.compiler.errors import CompileError
 from optforge.compiler.quant_format import QuantFormat, code_of_value
 from optforge.compiler.quant_map import code_of, midpoints
 from optforge.kernels.quantized import pack, unpack
@@ -145,3 +146,17 @@ def _independent_steps(backend, dtype):
 def test_8bit_states_with_16_and_64_bit_parameters_match_torch(backend, dtype):
     ours, ref = _independent_steps(backend, dtype), _independent_steps("torch", dtype)
     assert all(torch.equal(a, b) for a, b in zip(ours, ref))
+
+
+def test_a_multi_pass_rule_refused_at_its_first_step_leaves_everything_as_it_was():
+    """LAMB (a reduce stage) cannot keep 8-bit states: the refusal names the rule and its
+    states, and the parameter, the gradient and the (empty) state are as they were."""
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(64, 128, generator=gen))
+    p.grad = torch.randn(64, 128, generator=gen)
+    before, grad = p.detach().clone(), p.grad.clone()
+    opt = optforge.LAMB([p], state_dtype="int8", quant_min_numel=0)
+    with pytest.raises(CompileError, match="rule 'LAMB': 8-bit states .*one elementwise pass"):
+        opt.step()
+    assert torch.equal(p.detach(), before) and torch.equal(p.grad, grad)
+    assert len(opt.state) == 0 or all(not s for s in opt.state.values())
