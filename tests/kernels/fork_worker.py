@@ -2,9 +2,8 @@
 equals the parent's same step (JSON). Run by test_where_users_run.py in a fresh
 process, so that the threading layer is this process's own choice (or the env's).
 
-With ``CHILD_TORCH_MATH=1`` the child computes its gradients with torch. Under GNU
-OpenMP that hangs in torch itself (its ops enter the libgomp whose pool the parent's
-numba kernels started), so the OpenMP case gets gradients made before the fork.
+With ``CHILD_TORCH_MATH=1`` the child computes its gradients with torch (after the
+fork), else it gets gradients made before the fork.
 """
 import json
 import multiprocessing as mp

@@ -1,5 +1,6 @@
 """The numba backend runs where users run: a read-only install without a writable HOME,
 and the child of a fork after the parent has stepped."""
+import functools
 import json
 import os
 import shutil
@@ -43,28 +44,39 @@ def test_a_read_only_install_without_a_writable_home():
     assert json.loads(run.stdout.strip().splitlines()[-1]) == {"ok": True}
 
 
-# the fork-safe layer optforge picks: TBB where pip's tbb is installed (a dependency on
-# x86-64 Linux), else workqueue
-FORKSAFE = "tbb" if (Path(sys.prefix) / "lib" / "libtbb.so.12").is_file() else "workqueue"
+# the layer optforge picks: GNU OpenMP where torch runs on it (torch's own pool), else a
+# fork-safe one: TBB where pip's tbb is installed (a dependency on x86-64 Linux), else
+# workqueue
+HAS_TBB = (Path(sys.prefix) / "lib" / "libtbb.so.12").is_file()
 
 
-@pytest.mark.parametrize("layer", [None, "workqueue", "omp"])
+@functools.lru_cache(maxsize=None)
+def default_layer() -> str:
+    """Asked in a fresh process, as the tests' subprocesses will choose."""
+    on_gomp = subprocess.run(
+        [sys.executable, "-c", "import torch; from optforge.kernels.numba import jit; "
+         "print(jit._torch_uses_openmp())"], capture_output=True, text=True, check=True,
+        env=_env()).stdout.strip() == "True"
+    return "omp" if on_gomp else ("tbb" if HAS_TBB else "workqueue")
+
+
+LAYERS = [None, "workqueue", "omp"] + (["tbb"] if HAS_TBB else [])
+
+
+@pytest.mark.parametrize("layer", LAYERS)
 def test_a_forked_child_can_step(layer, tmp_path):
     """Before: the child was killed ("fork() called from a process already using GNU
-    OpenMP"). Default: optforge picks a fork-safe threading layer; with OpenMP forced,
-    the child runs serial twins of the kernels (the same bits)."""
-    extra = {"OPTFORGE_CACHE_DIR": str(tmp_path / "cache")}
-    if layer == "omp":  # torch itself hangs in such a child: gradients made before the fork
+    OpenMP"). Under OpenMP (the default where torch runs on it) the child runs serial
+    twins of the kernels (the same bits); the child does torch math, as a training
+    process does, with gradients made after the fork."""
+    extra = {"OPTFORGE_CACHE_DIR": str(tmp_path / "cache"), "CHILD_TORCH_MATH": "1"}
+    if layer:
         extra["NUMBA_THREADING_LAYER"] = layer
-    elif layer:
-        extra.update(NUMBA_THREADING_LAYER=layer, CHILD_TORCH_MATH="1")
-    else:  # the child does torch math, as a training process does
-        extra["CHILD_TORCH_MATH"] = "1"
     run = subprocess.run([sys.executable, str(HERE / "fork_worker.py")], capture_output=True,
                          text=True, check=False, timeout=600, env=_env(**extra))
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads(run.stdout)
-    assert report == {"exitcode": 0, "same": True, "layer": layer or FORKSAFE}, \
+    assert report == {"exitcode": 0, "same": True, "layer": layer or default_layer()}, \
         run.stderr[-3000:]
 
 
@@ -91,16 +103,16 @@ print(json.dumps({"layer": numba.threading_layer(),
 """
 
 
-@pytest.mark.parametrize("layer", [None, "workqueue"])
+@pytest.mark.parametrize("layer", [None, "workqueue"] + (["tbb"] if HAS_TBB else []))
 def test_two_threads_stepping_two_optimizers(layer, tmp_path):
-    """Concurrent steps give the sequential bits: TBB is thread-safe; workqueue (the
-    fallback without TBB, or the user's choice) is not, so optforge serialises its
-    launches under it."""
+    """Concurrent steps give the sequential bits: OpenMP and TBB are thread-safe;
+    workqueue (the fallback without either, or the user's choice) is not, so optforge
+    serialises its launches under it."""
     extra = {"OPTFORGE_CACHE_DIR": str(tmp_path / "cache")}
     if layer:
         extra["NUMBA_THREADING_LAYER"] = layer
     run = subprocess.run([sys.executable, "-c", THREADS], capture_output=True, text=True,
                          check=False, timeout=600, env=_env(**extra))
     assert run.returncode == 0, run.stderr[-3000:]
-    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"layer": layer or FORKSAFE,
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == {"layer": layer or default_layer(),
                                                                "same": True}

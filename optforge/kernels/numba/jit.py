@@ -7,22 +7,27 @@ shared cache settings, and processes that fork.
   Compiling without the disk cache then costs time once per process, not the backend.
   A ``NUMBA_CACHE_DIR`` that another user could write to is not used either: Numba's
   index is a pickle, and loading a planted one runs its code (``kernels/trust.py``).
-* ``run_parallel``: GNU OpenMP (Numba's default threading layer on Linux when TBB is
-  not installed, the common case) cannot be used in the child of a fork once the
-  parent has used it: the child is killed ("fork() called from a process already
-  using GNU OpenMP"), and torch ops in the child that enter the same libgomp hang.
-  So unless the user chose a layer (``NUMBA_THREADING_LAYER``), and if none is running
-  yet, optforge asks Numba for a fork-safe one ("forksafe": TBB when installed, else
-  workqueue). TBB is a dependency on x86-64 Linux: workqueue wakes its threads for
-  every launch (~0.2 ms: AdamW on one 1M tensor took 0.78 ms a step under it, 0.30 ms
-  under TBB, 0.22 ms under OpenMP). pip's tbb wheel puts ``libtbb.so.12`` in
+* ``run_parallel``: which of Numba's threading layers runs the kernels. Where torch
+  itself runs on GNU OpenMP (pip's Linux wheels), optforge asks Numba for OpenMP too,
+  unless the user chose a layer (``NUMBA_THREADING_LAYER``) or one is running already:
+  both then share torch's one libgomp thread pool. A second pool (TBB's) fights torch's
+  for the cores, because torch's OpenMP workers keep spinning after each torch op: on
+  the 2-core test machine an AdamW step right after a torch op took 6.5 ms under TBB
+  (10M parameters) and 4.9 ms under OpenMP, and a 1M step 0.30 ms vs 0.22 ms.
+  GNU OpenMP is not fork-safe: in the child of a fork whose parent used its pool, a
+  parallel region kills the process ("fork() called from a process already using GNU
+  OpenMP"). So each parallel kernel runs as a serial twin there: the same Python
+  function compiled with ``parallel=False`` (``prange`` is ``range``), the same blocks
+  in the same order, hence the same bits. Torch math in such a child works when torch
+  ran single-threaded in the parent (tests/kernels/test_where_users_run.py); with
+  torch's own pool in use, torch hangs in the child with or without optforge (its
+  OpenMP pool is the same libgomp), which TBB would not change.
+  Where torch does not use OpenMP, optforge asks for a fork-safe layer ("forksafe": TBB
+  when installed, else workqueue). pip's tbb wheel puts ``libtbb.so.12`` in
   ``<prefix>/lib``, where the dynamic loader does not look, so it is loaded by path
-  first (``_preload_tbb``). Workqueue is not thread-safe, so optforge's own launches
-  are serialised by a lock under it (a parallel kernel already uses every core).
-  Where GNU OpenMP runs anyway (chosen by the user, or started before optforge), each
-  parallel kernel in the child of a fork is replaced by a serial twin: the same Python
-  function compiled with ``parallel=False`` (``prange`` is ``range``), the same blocks in
-  the same order, hence the same bits.
+  first (``_preload_tbb``). Workqueue wakes its threads for every launch (~0.2 ms) and
+  is not thread-safe, so optforge's own launches are serialised by a lock under it (a
+  parallel kernel already uses every core).
 """
 from __future__ import annotations
 
@@ -92,11 +97,36 @@ def prepare() -> None:
     if _layer_chosen:
         return
     _layer_chosen = True
-    if parallel._is_initialized or "NUMBA_THREADING_LAYER" in os.environ:
-        return  # the user's choice, or a layer already running: keep it
+    if parallel._is_initialized:
+        return  # a layer already running: keep it
+    if "NUMBA_THREADING_LAYER" in os.environ:  # the user's choice: keep it, findable
+        if os.environ["NUMBA_THREADING_LAYER"].lower() in ("tbb", "safe", "forksafe",
+                                                            "threadsafe"):
+            _preload_tbb()
+        return
     if str(numba_config.THREADING_LAYER).lower() == "default":
-        _preload_tbb()
-        numba_config.THREADING_LAYER = "forksafe"
+        if _torch_uses_openmp():
+            numba_config.THREADING_LAYER = "omp"  # torch's own pool (module docstring)
+        else:
+            _preload_tbb()
+            numba_config.THREADING_LAYER = "forksafe"
+
+
+def _torch_uses_openmp() -> bool:
+    """True where torch's intra-op parallelism is GNU OpenMP (libgomp already loaded by
+    torch, so Numba's OpenMP layer joins the same runtime)."""
+    import torch
+    info = torch.__config__.parallel_info()
+    return "ATen parallel backend: OpenMP" in info and _libgomp_loaded()
+
+
+def _libgomp_loaded() -> bool:
+    """GNU OpenMP (not Intel's or LLVM's) is what this process has mapped."""
+    try:
+        with open("/proc/self/maps") as maps:
+            return any("libgomp" in line for line in maps)
+    except OSError:
+        return False
 
 
 def _preload_tbb() -> bool:
