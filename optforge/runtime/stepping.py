@@ -275,12 +275,12 @@ def commit_bucket(opt, b: Bucket, new_matrices: dict) -> None:
     """Only after the kernel succeeded: the step count and the matrix states (in the
     tensors the installed states hold: ``b.state_dicts`` shares them)."""
     steps = [d["step"] for d in b.state_dicts]
-    if len(steps) > 8:
-        # every one held b.step - 1 (the bucket's key): one foreach call instead of a
-        # fill_ per parameter (~0.7 us each); s + 1 rounds as b.step does, same bits
+    if len(steps) > 8 and not steps[0].is_cpu:
+        # every one held b.step - 1 (the bucket's key): one launch instead of one per
+        # parameter; s + 1 rounds as b.step does, same bits
         torch._foreach_add_(steps, 1)
-    else:
-        for t in steps:
+    else:  # on CPU a fill_ per parameter (~0.7 us) is twice as fast as _foreach_add_
+        for t in steps:  # (1.5 us a 0-d tensor: 200 tensors, torch 2.13)
             t.fill_(b.step)
     for name, values in new_matrices.items():
         for d, value in zip(b.state_dicts, values):
