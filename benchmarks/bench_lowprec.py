@@ -201,8 +201,9 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
     stem = args.out / f"lowprec-cpu{info['cpus']}-{slug}"
-    if rules != RULES or only != list(CASES):  # a partial run keeps the full one's files
-        part = re.sub(r"\W+", "-", "-".join(rules + only)).strip("-").lower()
+    chosen = (rules if rules != RULES else []) + (only if only != list(CASES) else [])
+    if chosen:  # a partial run keeps the full run's files
+        part = re.sub(r"\W+", "-", "-".join(chosen)).strip("-").lower()
         stem = stem.with_name(f"{stem.name}-{part}")
     data = {"machine": info, "bandwidth": probe, "results": results, "table": text}
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
