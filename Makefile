@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix bench-lowprec gpu-check clean
+.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix bench-lowprec convergence-lowprec gpu-check clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,9 @@ bench-matrix: $(STAMP)
 
 bench-lowprec: $(STAMP)
 	$(PY) benchmarks/bench_lowprec.py
+
+convergence-lowprec: $(STAMP)
+	$(PY) benchmarks/convergence_lowprec.py
 
 # On a lent NVIDIA GPU machine with torch and triton but no package index (docs/gpu.md):
 # installs optforge without dependencies, tests, tunes and benchmarks in ~8 minutes.

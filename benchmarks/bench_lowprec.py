@@ -16,7 +16,8 @@ GB/s is bytes / median step time, next to the probe's sustained in-place update 
 only what it read can reach; STREAM's copy and triad also pay write-allocate reads.
 
 Prints a table and writes benchmarks/results/lowprec-<machine>.json and .png.
-Usage: python benchmarks/bench_lowprec.py [--quick] [--sizes 1000,2500]
+Usage: python benchmarks/bench_lowprec.py [--quick] [--sizes 1000,2500] [--rules AdamW]
+       [--cases 50M] (one rule and case: a quick single measurement)
 """
 from __future__ import annotations
 
@@ -109,14 +110,20 @@ def time_case(rule: str, numels, repeats: int, warmup: int = 2) -> dict:
             "raw_ms": {k: [t * 1e3 for t in v] for k, v in times.items()}}
 
 
-def cases(quick: bool, sizes: list[int] | None):
+CASES = ("10M", "50M", "200 mixed")
+
+
+def cases(quick: bool, sizes: list[int] | None, only=CASES):
     if sizes:
         yield "custom", sizes
         return
-    yield "10M", [10_000_000]
-    if not quick:
+    if "10M" in only:
+        yield "10M", [10_000_000]
+    if "50M" in only and not quick:
         yield "50M", [50_000_000]
-    yield "200 mixed", [int(n) for n in np.random.default_rng(0).integers(1_000, 500_001, 200)]
+    if "200 mixed" in only:
+        yield "200 mixed", [int(n) for n in
+                            np.random.default_rng(0).integers(1_000, 500_001, 200)]
 
 
 def table(results, sustained: dict) -> str:
@@ -164,15 +171,22 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="skip 50M, fewer repeats")
     ap.add_argument("--sizes", help="comma-separated tensor sizes (a smoke run)")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--rules", default=",".join(RULES), help="comma-separated, of " + ",".join(RULES))
+    ap.add_argument("--cases", default=",".join(CASES),
+                    help="comma-separated, of " + ",".join(CASES))
     ap.add_argument("--probe-mib", type=int, default=512, help="bandwidth probe's largest array")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else None
+    rules, only = args.rules.split(","), args.cases.split(",")
+    unknown = sorted(set(rules) - set(RULES)) + sorted(set(only) - set(CASES))
+    if unknown:
+        ap.error(f"unknown rule or case {unknown}: rules {RULES}, cases {list(CASES)}")
     info = machine()
     probe = bandwidth.measure(args.probe_mib, 3 if (args.quick or sizes) else 7)
     results = []
-    for rule in RULES:
-        for case, numels in cases(args.quick, sizes):
+    for rule in rules:
+        for case, numels in cases(args.quick, sizes, only):
             repeats = args.repeats or (3 if sizes else 5 if args.quick else 9)
             r = time_case(rule, numels, repeats)
             r.update(case=case, repeats=repeats)
@@ -187,6 +201,10 @@ def main(argv=None):
     args.out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
     stem = args.out / f"lowprec-cpu{info['cpus']}-{slug}"
+    chosen = (rules if rules != RULES else []) + (only if only != list(CASES) else [])
+    if chosen:  # a partial run keeps the full run's files
+        part = re.sub(r"\W+", "-", "-".join(chosen)).strip("-").lower()
+        stem = stem.with_name(f"{stem.name}-{part}")
     data = {"machine": info, "bandwidth": probe, "results": results, "table": text}
     stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
     plot(data, stem.with_suffix(".png"))

@@ -18,8 +18,9 @@ float32 bits of ``y = x / absmax``: ``KEY`` (below) maps ``y`` monotonically to 
 ``2 * WIDTH + 1`` buckets (sign, exponent and the top 7 mantissa bits), a table gives
 a lower bound of the codes in that bucket, and ``fixups`` branch-free steps ``c +=
 mid[c] < y`` finish it (each step adds one exactly while ``c`` is below the answer,
-because the midpoints are sorted). Two gathers and two compares per value, all integer
-and float32 operations every backend has, and the same answer as the search.
+because the midpoints are sorted). Two table reads and two compares per value, all integer
+and float32 operations every backend has, and the same answer as the search (the numba
+kernel packs both reads into one: quant_packed.py).
 """
 from __future__ import annotations
 

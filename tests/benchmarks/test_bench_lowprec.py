@@ -42,3 +42,13 @@ def test_a_tiny_run_writes_every_variant(bench, tmp_path):
                                               "8-bit states": 2 + 8 / 256,
                                               "bf16 params+8-bit states": 2 + 8 / 256}
     assert data["bandwidth"]["sustained_gb_per_s"]["update"] > 0
+
+
+def test_one_rule_writes_beside_the_full_run(bench, tmp_path):
+    stem = bench.main(["--sizes", "1000", "--repeats", "1", "--probe-mib", "1",
+                       "--rules", "Lion", "--out", str(tmp_path)])
+    assert stem.name.endswith("-lion")
+    data = json.loads(stem.with_suffix(".json").read_text())
+    assert [r["rule"] for r in data["results"]] == ["Lion"]
+    with pytest.raises(SystemExit):
+        bench.main(["--rules", "Adam"])  # unknown: refused before anything is timed

@@ -6,8 +6,8 @@
 * per quantization block: ``sc_m``, the old scale;
 * load: ``v_m = MAP[a_m[i]] * sc_m`` (float32, as the torch reference dequantizes);
 * store: ``w_m[i2] = float32(new value)``; after the block, its absmax becomes the new
-  scale and every value is requantized (``q8_code`` of value / absmax, or of value / 1
-  for a block of zeros, as kernels/quantized.py divides).
+  scale and every value is requantized (``q8_code_packed`` of value / absmax, or of
+  value / 1 for a block of zeros, as kernels/quantized.py divides).
 """
 from __future__ import annotations
 
@@ -102,8 +102,8 @@ def _requantize(name: str, signed: bool) -> list[str]:
     """After a block's update: its new scale, the absmax, found as the largest magnitude
     bit pattern (non-negative floats order as their bits: an integer max, which LLVM
     vectorizes where a float compare-and-select under strict IEEE is not), then its codes
-    (``value / absmax``, ``/ 1`` for a block of zeros, as kernels/quantized.py divides),
-    through the ``c_`` row."""
+    (``value / absmax``, ``/ 1`` for a block of zeros, as kernels/quantized.py divides;
+    one packed-table read per value, compiler/quant_packed.py), through the ``c_`` row."""
     table, indent = _TABLES[signed], " " * 12
     return [f"{indent}bits_{name} = np.int32(0)",
             f"{indent}for i2 in range(qn):",
@@ -114,7 +114,7 @@ def _requantize(name: str, signed: bool) -> list[str]:
             f"{indent}d_{name} = amax_{name} if amax_{name} > np.float32(0.0) "
             "else np.float32(1.0)",
             f"{indent}for i2 in range(qn):",
-            f"{indent}    c_{name}[i2] = q8_code(w_{name}[i2] / d_{name}, MID_{table}, "
-            f"TAB_{table})",
+            f"{indent}    c_{name}[i2] = q8_code_packed(w_{name}[i2] / d_{name}, "
+            f"PACKED_{table})",
             f"{indent}for i2 in range(qn):",
             f"{indent}    a_{name}[q0 + i2] = c_{name}[i2]"]

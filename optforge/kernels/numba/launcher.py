@@ -61,13 +61,15 @@ BLOCK = 1 << 16
 PARALLEL_MIN = 1 << 18
 _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64",
                 torch.bfloat16: "bfloat16", torch.float16: "float16"}
-_HELPERS = Path(__file__).with_name("helpers.py")
+# the modules generated kernels import device functions from (inlined into the kernels)
+_HELPERS = tuple(Path(__file__).with_name(name)
+                 for name in ("helpers.py", "philox.py", "quant_helpers.py"))
 _RAW_TYPES = (torch.Tensor, torch.nn.Parameter)  # raw memory, no call to is_raw needed
 
 
 def helpers_digest() -> str:
     """Numba's cache does not see changes in imported helpers: the module name must."""
-    return hashlib.sha256(_HELPERS.read_bytes()).hexdigest()[:16]
+    return hashlib.sha256(b"".join(path.read_bytes() for path in _HELPERS)).hexdigest()[:16]
 
 
 def kernel_module(plan: KernelPlan, param_dtype: str, loaded: dict):

@@ -99,10 +99,13 @@ def f32_to_bf16_sr(x, noise):
     zero low bits and never carry; a finite value may round up to inf only from within
     one bfloat16 step of the largest finite value, with the probability that keeps the
     mean (as the GPU backends do)."""
-    b = np.float32(x).view(np.uint32)
-    if (b & np.uint32(0x7FFFFFFF)) > np.uint32(0x7F800000):
-        return np.uint16(0x7FC0)
-    return np.uint16((np.uint64(b) + np.uint64(noise)) >> np.uint64(16))
+    f = np.float32(x)
+    b = f.view(np.uint32)
+    # in 32 bits: b + noise < 2**32 for every non-NaN b (at most 0xFF800000, -inf) and
+    # noise < 2**16 (16 bits), so nothing is lost, and the loop vectorizes 16 lanes wide
+    # rather than 8 of uint64; the NaN test is a float compare selecting the result
+    rounded = np.uint16((b + np.uint32(noise)) >> np.uint32(16))
+    return np.uint16(0x7FC0) if f != f else rounded
 
 
 @njit
