@@ -54,7 +54,8 @@ def bf16_to_f32(bits):
 
 @njit
 def f32_to_bf16(x):
-    """float32 -> bfloat16 bits, round-to-nearest-even; NaN -> 0x7FC0, a quiet NaN (torch 2.13 on CPU gives 0xFFFF for NaN; the backends agree with each other on 0x7FC0).
+    """float32 -> bfloat16 bits, round-to-nearest-even; NaN -> 0x7FC0, a quiet NaN (torch
+    2.13 on CPU writes 0xFFFF for NaN; optforge's backends agree with each other on 0x7FC0).
 
     Branch-free as LLVM vectorizes it: both results are computed and the NaN test (a float
     ``f != f``: one unordered compare, where testing the bits took a mask and an integer
