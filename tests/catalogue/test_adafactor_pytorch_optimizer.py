@@ -27,7 +27,7 @@ from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET first
 
 import optforge
 from optforge.runtime.backends import BACKENDS
-from tests.catalogue.po_reference import TOL, config_id
+from tests.catalogue.po_reference import TOL, check_round_trip, config_id
 from tests.conftest import SHAPES, norm_rel, run_side_by_side
 
 po = pytest.importorskip("pytorch_optimizer")
@@ -145,6 +145,12 @@ def test_bf16_momentum_on_triton(kw, shape):
     if DEVICE.type != "cpu":
         pytest.skip("run_side_by_side steps CPU tensors (the interpreter's case)")
     test_bf16_momentum_matches_theirs_to_a_bfloat16_step(kw, shape, "triton")
+
+
+@pytest.mark.parametrize("kw", [CONFIGS[5], BF16[1]], ids=config_id)
+def test_state_dict_round_trip_is_bitwise(kw, backend):
+    # the AMS maximum and the bfloat16 momentum are saved and restored as they are
+    check_round_trip("AdafactorOriginal", ours_kw(kw), backend)
 
 
 def test_three_dimensions_are_refused_before_anything_moves():
