@@ -10,11 +10,8 @@ calls ``variance`` (checkpoints are translated both ways). Like torch, the step 
 ``min(lr, 1/sqrt(t))`` times the parameter's RMS (at least ``eps[1]``), and the update is
 divided by ``max(1, RMS(update) / d)``.
 
-``AdafactorOriginal`` is the paper's own options as HF transformers computes them: the
-relative step ``min(1e-2, 1/sqrt(t))`` (or ``1e-6 t`` warming up) scaled by the RMS of
-the parameter, ``eps[0]`` added to g^2 before averaging, the update divided by
-``max(1, RMS / clip_threshold)``, an optional first moment ``beta1`` and weight decay
-scaled by the step size; its moments are ``exp_avg_sq_row`` / ``exp_avg_sq_col``.
+``AdafactorOriginal`` (adafactor_original.py) is the paper's own options as HF
+transformers and pytorch-optimizer compute them.
 
 Parameters with more than 2 dimensions are refused: torch (and the original Adafactor)
 factor their last two dimensions once per index of the leading ones, while optforge's
@@ -56,45 +53,3 @@ class Adafactor(FactoredOptimizer, CatalogueOptimizer):
     rule = adafactor
     source = ("Shazeer & Stern (2018), arXiv:1804.04235; Zhai et al. (2022), "
               "arXiv:2106.04560; torch.optim.Adafactor")
-
-
-def adafactor_original(lr=None, eps=(1e-30, 1e-3), clip_threshold=1.0, decay_rate=-0.8,
-                       beta1=None, weight_decay=0.0, scale_parameter=True, relative_step=True,
-                       warmup_init=False):
-    # HF's refusals (a manual lr with relative_step, warmup_init without it, no lr at
-    # all) are AdafactorOriginal's checks; every variant of the rule itself is defined
-    p, g, t = param(), grad(), step()
-    eps1, eps2 = eps
-    if relative_step or lr is None:  # Shazeer & Stern's relative step size
-        lr = minimum(1e-6 * t if warmup_init else 1e-2, 1 / sqrt(t))
-    if scale_parameter:
-        lr = lr * maximum(eps2, norm(p) / sqrt(numel()))
-    keep = 1 - t**decay_rate  # HF's beta2t: row * beta2t + mean * (1 - beta2t)
-    g2 = g * g + eps1
-    row = state("exp_avg_sq_row", scope="row") * keep + mean(g2, over="row") * (1 - keep)
-    col = state("exp_avg_sq_col", scope="col") * keep + mean(g2, over="col") * (1 - keep)
-    u = where(ndim() > 1, rsqrt(row / mean(row)) * rsqrt(col), rsqrt(row)) * g
-    u = lr * u / maximum(norm(u) / sqrt(numel()) / clip_threshold, 1)
-    new = {"exp_avg_sq_row": row, "exp_avg_sq_col": col}
-    if beta1 is not None:  # optional first moment of the (clipped, scaled) update
-        u = new["exp_avg"] = beta1 * state("exp_avg") + (1 - beta1) * u
-    return Rule(p - weight_decay * lr * p - u, **new)
-
-
-class AdafactorOriginal(FactoredOptimizer, CatalogueOptimizer):
-    """The original Adafactor's options (relative step, update clipping, optional
-    momentum, warmup) as HF transformers computes them."""
-
-    rule = adafactor_original
-
-    def check_group(self, group: dict, where: str) -> None:
-        relative, lr = group.get("relative_step", True), group.get("lr")
-        if relative and lr is not None:
-            raise ValueError("Cannot combine manual `lr` and `relative_step=True` options")
-        if group.get("warmup_init") and not relative:
-            raise ValueError("`warmup_init=True` requires `relative_step=True`")
-        if not relative and lr is None:
-            raise ValueError("`relative_step=False` needs an `lr`")
-        super().check_group(group, where)
-    source = ("Shazeer & Stern (2018), arXiv:1804.04235; the formula of HF transformers' "
-              "Adafactor (transformers.optimization.Adafactor)")

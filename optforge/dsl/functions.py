@@ -118,7 +118,24 @@ def where(cond, a, b):
         raise DSLError(f"rule {_current_rule_name()!r}: where() condition {cond!r} is not a "
                        "comparison (write e.g. where(g > 0, a, b))")
     a, b = _expr(a, "where", "a"), _expr(b, "where", "b")
-    result = sp.Piecewise((a, cond), (b, True))
+    result = sp.Piecewise((a, _without_inner_where(cond)), (b, True))
     # SymPy folds a where() inside a comparison into an if-then-else boolean (ITE),
     # which no printer supports: spell it with &, | and ~.
     return result.replace(ITE, lambda c, x, y: Or(And(c, x), And(Not(c), y)))
+
+
+def _without_inner_where(cond):
+    """``cond`` with the where()s inside it spelled with &, | and ~. SymPy would fold
+    them into an if-then-else boolean itself, and fails with a KeyError when an inner
+    condition has no symbol (``u * g > 0`` with ``u`` from ``where(ndim() > 1, ...)``:
+    a cautious mask of Adafactor's update)."""
+    if not cond.has(sp.Piecewise):
+        return cond
+    folded = sp.piecewise_fold(cond)
+    if not isinstance(folded, sp.Piecewise):
+        return folded
+    taken, result = sp.true, sp.false  # taken: no earlier branch's condition held
+    for value, branch in folded.args:
+        result = Or(result, And(taken, branch, _without_inner_where(value)))
+        taken = And(taken, Not(branch))
+    return result

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from optforge import Optimizer
-from optforge.dsl import DSLError, Rule, RuleSpec, eq, grad, ne, param, state, step, where
+from optforge.dsl import DSLError, Rule, RuleSpec, eq, grad, ndim, ne, param, state, step, where
 
 
 def first_visit(lr=0.1, d0=1.0):
@@ -59,3 +59,27 @@ def test_python_operations_on_expressions_are_refused_with_the_fix(body, message
     with pytest.raises(DSLError, match="rule 'rule'") as info:
         RuleSpec(_rule(body)).build()
     assert message in str(info.value)
+
+
+def shape_dependent_mask(lr=0.1):
+    """A condition over a where() on ndim(), as a cautious mask of Adafactor's update:
+    it raised KeyError('pop from an empty set') inside SymPy while the rule was built."""
+    p, g = param(), grad()
+    direction = where(ndim() > 1, 2 * g, -g)
+    return Rule(p - lr * where(direction * p > 0, g, -0.5 * g))
+
+
+@pytest.mark.parametrize("shape", [(7, 13), (33,)], ids=str)
+def test_a_where_inside_a_condition_on_every_backend(shape, backend):
+    gen = torch.Generator().manual_seed(0)
+    p = torch.nn.Parameter(torch.randn(shape, generator=gen))
+    ref = p.detach().double().clone()
+    opt = Optimizer([p], shape_dependent_mask, backend=backend)
+    for _ in range(3):
+        g = torch.randn(shape, generator=gen)
+        p.grad = g
+        opt.step()
+        g = g.double()
+        direction = 2 * g if len(shape) > 1 else -g
+        ref = ref - 0.1 * torch.where(direction * ref > 0, g, -0.5 * g)
+    assert torch.allclose(p.detach().double(), ref, rtol=0, atol=1e-6)
