@@ -74,6 +74,21 @@ class Scopes(ScopeUse):
                 out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
         return [indent + line for line in out]
 
+    def flat_lines(self, indent: str) -> list[str]:
+        """Row and column values for element i of a block of rows of one element (row
+        ``lo + i``, column 0): everything ``segment_lines`` and ``element_lines`` give."""
+        out = ["r = lo + i"]
+        for s in self.order:
+            kind = self.kind[s]
+            if kind == ResultKind.SCALAR:
+                continue
+            if isinstance(s, ReduceResult):
+                if not self.result(s).from_shape:
+                    out.append(f"{s.name} = rv_{s.name}[{'r' if kind == ResultKind.ROW else 0}]")
+            else:
+                out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
+        return [indent + line for line in out]
+
     def element_lines(self, indent: str) -> list[str]:
         """Column (and row x column) values for element ``i`` of the segment."""
         out = []

@@ -46,6 +46,13 @@ def finish_rows(out_seg, seg_base, first_block, shapes, row_off, block, is_max):
     res = np.empty((out_seg.shape[0], row_off[-1]), out_seg.dtype)
     for j in prange(shapes.shape[0]):
         rows, length, fb = shapes[j, 1], shapes[j, 2], first_block[j]
+        if length == 1:
+            # rows of one element (1-D tensors): the kernel wrote each row's finished
+            # value (its only segment), the tensor's segments consecutive from its first
+            o, first = row_off[j], seg_base[fb]
+            for q in range(out_seg.shape[0]):
+                res[q, o:o + rows] = out_seg[q, first:first + rows]
+            continue
         for r in range(rows):
             for q in range(out_seg.shape[0]):
                 acc = out_seg.dtype.type(-np.inf) if is_max[q] else out_seg.dtype.type(0.0)
