@@ -65,6 +65,13 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
+    def flat_printer(self, e) -> str:
+        """``e`` printed for an element of a block of rows of one: its row and column
+        values written out where they are used (``Scopes.flat_values``), so that a
+        branch not taken computes none of them (AdamP's per-row projection of a 1-D
+        tensor would be one ``pow`` per element)."""
+        return self.pr.doprint(e.xreplace(self.scopes.flat_values))
+
     def head(self, name: str, args: str) -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
@@ -117,9 +124,10 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
     def body(indent, flat=False):
         inner = indent + "    "
         scopes = k.scopes.flat_lines(inner) if flat else k.scopes.element_lines(inner)
+        show = k.flat_printer if flat else k.pr.doprint
         lines = [*scopes, *k.loads(plan.loads, inner)]
-        lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        lines += [inner + k.pr.store(r.name, k.dtypes[r.name], k.pr.doprint(e),
+        lines += [f"{inner}{s.name} = {show(e)}" for s, e in plan.temps]
+        lines += [inner + k.pr.store(r.name, k.dtypes[r.name], show(e),
                                      rounding=rounding[r.name]) for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
@@ -160,17 +168,18 @@ class _LanedBody:
                 flat: bool = False) -> list[str]:
         k, g = self.k, self.g
         scopes = k.scopes.flat_lines(inner) if flat else k.scopes.element_lines(inner)
+        show = k.flat_printer if flat else k.pr.doprint
         out = [*scopes, *k.loads(self.stage.loads, inner)]
-        out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in self.stage.temps]
+        out += [f"{inner}{s.name} = {show(e)}" for s, e in self.stage.temps]
         targets = [(r, f"t{q}[{lane}]") for q, r in enumerate(g.tensor)]
         if not flat:
             targets += [(r, f"u{q}" if short else f"w{q}[{lane}]") for q, r in enumerate(g.row)]
         targets += [(r, f"c{q}[{lane}]" if flat else f"out_col[{q}, cb + i]")
                     for q, r in enumerate(g.col)]
         for r, target in targets:
-            out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, target, "x")]
+            out += [f"{inner}x = {_value(k, r, show)}", inner + _accumulate(r.op, target, "x")]
         if flat:  # a row of one element: its row's value, from the identity as a row's is
-            out += [f"{inner}out_seg[{q}, seg + i] = {_first(r.op, k.f, _value(k, r))}"
+            out += [f"{inner}out_seg[{q}, seg + i] = {_first(r.op, k.f, _value(k, r, show))}"
                     for q, r in enumerate(g.row)]
         return out
 
@@ -218,12 +227,14 @@ class _LanedBody:
                       *self.lanes(indent + "    "), f"{indent}seg += 1"]
 
 
-def _value(k: _Kernel, r: ReduceOp) -> str:
-    """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf)."""
+def _value(k: _Kernel, r: ReduceOp, show=None) -> str:
+    """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf);
+    ``show`` prints expressions (``k.flat_printer`` in a block of rows of one)."""
+    show = show or k.pr.doprint
     if r.op == ReduceKind.NONFINITE:
-        x = k.pr.doprint(r.expr)
+        x = show(r.expr)
         return f"({k.f}(0.0) if ({x} - {x}) == {k.f}(0.0) else {k.f}(1.0))"
-    return k.pr.doprint(r.expr)
+    return show(r.expr)
 
 
 # Calls LLVM cannot vectorize without a vector math library; with one of them in the
