@@ -107,6 +107,7 @@ class Layout:
         # one, so its row results are read there (finish_rows leaves them out: no copy)
         self.flat_first = [int(self.seg_base[self.first_block[j]]) if length[j] == 1
                            else None for j in range(len(shapes))]
+        self.all_flat = all(first is not None for first in self.flat_first)
         self.col_res_off = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
         wide = length >= block
         self.col_parts = np.where(wide, rows, per).astype(np.int64)

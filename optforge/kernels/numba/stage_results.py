@@ -80,7 +80,8 @@ class StageResults:
         segments = torch.from_numpy(out_seg)
         rows = torch.from_numpy(run_parallel(
             finish_rows, out_seg, layout.seg_base, layout.first_block, layout.shapes,
-            layout.row_off, layout.block, is_max["row"])) if groups["row"] else None
+            layout.row_off, layout.block, is_max["row"])) \
+            if groups["row"] and not layout.all_flat else None
         cols = torch.from_numpy(run_parallel(
             finish_cols, out_col, layout.col_off, layout.col_parts, layout.shapes,
             layout.col_res_off, is_max["col"])) if groups["col"] else None
