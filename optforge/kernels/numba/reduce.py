@@ -48,7 +48,7 @@ def finish_rows(out_seg, seg_base, first_block, shapes, row_off, block, is_max):
     for j in prange(shapes.shape[0]):
         rows, length, fb = shapes[j, 1], shapes[j, 2], first_block[j]
         if length == 1:
-            continue  # rows of one element: their values are the segments (Layout.flat)
+            continue  # rows of one element: their values are the segments (Layout.flat_first)
         for r in range(rows):
             for q in range(out_seg.shape[0]):
                 acc = out_seg.dtype.type(-np.inf) if is_max[q] else out_seg.dtype.type(0.0)
