@@ -5,16 +5,22 @@ runtime, in three places of the step (runtime/reduce_stage.py, runtime/stepping.
 
 * ``read`` (before the reduce stages): each parameter's current values become the first
   entries of its finished results, in the compute dtype and shaped to broadcast against
-  it, copied (a later bucket's commit must not change what an earlier one read). A
-  "group" state is one value for the group: it is read from the first stepped parameter
-  that already holds it (a parameter stepping for the first time joins the group's
-  value), an "optimizer" state likewise over every group;
+  it. A "group" state is one value for the group: it is read from the first stepped
+  parameter that already holds it (a parameter stepping for the first time joins the
+  group's value), an "optimizer" state likewise over every group; such a value is
+  copied (an earlier bucket's commit must not change what a later bucket's kernels
+  read). A parameter's own tensor, row or column state is read in place: only its own
+  bucket's commit writes it, after that bucket's kernels ran (a copy was a pass over a
+  1-D parameter's row state, one value per element, every step); a differentiable step
+  copies it too (autograd may hold it);
 * ``compute`` (after the reduce stages, before anything is written): the new values, from
   the finished results by the generated function of compiler/printers/scoped.py;
 * ``commit`` (after a bucket's kernels succeeded): stored into ``optimizer.state``; each
   parameter of a group holds the group's value. A skipped or failed step stores nothing.
 """
 from __future__ import annotations
+
+import torch
 
 from ..compiler.printers.scoped import scoped_source
 from ..kernels.cache import load_module
@@ -80,6 +86,9 @@ def _shared_sources(opt, works) -> dict:
 def read(opt, works) -> None:
     """Start each parameter's finished results with its scoped states' current values."""
     sources = _shared_sources(opt, works)
+    # a differentiable step (autograd on) keeps its own copy: the graph may hold the value
+    # the commit overwrites in place
+    recorded = torch.is_grad_enabled()
     for work in works:
         loads = work.compiled.plan.scoped_loads
         if not loads or work.skipped:
@@ -94,9 +103,11 @@ def read(opt, works) -> None:
                 values = []
                 for r in loads:
                     name, owner, at = str(r.expr), work, p
-                    if r.scope == "group":
+                    shared = r.scope == "group"
+                    if shared:
                         owner, at, _ = sources[_source_key(work, r)]
-                    value = _current(opt, owner, at, name)[0].to(dtype=cdt, copy=True)
+                    value = _current(opt, owner, at, name)[0].to(dtype=cdt,
+                                                                  copy=shared or recorded)
                     shaped = value.reshape(()) if r.scope in ("tensor", "group") else \
                         _broadcastable(value.reshape(-1), r.scope, p)
                     values.append(shaped)

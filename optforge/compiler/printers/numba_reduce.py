@@ -36,6 +36,13 @@ def _accumulate(op: str, target: str, value: str) -> str:
     return f"{target} += {value}"
 
 
+def _first(op: str, f: str, value: str) -> str:
+    """The identity combined with one value: a row of one element's finished value, the
+    same bits as accumulating it (0.0 + -0.0 is 0.0)."""
+    return f"fmax({_identity(op, f)}, {value})" if op == "max" else \
+        f"{_identity(op, f)} + {value}"
+
+
 def _fold(op: str, acc: str, lanes: int = LANES) -> str:
     """A fixed pairwise tree over the lanes: ((a0 + a1) + (a2 + a3)) + ..."""
     terms = [f"{acc}[{k}]" for k in range(lanes)]
@@ -58,6 +65,13 @@ class _Kernel:
         self.slots = list(self.dtypes)
         self.scopes = Scopes(plan, self.pr, self.f, exprs)
 
+    def flat_printer(self, e) -> str:
+        """``e`` printed for an element of a block of rows of one: its row and column
+        values written out where they are used (``Scopes.flat_values``), so that a
+        branch not taken computes none of them (AdamP's per-row projection of a 1-D
+        tensor would be one ``pow`` per element)."""
+        return self.pr.doprint(e.xreplace(self.scopes.flat_values))
+
     def head(self, name: str, args: str) -> list[str]:
         scalars = [f"    {s.name} = {self.f}(scalars[{k}])"
                    for k, s in enumerate(self.plan.scalar_args)]
@@ -79,18 +93,26 @@ class _Kernel:
     def loads(self, loads, indent: str) -> list[str]:
         return [f"{indent}{self.pr.load(r.name, self.dtypes[r.name])}" for r in loads]
 
-    def runs(self, refs, body_at, per_row: bool) -> list[str]:
+    def runs(self, refs, body_at, per_row: bool, flat_at=None) -> list[str]:
         """The block's runs: one (``s = 0, m = n``), or one per row segment; in each,
-        ``a_x`` is the run's slice of tensor x, starting at index 0 (vectorizes)."""
+        ``a_x`` is the run's slice of tensor x, starting at index 0 (vectorizes).
+
+        With rows, a tensor whose rows hold one element (a 1-D bias or norm weight: its
+        ``(shape[0], -1)`` view has one column) is one run too, printed by ``flat_at``:
+        its element i is row ``lo + i`` and column 0, so row values are read per element
+        and no loop turns per row (a segment per element cost 10-30x the step)."""
         views = [I2 + line for line in self.views(refs)]
+        whole = ["s = 0", "m = n", *[f"a_{r.name} = A_{r.name}" for r in refs]]
         if not per_row:
-            return [*views, f"{I2}s = 0", f"{I2}m = n",
-                    *[f"{I2}a_{r.name} = A_{r.name}" for r in refs], *body_at(I2)]
-        return [*views, f"{I2}L = shapes[j, 2]", f"{I2}s = 0", f"{I2}r = lo // L",
-                f"{I2}while s < n:", f"{I3}e = min(n, (r + 1) * L - lo)", f"{I3}m = e - s",
-                f"{I3}c0 = lo + s - r * L", *self.scopes.segment_lines(I3),
-                *[f"{I3}a_{r.name} = A_{r.name}[s:e]" for r in refs], *body_at(I3),
-                f"{I3}s = e", f"{I3}r += 1"]
+            return [*views, *[I2 + line for line in whole], *body_at(I2)]
+        i4 = I3 + "    "
+        return [*views, f"{I2}L = shapes[j, 2]", f"{I2}if L == 1:",
+                *[I3 + line for line in whole], *flat_at(I3), f"{I2}else:",
+                f"{I3}s = 0", f"{I3}r = lo // L",
+                f"{I3}while s < n:", f"{i4}e = min(n, (r + 1) * L - lo)", f"{i4}m = e - s",
+                f"{i4}c0 = lo + s - r * L", *self.scopes.segment_lines(i4),
+                *[f"{i4}a_{r.name} = A_{r.name}[s:e]" for r in refs], *body_at(i4),
+                f"{i4}s = e", f"{i4}r += 1"]
 
 
 def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
@@ -99,16 +121,18 @@ def _elementwise(plan: KernelPlan, param_dtype: str) -> list[str]:
     touched = [refs[n] for n in k.slots if n in refs]
     rounding = roundings(plan, k.dtypes)
 
-    def body(indent):
+    def body(indent, flat=False):
         inner = indent + "    "
-        lines = [*k.scopes.element_lines(inner), *k.loads(plan.loads, inner)]
-        lines += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in plan.temps]
-        lines += [inner + k.pr.store(r.name, k.dtypes[r.name], k.pr.doprint(e),
+        scopes = k.scopes.flat_lines(inner) if flat else k.scopes.element_lines(inner)
+        show = k.flat_printer if flat else k.pr.doprint
+        lines = [*scopes, *k.loads(plan.loads, inner)]
+        lines += [f"{inner}{s.name} = {show(e)}" for s, e in plan.temps]
+        lines += [inner + k.pr.store(r.name, k.dtypes[r.name], show(e),
                                      rounding=rounding[r.name]) for r, e in plan.stores]
         return [f"{indent}for i in range(m):", *lines]
 
     return (k.head(kernel_name(plan, param_dtype), "") + noise_lines(plan, rounding, I2)
-            + k.runs(touched, body, k.scopes.per_row))
+            + k.runs(touched, body, k.scopes.per_row, lambda indent: body(indent, True)))
 
 
 def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
@@ -126,7 +150,8 @@ def _reduce(plan: KernelPlan, param_dtype: str, index: int) -> list[str]:
     lines += [f"{I2}w{q} = np.empty(LANES, {k.f})" for q in range(len(groups.row))]
     if groups.row:
         lines.append(f"{I2}seg = seg_base[b]")
-    lines += k.runs(stage.loads, _LanedBody(k, stage, groups).body, per_row)
+    laned = _LanedBody(k, stage, groups)
+    lines += k.runs(stage.loads, laned.body, per_row, laned.flat)
     return lines + [f"{I2}out_t[{q}, b] = {_fold(r.op, f't{q}')}"
                     for q, r in enumerate(groups.tensor)]
 
@@ -139,16 +164,39 @@ class _LanedBody:
     def __init__(self, k: _Kernel, stage, groups: PartialGroups):
         self.k, self.stage, self.g = k, stage, groups
 
-    def element(self, inner: str, lane: str, short: bool = False) -> list[str]:
+    def element(self, inner: str, lane: str, short: bool = False,
+                flat: bool = False) -> list[str]:
         k, g = self.k, self.g
-        out = [*k.scopes.element_lines(inner), *k.loads(self.stage.loads, inner)]
-        out += [f"{inner}{s.name} = {k.pr.doprint(e)}" for s, e in self.stage.temps]
+        scopes = k.scopes.flat_lines(inner) if flat else k.scopes.element_lines(inner)
+        show = k.flat_printer if flat else k.pr.doprint
+        out = [*scopes, *k.loads(self.stage.loads, inner)]
+        out += [f"{inner}{s.name} = {show(e)}" for s, e in self.stage.temps]
         targets = [(r, f"t{q}[{lane}]") for q, r in enumerate(g.tensor)]
-        targets += [(r, f"u{q}" if short else f"w{q}[{lane}]") for q, r in enumerate(g.row)]
-        targets += [(r, f"out_col[{q}, cb + i]") for q, r in enumerate(g.col)]
+        if not flat:
+            targets += [(r, f"u{q}" if short else f"w{q}[{lane}]") for q, r in enumerate(g.row)]
+        targets += [(r, f"c{q}[{lane}]" if flat else f"out_col[{q}, cb + i]")
+                    for q, r in enumerate(g.col)]
         for r, target in targets:
-            out += [f"{inner}x = {_value(k, r)}", inner + _accumulate(r.op, target, "x")]
+            out += [f"{inner}x = {_value(k, r, show)}", inner + _accumulate(r.op, target, "x")]
+        if flat:  # a row of one element: its row's value, from the identity as a row's is
+            out += [f"{inner}out_seg[{q}, seg + i] = {_first(r.op, k.f, _value(k, r, show))}"
+                    for q, r in enumerate(g.row)]
         return out
+
+    def flat(self, indent: str) -> list[str]:
+        """A block of rows of one element (see ``_Kernel.runs``): element i is row segment
+        ``seg + i``, written as its row's partial; tensor values accumulate in lane
+        i % LANES, the block's one column in lanes too, folded into its partial."""
+        inner, f = indent + "        ", self.k.f
+        out = [f"{indent}c{q} = np.full(LANES, {_identity(r.op, f)}, {f})"
+               for q, r in enumerate(self.g.col)]
+        out += [f"{indent}nf = m - m % LANES", f"{indent}for i0 in range(0, nf, LANES):",
+                f"{indent}    for q in range(LANES):", f"{inner}i = i0 + q",
+                *self.element(inner, "q", flat=True), f"{indent}for i in range(nf, m):",
+                f"{indent}    q = i - nf", *self.element(indent + "    ", "q", flat=True)]
+        return out + [indent + _accumulate(r.op, f"out_col[{q}, col_base[b, 0]]",
+                                           _fold(r.op, f"c{q}"))
+                      for q, r in enumerate(self.g.col)]
 
     def lanes(self, indent: str) -> list[str]:
         inner, rows, f = indent + "        ", self.g.row, self.k.f
@@ -179,12 +227,14 @@ class _LanedBody:
                       *self.lanes(indent + "    "), f"{indent}seg += 1"]
 
 
-def _value(k: _Kernel, r: ReduceOp) -> str:
-    """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf)."""
+def _value(k: _Kernel, r: ReduceOp, show=None) -> str:
+    """The per-element value a reduction accumulates (nonfinite: 1 where x is NaN/Inf);
+    ``show`` prints expressions (``k.flat_printer`` in a block of rows of one)."""
+    show = show or k.pr.doprint
     if r.op == ReduceKind.NONFINITE:
-        x = k.pr.doprint(r.expr)
+        x = show(r.expr)
         return f"({k.f}(0.0) if ({x} - {x}) == {k.f}(0.0) else {k.f}(1.0))"
-    return k.pr.doprint(r.expr)
+    return show(r.expr)
 
 
 # Calls LLVM cannot vectorize without a vector math library; with one of them in the

@@ -12,6 +12,8 @@ results.
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 from ..abi import result_layout
 from ..plan import KernelPlan, ReduceKind, ReduceResult, ResultKind, Scope, ScopeTemp
 from ..scope_use import ScopeUse
@@ -73,6 +75,28 @@ class Scopes(ScopeUse):
             elif isinstance(s, ScopeTemp) and kind == ResultKind.ROW:
                 out.append(f"{s.name} = {self.pr.doprint(self.value(s))}")
         return [indent + line for line in out]
+
+    def flat_lines(self, indent: str) -> list[str]:
+        """Row and column results for element i of a block of rows of one element (row
+        ``lo + i``, column 0); the values computed from them are ``flat_values``."""
+        out = ["r = lo + i"]
+        for s in self.order:
+            kind = self.kind[s]
+            if kind != ResultKind.SCALAR and isinstance(s, ReduceResult) \
+                    and not self.result(s).from_shape:
+                out.append(f"{s.name} = rv_{s.name}[{'r' if kind == ResultKind.ROW else 0}]")
+        return [indent + line for line in out]
+
+    @cached_property
+    def flat_values(self) -> dict:
+        """{row or column value: its expression in results and scalar values}: in a block
+        of rows of one each is one element's, so it is printed where it is used, and a
+        branch of a ``where`` computes only its own."""
+        found: dict = {}
+        for s in self.order:
+            if isinstance(s, ScopeTemp) and self.kind[s] != ResultKind.SCALAR:
+                found[s] = self.value(s).xreplace(found)
+        return found
 
     def element_lines(self, indent: str) -> list[str]:
         """Column (and row x column) values for element ``i`` of the segment."""

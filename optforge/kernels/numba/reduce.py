@@ -42,10 +42,13 @@ def finish_tensors(out_t, first_block, is_max):
 
 @njit_cached(parallel=True, nogil=True)
 def finish_rows(out_seg, seg_base, first_block, shapes, row_off, block, is_max):
-    """(ops, segments) partials -> (ops, all rows): each row's segments in order."""
+    """(ops, segments) partials -> (ops, all rows): each row's segments in order; the
+    rows of tensors whose rows hold one element are left unset (``Layout.flat_first``)."""
     res = np.empty((out_seg.shape[0], row_off[-1]), out_seg.dtype)
     for j in prange(shapes.shape[0]):
         rows, length, fb = shapes[j, 1], shapes[j, 2], first_block[j]
+        if length == 1:
+            continue  # rows of one element: their values are the segments (Layout.flat_first)
         for r in range(rows):
             for q in range(out_seg.shape[0]):
                 acc = out_seg.dtype.type(-np.inf) if is_max[q] else out_seg.dtype.type(0.0)
@@ -99,6 +102,12 @@ class Layout:
             if len(blocks) else np.zeros(0, np.int64)
         self.n_segments = int(nseg.sum())
         self.row_off = np.concatenate([[0], np.cumsum(rows)]).astype(np.int64)
+        # rows of one element (1-D tensors): the reduce kernels write each row's finished
+        # value as its only segment, the tensor's segments consecutive from its first
+        # one, so its row results are read there (finish_rows leaves them out: no copy)
+        self.flat_first = [int(self.seg_base[self.first_block[j]]) if length[j] == 1
+                           else None for j in range(len(shapes))]
+        self.all_flat = all(first is not None for first in self.flat_first)
         self.col_res_off = np.concatenate([[0], np.cumsum(length)]).astype(np.int64)
         wide = length >= block
         self.col_parts = np.where(wide, rows, per).astype(np.int64)

@@ -77,9 +77,11 @@ class StageResults:
         is_max = {k: np.array([r.op == "max" for r in v], dtype=np.bool_)
                   for k, v in groups.items()}
         per_tensor = torch.from_numpy(finish_tensors(out_t, layout.first_block, is_max["t"]))
+        segments = torch.from_numpy(out_seg)
         rows = torch.from_numpy(run_parallel(
             finish_rows, out_seg, layout.seg_base, layout.first_block, layout.shapes,
-            layout.row_off, layout.block, is_max["row"])) if groups["row"] else None
+            layout.row_off, layout.block, is_max["row"])) \
+            if groups["row"] and not layout.all_flat else None
         cols = torch.from_numpy(run_parallel(
             finish_cols, out_col, layout.col_off, layout.col_parts, layout.shapes,
             layout.col_res_off, is_max["col"])) if groups["col"] else None
@@ -105,6 +107,9 @@ class StageResults:
                     values.append(q[j])
                 elif kind == "t":
                     values.append(tensor_rows[j][q])
+                elif kind == "row" and layout.flat_first[j] is not None:
+                    first = layout.flat_first[j]
+                    values.append(segments[q, first:first + int(layout.shapes[j, 1])])
                 elif kind == "row":
                     values.append(rows[q, layout.row_off[j]:layout.row_off[j + 1]])
                 else:
