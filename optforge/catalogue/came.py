@@ -30,11 +30,11 @@ def came(lr=2e-4, eps=(1e-30, 1e-16), clip_threshold=1.0, betas=(0.9, 0.999, 0.9
     # beta1 * (u - m_old), so u is computed once (u - m expands to g * f - (1 - beta1) *
     # g * f - ...: f twice). The reduce stage of res_row/res_col took 9 IEEE divisions
     # per element, and on sm_80 ptxas gave it a stack frame for their slow path.
-    p, g, m_old = param(), grad(), state("exp_avg")
+    p, g = param(), grad()
     beta1, beta2, beta3 = betas
     eps1, eps2 = eps
     sq_row, sq_col = _factored("exp_avg_sq", g * g + eps1, beta2)
-    factored = ndim() > 1
+    factored, m_old = ndim() > 1, state("exp_avg")  # (declared here: the states' order)
     u = where(factored, sqrt(mean(sq_row)) * rsqrt(sq_col), 1) * rsqrt(sq_row) * g
     u = u * minimum(clip_threshold * sqrt(numel()) / norm(u), 1)
     m = beta1 * m_old + (1 - beta1) * u
