@@ -22,14 +22,14 @@ def _factored(name: str, value, beta):
 
 def came(lr=2e-4, eps=(1e-30, 1e-16), clip_threshold=1.0, betas=(0.9, 0.999, 0.9999),
          weight_decay=0.0):
-    # Written so a kernel divides per row or column, never per element (the reference's
-    # algebra, rearranged; float32 rounding differs by a few ulps): rsqrt(row / mean) is
-    # sqrt(mean) * rsqrt(row) (mean: one value per tensor), clipping multiplies by
-    # min(clip * sqrt(n) / norm, 1) (one value per tensor) instead of dividing by its
-    # inverse, and the instability u - m (m = beta1 * m_old + (1 - beta1) * u) is
-    # beta1 * (u - m_old), so u is computed once (u - m expands to g * f - (1 - beta1) *
-    # g * f - ...: f twice). The reduce stage of res_row/res_col took 9 IEEE divisions
-    # per element, and on sm_80 ptxas gave it a stack frame for their slow path.
+    # Arranged so the kernels divide per row or column rather than per element (the
+    # reference's algebra; float32 results differ by a few ulps): rsqrt(row / mean(row)) is
+    # sqrt(mean) * rsqrt(row), the mean one value per tensor; clipping multiplies by
+    # min(clip * sqrt(n) / norm, 1), one value per tensor, instead of dividing every element
+    # by max(norm / sqrt(n) / clip, 1); the instability u - m, m = beta1 * m_old +
+    # (1 - beta1) * u, is beta1 * (u - m_old) (u - m expanded to two copies of u's factor).
+    # Written as the reference, res_row/res_col's reduce stage divided ~9 times per element
+    # and ptxas gave it a stack frame on sm_80 for IEEE division's slow path (AOT sweep).
     p, g = param(), grad()
     beta1, beta2, beta3 = betas
     eps1, eps2 = eps
