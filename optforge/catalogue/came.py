@@ -22,8 +22,8 @@ def _factored(name: str, value, beta):
 
 def came(lr=2e-4, eps=(1e-30, 1e-16), clip_threshold=1.0, betas=(0.9, 0.999, 0.9999),
          weight_decay=0.0):
-    # Arranged so the kernels divide per row or column rather than per element (the
-    # reference's algebra; float32 results differ by a few ulps): rsqrt(row / mean(row)) is
+    # Arranged so the kernels divide per row or column, not per element (the norm's stage:
+    # once; the reference's algebra, float32 results a few ulps apart): rsqrt(row / mean) is
     # sqrt(mean) * rsqrt(row), the mean one value per tensor; clipping multiplies by
     # min(clip * sqrt(n) / norm, 1), one value per tensor, instead of dividing every element
     # by max(norm / sqrt(n) / clip, 1); the instability u - m, m = beta1 * m_old +
