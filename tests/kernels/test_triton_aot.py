@@ -14,8 +14,8 @@ this CPU-only machine, their machine code checked against what the design promis
   a row end, and on short rows gather only the row results on top.
 
 The quick tests (AdamW, Lion, LAMB; AdamP, SGDP; sm_90) run in ``make test``; the whole
-catalogue on both architectures in ``make test-slow`` (588 kernel records, ~18 minutes on
-2 cores).
+catalogue on both architectures in ``make test-slow`` (752 kernel records, 10-14 minutes
+on 2 shared cores).
 """
 import json
 import os
