@@ -15,10 +15,13 @@ import sympy as sp
 from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name, roundings, storage_dtypes
 from ..errors import CompileError
+from ..packed_signs import SIGN_BITS, vote_ops
 from ..plan import ElemTemp, KernelPlan, ReduceResult, Rounding, ScalarTemp, ScopeTemp
 from ..rounding import SEED, STEP, salt
 from ..templates import render
+from . import sign_bits
 from .base import BasePrinter
+from .sign_bits import PACKED
 
 __all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "noise_lines", "numba_source"]
 
@@ -113,16 +116,27 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     dtypes = storage_dtypes(plan, param_dtype, "numba")
     rounding = roundings(plan, dtypes)
     slots = list(dtypes)
+    votes = vote_ops(plan)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
+    scalars += ["    " + line for line in
+                sign_bits.numba_comm_scalars(votes, len(plan.scalar_args))]
     views = []
     for k, name in enumerate(slots):
+        if dtypes[name] in PACKED:
+            views += [" " * 8 + line for line in sign_bits.numba_view(name, k, dtypes[name])]
+            continue
         ptr, size, _, _ = STORAGE[dtypes[name]]
         views.append(f"        a_{name} = carray({ptr}(addresses[{k}, j] + {size} * lo), n)")
     views += noise_lines(plan, rounding, " " * 8)
-    loads = [f"            {pr.load(r.name, dtypes[r.name])}" for r in plan.loads]
-    temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [" " * 12 + pr.store(r.name, dtypes[r.name], pr.doprint(e),
-                                  rounding=rounding[r.name]) for r, e in plan.stores]
+    loads = [line for r in plan.loads for line in (
+        sign_bits.numba_load(r.name, votes[r.name], pr.f) if r.name in votes
+        else [pr.load(r.name, dtypes[r.name])])]
+    temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    stores = [line for r, e in plan.stores for line in (
+        sign_bits.numba_store(r.name, pr.doprint(e)) if dtypes[r.name] == SIGN_BITS
+        else [pr.store(r.name, dtypes[r.name], pr.doprint(e), rounding=rounding[r.name])])]
+    body = [" " * 12 + line for line in loads + temps + stores]
+    packed = any(d in PACKED for d in dtypes.values())
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,
                   storage=", ".join(f"{n}={d}" for n, d in dtypes.items()),
@@ -130,5 +144,6 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
                   storage_tuple="".join(f"{dtypes[n]!r}, " for n in slots),
                   n_scalars=str(len(plan.scalar_args)), kernel=kernel_name(plan, param_dtype),
                   scalars="\n".join(scalars) or "    pass",
-                  views="\n".join(views),
-                  body="\n".join(loads + temps + stores) or "            pass")
+                  views="\n".join(views), body="\n".join(body) or "            pass",
+                  packed_import="\nfrom optforge.kernels.numba.quant_helpers import ptr_u8"
+                  "  # noqa: E402 - packed sign bits" if packed else "")
