@@ -4,15 +4,19 @@ It runs after the reduce stages and before any write of the step (see stepping.r
 
 1. the elementwise pre-stage of every bucket whose rule has collectives writes the values
    each worker contributes into its ``send_<name>`` buffers (one fused kernel, generated
-   for the bucket's backend like every kernel);
+   for the bucket's backend like every kernel): float32 values, or for a 1-bit
+   collective the packed bits themselves, a flag byte (NaN) and 1 bit per element per
+   parameter (compiler/packed_signs.py; allocated here with the flag clear);
 2. the values of every group and parameter are sent together, in the same order on
-   every rank: the 1-bit ones (signs) as one all-gather of their packed bits behind a
-   flag byte (NaN/Inf in this rank's values, or a group this rank skips), the 32-bit
-   ones as one float32 all-reduce with one more element counting such ranks. On a single
-   process (no process group) both are the identity;
+   every rank: the 1-bit ones as one all-gather of those segments behind a byte saying
+   this rank skips a group, the 32-bit ones as one float32 all-reduce with one more
+   element counting ranks with NaN/Inf or a skipped group. On a single process (no
+   process group) both are the identity;
 3. every rank reduces the same gathered bytes in the same order, so ranks that start
-   equal stay equal bit for bit; the results become the ``<name>`` buffers the
-   elementwise stage reads.
+   equal stay equal bit for bit: a 1-bit result is handed to the elementwise kernel as
+   the (workers, segment) view of the gathered bytes, which it counts itself (float32
+   values counted here where its plan has reduce stages), a 32-bit one as the summed
+   values.
 
 A rank with NaN/Inf in what it would send makes every rank refuse the step before
 anything is written (``NonFiniteCollectiveError``), or, with ``skip_nonfinite=True``,

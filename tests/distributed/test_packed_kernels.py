@@ -13,7 +13,7 @@ from tests.triton_env import DEVICE  # noqa: I001 - sets TRITON_INTERPRET before
 
 import optforge
 from optforge.compiler import lower
-from optforge.dsl import Rule, allreduce, grad, majority_vote, param, sign
+from optforge.dsl import Rule, allreduce, grad, majority_vote, sign
 from optforge.dsl.spec import RuleSpec
 from optforge.kernels.registry import BACKENDS
 from optforge.runtime import collective_stage

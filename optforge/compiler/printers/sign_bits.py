@@ -10,7 +10,10 @@ flag byte is only ever set to 1, so blocks that set it concurrently agree.
 """
 from __future__ import annotations
 
-from ..packed_signs import SIGN_BITS, SIGN_VOTES
+from ..packed_signs import PACKED, SIGN_BITS
+
+__all__ = ["PACKED", "comm_args", "numba_comm_scalars", "numba_load", "numba_store",
+           "numba_view", "triton_load", "triton_store"]
 
 # -- numba: a scalar loop over the block's elements ``i`` (element ``lo + i``) -----------
 
@@ -100,5 +103,3 @@ def comm_args(votes: dict[str, str]) -> str:
     """The kernel arguments of the packed results: worker count and row stride each."""
     return "".join(f"world_{n}, stride_{n}, " for n in votes)
 
-
-PACKED = (SIGN_BITS, SIGN_VOTES)
