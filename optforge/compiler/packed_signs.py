@@ -9,7 +9,10 @@ the runtime only moves the bytes (runtime/collective_stage.py):
   ceil(n / 8)`` bytes (uint8). Byte 0 is the non-finite flag: the kernel sets it to 1
   where a value is NaN (the runtime zeroes it first; the kernel never clears it). Bit i
   of byte 1 + k (least significant bit first) holds element 8 k + i of the parameter in
-  row-major order: set where the value is >= 0, so an exact 0 travels as +1 (a bit has no
+  the order the kernel walks it: row-major for a contiguous parameter (and for any the
+  runtime stages as a contiguous copy); a dense permuted one that a backend steps in
+  place (numba, channels_last) in memory order, the same on every rank that runs the
+  same backend on the same layout. Set where the value is >= 0, so an exact 0 travels as +1 (a bit has no
   third value) and NaN as a clear bit (flagged, so never counted). The last byte's unused
   bits are clear;
 * the runtime all-gathers every worker's segments; the elementwise stage reads a
