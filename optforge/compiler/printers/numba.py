@@ -15,7 +15,7 @@ import sympy as sp
 from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name, roundings, storage_dtypes
 from ..errors import CompileError
-from ..packed_signs import SIGN_BITS, vote_ops
+from ..packed_signs import SIGN_BITS, SIGN_VOTES, vote_ops
 from ..plan import ElemTemp, KernelPlan, ReduceResult, Rounding, ScalarTemp, ScopeTemp
 from ..rounding import SEED, STEP, salt
 from ..templates import render
@@ -33,6 +33,9 @@ STORAGE = {
     "float64": ("ptr_f64", 8, None, None),
     "bfloat16": ("ptr_u16", 2, "bf16_to_f32", "f32_to_bf16"),
     "float16": ("ptr_u16", 2, "f16_to_f32", "f32_to_f16"),
+    # packed sign bits: bytes, viewed, stored and loaded by sign_bits.py's spellings
+    SIGN_BITS: ("ptr_u8", 1, None, None),
+    SIGN_VOTES: ("ptr_u8", 1, None, None),
 }
 
 
@@ -105,9 +108,9 @@ def noise_lines(plan: KernelPlan, rounding: dict[str, Rounding], indent: str) ->
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     """A module defining ``kernel(addresses, blocks, scalars)`` for one plan and dtype
     (multi-stage plans: see ``numba_reduce.py``)."""
-    if param_dtype not in STORAGE:
+    if param_dtype not in STORAGE or param_dtype in PACKED:
         raise CompileError(f"rule {plan.rule_name!r}: parameters of dtype {param_dtype!r} are "
-                           f"not supported by the numba backend ({sorted(STORAGE)})")
+                           f"not supported by the numba backend ({sorted(_NP) + ["bfloat16", "float16"]})")
     if plan.reduce_stages:
         from .numba_reduce import stages_source
         return stages_source(plan, param_dtype)

@@ -79,23 +79,25 @@ def triton_store(name: str, masked: bool) -> list[str]:
             "(offs & 7).to(tl.int32)",
             f"b_{name} = tl.sum(tl.reshape(s_{name}, (BLOCK_SIZE // 8, 8)), axis=1)",
             f"q_{name} = (start >> 3) + tl.arange(0, BLOCK_SIZE // 8).to(tl.int64)",
-            f"tl.store(ptr_{name} + 1 + q_{name}, b_{name}.to(tl.uint8){byte_mask})",
+            f"offs_{name} = 1 + q_{name}",  # past the flag byte
+            f"tl.store(ptr_{name} + offs_{name}, b_{name}.to(tl.uint8){byte_mask})",
             f"nan_{name} = tl.max(tl.where((o_{name} != o_{name}){valid}, 1, 0), axis=0)",
             f"tl.store(ptr_{name}, nan_{name}.to(tl.uint8), mask=nan_{name} > 0)"]
 
 
 def triton_load(name: str, op: str, masked: bool) -> list[str]:
-    """``v_<name>``: the count of set bits over the workers' rows (a pointer walked by the
-    row stride, so no index product can overflow), as the collective's float32 result."""
-    load = f"tl.load(p_{name}, mask=mask, other=0)" if masked else f"tl.load(p_{name})"
+    """``v_<name>``: the count of set bits over the workers' rows (an int64 offset walked
+    by the row stride, so no index product can overflow), as the collective's float32
+    result."""
+    load = f"tl.load(ptr_{name} + offs_{name}{', mask=mask, other=0' if masked else ''})"
     total = f"(2 * c_{name} - world_{name}).to(tl.float32)"
     value = {"sum": total, "mean": f"tl.div_rn({total}, tl.cast(world_{name}, tl.float32))",
              "vote": f"sign_f32({total})"}[op]
-    return [f"p_{name} = ptr_{name} + 1 + (offs >> 3)",
+    return [f"offs_{name} = 1 + (offs >> 3)",  # past the flag byte, in worker 0's row
             f"c_{name} = tl.zeros([BLOCK_SIZE], tl.int32)",
             f"for r_{name} in range(0, world_{name}):",
             f"    c_{name} += ({load}.to(tl.int32) >> (offs & 7).to(tl.int32)) & 1",
-            f"    p_{name} += stride_{name}",
+            f"    offs_{name} += stride_{name}",
             f"v_{name} = {value}"]
 
 

@@ -31,14 +31,12 @@ from ...compiler.plan import KernelPlan, Rounding
 from ...compiler.abi import (launcher_seeded, result_layout, roundings, storage_dtypes,
                              tensor_refs)
 from ...compiler.codegen import source as generated_source
-from ...compiler.packed_signs import PACKED
 from ...compiler.scope_use import stage_uses_rows_or_cols
 from ..cache import load_module
-from ..packed_signs import check_packed
 from . import configs
 from .available import check_interpreter_consistent, interpreter_on
 from .configs import FP_FUSION, Config
-from .layout import Layout, addresses_of, align_groups, check_bucket, numels_of, to_device
+from .layout import Layout, addresses_of, align_groups, check_roles, numels_of, to_device
 from .reduce import StageLayout, result_tables
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -186,7 +184,7 @@ class TritonLauncher:
             key = None
         if key is not None and key == self._checked:  # checked again when a tensor changes
             return
-        self._check_roles(kern, roles, by_role, params, labels)
+        check_roles(kern.dtypes, roles, by_role, params, labels)
         self._checked = key
 
     def _prepare(self, params, grads, states, scalars, reducing: bool = False):
@@ -212,27 +210,10 @@ class TritonLauncher:
         # checked whenever a tensor changes (not every step: ~1 us per tensor adds up to a
         # noticeable share of a 300-tensor step); packed sign buffers on every call (a
         # gathered view's worker count and row stride are kernel arguments, not addresses)
-        comm = self._check_roles(kern, made, by_role, params, None,
-                                 plain=not layout.known(addresses))
+        comm = check_roles(kern.dtypes, made, by_role, params, None,
+                           plain=not layout.known(addresses))
         config = self._config(kern, layout, rows, scalars, comm)
         return kern, layout, layout.address_table(addresses), config, comm
-
-    def _check_roles(self, kern: Kernel, roles, by_role, params, labels,
-                     plain: bool = True) -> tuple[int, ...]:
-        """Every tensor of ``roles`` (``plain``: the float ones too); returns the packed
-        results' (workers, row stride) pairs, in kernel argument order."""
-        numels = numels_of(params)
-        packed = [r for r in roles if kern.dtypes[r.name] in PACKED]
-        if plain:
-            check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
-                          for r in roles if r not in packed], params[0].device, numels, labels)
-        labels = labels or [f"parameter {j}" for j in range(len(params))]
-        comm = []
-        for r in packed:
-            found = check_packed(r.name, kern.dtypes[r.name], by_role[r.name], numels,
-                                 params[0].device, labels, "triton")
-            comm += found or ()
-        return tuple(comm)
 
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
