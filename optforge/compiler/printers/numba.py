@@ -39,6 +39,9 @@ STORAGE = {
 }
 
 
+PARAM_DTYPES = sorted(set(STORAGE) - set(PACKED))  # (parameters are never packed bits)
+
+
 def compute_dtype(param_dtype: str) -> str:
     """Math runs in float32; float64 parameters keep float64 (as torch.optim does)."""
     return "float64" if param_dtype == "float64" else "float32"
@@ -108,9 +111,9 @@ def noise_lines(plan: KernelPlan, rounding: dict[str, Rounding], indent: str) ->
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     """A module defining ``kernel(addresses, blocks, scalars)`` for one plan and dtype
     (multi-stage plans: see ``numba_reduce.py``)."""
-    if param_dtype not in STORAGE or param_dtype in PACKED:
+    if param_dtype not in PARAM_DTYPES:
         raise CompileError(f"rule {plan.rule_name!r}: parameters of dtype {param_dtype!r} are "
-                           f"not supported by the numba backend ({sorted(_NP) + ["bfloat16", "float16"]})")
+                           f"not supported by the numba backend ({PARAM_DTYPES})")
     if plan.reduce_stages:
         from .numba_reduce import stages_source
         return stages_source(plan, param_dtype)
