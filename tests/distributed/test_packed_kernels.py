@@ -138,6 +138,23 @@ def test_the_elementwise_stage_counts_the_gathered_bytes(backend, world):
             assert torch.equal(p.cpu(), want), (backend, fn.__name__, LENGTHS[j], negate)
 
 
+@pytest.mark.parametrize("backend", NATIVE_BACKENDS)
+def test_float64_parameters_get_the_float32_mean(backend):
+    """The count becomes the result in float32 (the buffer it replaces was float32), then
+    widened: a mean over 3 workers is float32's quotient, not float64's."""
+    gen = torch.Generator().manual_seed(5)
+    gathered, values = _gathered(3, gen)
+    params = [torch.zeros(n, dtype=torch.float64) for n in LENGTHS]
+    grads = [torch.zeros(n, dtype=torch.float64) for n in LENGTHS]
+    _run(sign_mean, backend, params, grads, {"allreduce_mean": _views(gathered)}, pre=False)
+    differ = False
+    for j, p in enumerate(params):
+        total = torch.stack([torch.where(values[w][j] >= 0, 1.0, -1.0) for w in range(3)]).sum(0)
+        assert torch.equal(p, (total / 3).double()), (backend, LENGTHS[j])
+        differ |= not torch.equal(p, total.double() / 3)
+    assert differ  # (float64's quotient would be another value)
+
+
 def test_the_packed_path_has_no_float32_sign_buffer(monkeypatch):
     """The plan's buffers of a 1-bit collective are packed, and a step sends the uint8
     segments the pre-stage kernel wrote (no float32 tensor of the signs exists)."""
