@@ -52,6 +52,8 @@ from .reduce import Layout
 from .stage_results import StageResults
 
 BLOCK = 1 << 16
+# blocks start at multiples of BLOCK: packed sign bits need whole bytes per block
+assert BLOCK % 8 == 0, "numba BLOCK must be a multiple of 8 (compiler/packed_signs.py)"
 # Below this many elements a step runs on the calling thread only. Waking the OpenMP
 # pool costs ~10 us on an idle machine, but when the cores are busy (a test run, a
 # data loader) the barrier waits for a descheduled worker: on the 2-core machine with
