@@ -6,8 +6,10 @@ Part 1, an MLP of 1.58M fp32 parameters (256-1024-1024-256), batch 32 per rank:
 * AdamW + DDP and Lion + DDP: optforge.AdamW / optforge.Lion after DDP's fp32 gradient
   all-reduce (gradient averaging, the usual data parallelism);
 * DistributedLion (vote) and (average): plain per-rank models, no DDP; each step one
-  all-gather of the packed sign bits (1 bit per parameter) behind a 1-byte NaN flag
-  (the rule's majority_vote / allreduce(bits=1), runtime/collective_stage.py), after
+  all-gather of the packed sign bits (1 bit per parameter, written by the generated
+  pre-stage kernel, a NaN flag byte per tensor, behind a 1-byte skip flag; counted by the
+  generated update kernel: the rule's majority_vote / allreduce(bits=1),
+  compiler/packed_signs.py, runtime/collective_stage.py), after
   the step's verdict: one all-reduce of 5 int64 (an error flag per rank, the sizes),
   runtime/step_verdict.py. Both are counted.
 

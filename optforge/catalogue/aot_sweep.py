@@ -41,7 +41,9 @@ def global_bytes(ptx: str, op: str) -> int:
 
 
 def _bytes_per_element(refs, dtypes) -> int:
-    size = {"float32": 4, "bfloat16": 2, "float16": 2}
+    """Bytes per element the kernel moves as 128-bit vectors: packed sign bits
+    (compiler/packed_signs.py) are bytes shared by 8 elements, never vectorized."""
+    size = {"float32": 4, "bfloat16": 2, "float16": 2, "sign_bits": 0, "sign_votes": 0}
     return sum(size[dtypes[r.name]] for r in refs)
 
 

@@ -15,10 +15,10 @@ Tolerant", arXiv:1810.05291, Algorithm 1:
 momentum = 0 is signSGD with majority vote.
 
 Plain DSL rules: ``majority_vote(sign(c))`` / ``allreduce(sign(c), op="mean", bits=1)``
-are the communication (dsl/collectives.py): the compiler computes each worker's signs in
-a pre-stage kernel, the runtime all-gathers them packed 1 bit per element over the
-optimizer's ``process_group`` and counts the votes (runtime/collective_stage.py), and the
-fused kernel applies the result. A bit has no zero: a worker whose value is exactly 0
+are the communication (dsl/collectives.py): the compiler's pre-stage kernel writes each
+worker's signs packed 1 bit per element, the runtime all-gathers them over the
+optimizer's ``process_group`` (runtime/collective_stage.py), and the fused kernel counts
+the votes from the gathered bytes and applies the result (compiler/packed_signs.py). A bit has no zero: a worker whose value is exactly 0
 votes +1. The result is named ``"vote"`` in both aggregations, so
 ``step(inputs={"vote": {param: tensor}})`` supplies it instead (no communication).
 """

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Collection
 
 from .errors import CompileError
+from .packed_signs import PACKED
 from .plan import (KernelPlan, ReduceOp, ReduceStage, ResultKind, Rounding, Scope, StorageDtype,
                    TensorRef)
 
@@ -37,8 +38,8 @@ def kernel_slots(plan: KernelPlan) -> list[str]:
 
 
 # the storage dtypes each compiled backend's kernels load and store (torch: any)
-STORAGE_DTYPES = {"numba": ("bfloat16", "float16", "float32", "float64"),
-                  "triton": ("bfloat16", "float16", "float32")}
+STORAGE_DTYPES = {"numba": ("bfloat16", "float16", "float32", "float64", *PACKED),
+                  "triton": ("bfloat16", "float16", "float32", *PACKED)}
 
 
 def storage_dtypes(plan: KernelPlan, param_dtype: str, backend: str) -> dict[str, str]:

@@ -1,10 +1,11 @@
 """What a plan says about the collectives of a rule (see passes/split_collectives.py).
 
 A ``CollectiveOp`` is one reduction across the data-parallel workers: the pre-stage
-writes its argument into the float32 buffer ``send``, the runtime
-(runtime/collective_stage.py) sends that over the optimizer's process group and writes
-the reduced values into the float32 buffer ``result``, which the elementwise stage reads
-as the ``CommResult`` symbol of the same name.
+writes its argument into the buffer ``send``, the runtime (runtime/collective_stage.py)
+sends that over the optimizer's process group and hands over the buffer ``result``,
+which the elementwise stage reads as the ``CommResult`` symbol of the same name. Both
+are float32 for ``bits=32``; for ``bits=1`` they hold packed sign bits that the
+generated kernels write and count (compiler/packed_signs.py).
 """
 from __future__ import annotations
 

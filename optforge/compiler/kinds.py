@@ -46,6 +46,10 @@ class StorageDtype(StrEnum):
     FLOAT32 = "float32"
     BFLOAT16 = "bfloat16"
     FLOAT16 = "float16"
+    # the 1-bit collectives' buffers, uint8 (compiler/packed_signs.py has the layout): what
+    # a worker sends (a flag byte, then 1 bit per element) and every worker's, gathered
+    SIGN_BITS = "sign_bits"
+    SIGN_VOTES = "sign_votes"
 
     @property
     def half(self) -> bool:

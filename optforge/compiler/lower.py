@@ -33,7 +33,8 @@ def lower(rule: Rule, hyper_symbols: list[sp.Symbol], guard_nonfinite: bool = Fa
     comm = split_collectives(rule.name, reduced.outputs, rule.states)  # collectives -> named
     matrix = split_matrix(comm.outputs, set(_matrix_states(rule)))  # matrix ops -> mat<i>
     pre = split_prestage(matrix.stage, matrix.elementwise, rule.states)  # their args -> pre<i>
-    pre = with_collectives(pre, comm, rule.states)  # + what the collectives send -> send_*
+    # + what the collectives send -> send_*; 1-bit results read packed by one-kernel stages
+    pre = with_collectives(pre, comm, rule.states, packed_results=not stage_ops)
     levels = hoist_levels(pre.elementwise, _reduce_arguments(stage_ops), pre.matrix)  # s, m
     tensors = _Tensors.of(rule, _buffer_dtypes(pre, _matrix_states(rule)))  # kinds, dtypes
     levels.outputs, stores = scoped_states.take_stores(rule, levels.outputs)  # runtime-written

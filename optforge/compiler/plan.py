@@ -217,10 +217,16 @@ class KernelPlan:
             lines += [f"  {s} = {sp.sstr(e)}  (host)" for s, e in pre.prologue]
             lines.append("  loads: " + ", ".join(r.name for r in pre.loads))
             lines += [f"  {s} = {sp.sstr(e)}" for s, e in pre.temps]
-            lines += [f"  {r.name} <- {sp.sstr(e)}" for r, e in pre.stores]
+            lines += [f"  {r.name} <- {sp.sstr(e)}" + (
+                "  (packed: 1 bit per element, set where >= 0)"
+                if r.dtype == StorageDtype.SIGN_BITS else "") for r, e in pre.stores]
         if self.collectives:
             lines.append("# collectives (one exchange per step over the process group):")
             lines += [op.describe() for op in self.collectives]
+            counted = [r.name for r in self.loads if r.dtype == StorageDtype.SIGN_VOTES]
+            if counted:
+                lines.append(f"  (the elementwise kernel counts {', '.join(counted)} from "
+                             "every worker's gathered bits)")
         for stage in self.matrix_stages:
             lines.append("# matrix stage (torch matmul / linalg, per parameter, 2-D views):")
             lines.append("  loads: " + ", ".join(r.name for r in stage.loads))

@@ -4,15 +4,19 @@ It runs after the reduce stages and before any write of the step (see stepping.r
 
 1. the elementwise pre-stage of every bucket whose rule has collectives writes the values
    each worker contributes into its ``send_<name>`` buffers (one fused kernel, generated
-   for the bucket's backend like every kernel);
+   for the bucket's backend like every kernel): float32 values, or for a 1-bit
+   collective the packed bits themselves, a flag byte (NaN) and 1 bit per element per
+   parameter (compiler/packed_signs.py; allocated here with the flag clear);
 2. the values of every group and parameter are sent together, in the same order on
-   every rank: the 1-bit ones (signs) as one all-gather of their packed bits behind a
-   flag byte (NaN/Inf in this rank's values, or a group this rank skips), the 32-bit
-   ones as one float32 all-reduce with one more element counting such ranks. On a single
-   process (no process group) both are the identity;
+   every rank: the 1-bit ones as one all-gather of those segments behind a byte saying
+   this rank skips a group, the 32-bit ones as one float32 all-reduce with one more
+   element counting ranks with NaN/Inf or a skipped group. On a single process (no
+   process group) both are the identity;
 3. every rank reduces the same gathered bytes in the same order, so ranks that start
-   equal stay equal bit for bit; the results become the ``<name>`` buffers the
-   elementwise stage reads.
+   equal stay equal bit for bit: a 1-bit result is handed to the elementwise kernel as
+   the (workers, segment) view of the gathered bytes, which it counts itself (float32
+   values counted here where its plan has reduce stages), a 32-bit one as the summed
+   values.
 
 A rank with NaN/Inf in what it would send makes every rank refuse the step before
 anything is written (``NonFiniteCollectiveError``), or, with ``skip_nonfinite=True``,
@@ -26,7 +30,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from .sign_bits import pack_signs, packed_size, vote_totals
+from ..compiler.packed_signs import SIGN_VOTES
+from ..kernels.sign_bits_torch import vote_values
 
 
 FACTS = 3  # what ``check`` returns for the verdict: 1-bit numel, fp32 numel, a signature hash
@@ -120,26 +125,50 @@ def _flat(parts) -> torch.Tensor:
 
 
 def _exchange_1bit(parts, group, skipping: bool) -> str | None:
-    """One all-gather of every rank's packed signs; returns why the step is refused."""
-    flat = _flat(parts)
-    n = flat.numel()
-    payload = torch.empty(1 + packed_size(n), dtype=torch.uint8, device=flat.device)
-    payload[0] = int(skipping or not bool(torch.isfinite(flat).all()))
-    payload[1:] = pack_signs(flat)
+    """One all-gather of every rank's packed signs, which the pre-stage kernels wrote
+    (compiler/packed_signs.py: per parameter a flag byte, then its bits), behind a byte
+    saying this rank skips; returns why the step is refused."""
+    segments = [v for *_, sends, _ in parts for v in sends]
+    device = segments[0].device
+    skip = torch.full((1,), int(skipping), dtype=torch.uint8, device=device)
+    payload = torch.cat([skip, *segments])
     if group is None:
         gathered = payload.unsqueeze(0)
     else:
         gathered = torch.empty(dist.get_world_size(group), payload.numel(), dtype=torch.uint8,
-                               device=flat.device)
+                               device=device)
         # torch >= 2.12 names it all_gather_single (all_gather_into_tensor warns there)
         gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
         gather(gathered.view(-1), payload, group=group)
-    flags = gathered[:, 0]
+    starts = torch.tensor([0] + _segment_starts(segments), device=device)
+    flags = gathered.index_select(1, starts).amax(dim=1)  # skips and each NaN flag
     if bool(flags.any()):
         return f"rank(s) {flags.nonzero().flatten().tolist()}"
-    totals = vote_totals(gathered[:, 1:], n)  # sum of the +1/-1 votes per element
-    _deliver(parts, totals, gathered.shape[0])
+    at = 1
+    for _, op, b, sends, column in parts:
+        views = []
+        for p, v in zip(b.params, sends):
+            rows = gathered[:, at:at + v.numel()]  # every worker's segment of p
+            views.append(rows if _reads_packed(b, column) else vote_values(rows, p, op.op))
+            at += v.numel()
+        b.states[column] = views
     return None
+
+
+def _segment_starts(segments) -> list[int]:
+    """Where each segment (its flag byte) starts in the payload, after the skip byte."""
+    starts, at = [], 1
+    for v in segments:
+        starts.append(at)
+        at += v.numel()
+    return starts
+
+
+def _reads_packed(b, column: int) -> bool:
+    """Whether the bucket's elementwise kernel counts the votes itself (``sign_votes``);
+    else (a multi-stage plan) it reads float32 values counted here."""
+    decl = list(b.compiled.plan.states.values())[column]
+    return decl.dtype == SIGN_VOTES
 
 
 def _exchange_fp32(parts, group, skipping: bool) -> str | None:
@@ -159,16 +188,13 @@ def _exchange_fp32(parts, group, skipping: bool) -> str | None:
 
 
 def _deliver(parts, totals: torch.Tensor, world: int) -> None:
-    """Finish each collective on its range of ``totals`` (the sum over the workers) and
-    hand the elementwise stage a parameter-shaped view per parameter."""
+    """Finish each fp32 collective on its range of ``totals`` (the sum over the workers)
+    and hand the elementwise stage a parameter-shaped view per parameter."""
     at = 0
     for _, op, b, sends, column in parts:
         size = sum(v.numel() for v in sends)
-        piece = totals[at:at + size]
-        if op.op == "vote":
-            piece.sign_()  # 0 on a tie
-        elif op.op == "mean":
-            piece.div_(world)
+        if op.op == "mean":
+            totals[at:at + size].div_(world)
         views, k = [], at
         for v in sends:
             views.append(totals[k:k + v.numel()].view(v.shape))

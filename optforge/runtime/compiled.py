@@ -11,6 +11,7 @@ from collections import Counter, OrderedDict
 from typing import Callable
 
 from ..compiler import KernelPlan, lower
+from ..compiler.packed_signs import float_results, vote_ops
 from ..compiler.printers.host import prologue_source
 from ..compiler.quant_plan import check_quantizable, quantized_states
 from ..compiler.rounding import mark_stochastic
@@ -89,7 +90,20 @@ class CompiledRule(CompiledPlan):
             check_quantizable(plan, "any")
         super().__init__(spec, mark_stochastic(plan, storage))
         self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
+        # 1-bit collective results the elementwise kernel counts from packed bits
+        self.packed_results = frozenset(vote_ops(self.plan))
+        self._supplied: CompiledPlan | None = None
         STATS["plans"] += 1
+
+    @property
+    def supplied(self) -> CompiledPlan:
+        """The elementwise stage reading results a user supplies (float32, not bits):
+        built on first use, the same math after the load (compiler/packed_signs.py)."""
+        if self._supplied is None:
+            with _lock:
+                if self._supplied is None:
+                    self._supplied = CompiledPlan(self.spec, float_results(self.plan))
+        return self._supplied
 
 
 def compile_rule(spec: RuleSpec, variant: Variant, guard_nonfinite: bool = False,

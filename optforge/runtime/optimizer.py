@@ -230,6 +230,8 @@ class Optimizer(torch.optim.Optimizer):
         if not compiled.has_inputs:
             return {}
         decls = compiled.plan.states
+        if inputs and compiled.packed_results & inputs.keys():  # floats, not packed bits
+            decls = compiled.supplied.plan.states
         params = [p for p in group["params"] if p.grad is not None]
         if not params:
             return {}

@@ -36,6 +36,7 @@ from collections import defaultdict
 import torch
 
 from ..dsl.randomness import draw
+from ..compiler.packed_signs import SIGN_BITS, segment_size
 from . import collective_stage, scoped_states, shard_matrix, shards, staging, step_verdict
 from .backends import BACKENDS
 from .reduce_stage import reduce
@@ -136,6 +137,9 @@ def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> B
     def column(name):
         if name in given:
             values = [given[name][p] for p in keys]
+        elif decls[name].dtype == SIGN_BITS:  # packed signs, flag bytes clear
+            return [torch.zeros(segment_size(p.numel()), dtype=torch.uint8, device=p.device)
+                    for p in params]
         elif decls[name].kind == "buffer":  # allocated in the state's storage dtype
             return ([torch.empty_like(p, dtype=storage_dtype(decls[name], p)) for p in params]
                     if name in early else [None] * len(params))
@@ -148,7 +152,9 @@ def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> B
         launcher = _torch_launcher  # kernels that count elements from the shard's shape
     pre = ((launcher(compiled.pre, device, dtype),
             compiled.pre.scalars(hyper_values, step, randoms)) if compiled.pre else None)
-    return Bucket(launcher(compiled, device, dtype), keys, params,
+    # results a user supplies are floats, not bits: the plan reading them as such
+    main = compiled.supplied if compiled.packed_results & given.keys() else compiled
+    return Bucket(launcher(main, device, dtype), keys, params,
                   Labels([i for i, _, _ in members], index),
                   [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
                   [column(name) for name in decls],

@@ -89,7 +89,7 @@ def test_loads_and_stores_match_the_traffic_model(spec, variant, param_dtype):
     assert sorted(loaded) == sorted(r.name for r in plan.loads)
     assert sorted(stored) == sorted(written)
     # bytes moved per element, read off the source, equal the traffic model's
-    size = {"float32": 4, "bfloat16": 2, "float16": 2}
+    size = {"float32": 4, "bfloat16": 2, "float16": 2, "sign_bits": 0.125, "sign_votes": 0.125}
     dtype_of = {r.name: r.dtype or param_dtype for r in plan.loads}
     dtype_of.update({r.name: r.dtype or param_dtype for r, _ in plan.stores})
     for stage in plan.reduce_stages:

@@ -10,13 +10,17 @@ from dataclasses import dataclass
 from ..quant_format import parse
 from ..plan import KernelPlan, TensorRef
 
-DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+# packed sign bits (compiler/packed_signs.py): 1 bit per element; a ``sign_votes`` load
+# reads every worker's bit, counted here for one worker (N workers: N / 8 bytes), and the
+# flag byte per parameter is left out
+DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2,
+               "sign_bits": 0.125, "sign_votes": 0.125}
 
 
 @dataclass(frozen=True)
 class Traffic:
-    read: int
-    written: int
+    read: float  # (fractional for 8-bit states and packed sign bits)
+    written: float
 
     @property
     def total(self) -> int:

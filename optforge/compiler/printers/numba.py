@@ -15,10 +15,13 @@ import sympy as sp
 from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name, roundings, storage_dtypes
 from ..errors import CompileError
+from ..packed_signs import SIGN_BITS, SIGN_VOTES, vote_ops
 from ..plan import ElemTemp, KernelPlan, ReduceResult, Rounding, ScalarTemp, ScopeTemp
 from ..rounding import SEED, STEP, salt
 from ..templates import render
+from . import sign_bits
 from .base import BasePrinter
+from .sign_bits import PACKED
 
 __all__ = ["NumbaPrinter", "compute_dtype", "kernel_name", "noise_lines", "numba_source"]
 
@@ -30,7 +33,13 @@ STORAGE = {
     "float64": ("ptr_f64", 8, None, None),
     "bfloat16": ("ptr_u16", 2, "bf16_to_f32", "f32_to_bf16"),
     "float16": ("ptr_u16", 2, "f16_to_f32", "f32_to_f16"),
+    # packed sign bits: bytes, viewed, stored and loaded by sign_bits.py's spellings
+    SIGN_BITS: ("ptr_u8", 1, None, None),
+    SIGN_VOTES: ("ptr_u8", 1, None, None),
 }
+
+
+PARAM_DTYPES = sorted(set(STORAGE) - set(PACKED))  # (parameters are never packed bits)
 
 
 def compute_dtype(param_dtype: str) -> str:
@@ -102,9 +111,9 @@ def noise_lines(plan: KernelPlan, rounding: dict[str, Rounding], indent: str) ->
 def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     """A module defining ``kernel(addresses, blocks, scalars)`` for one plan and dtype
     (multi-stage plans: see ``numba_reduce.py``)."""
-    if param_dtype not in STORAGE:
+    if param_dtype not in PARAM_DTYPES:
         raise CompileError(f"rule {plan.rule_name!r}: parameters of dtype {param_dtype!r} are "
-                           f"not supported by the numba backend ({sorted(STORAGE)})")
+                           f"not supported by the numba backend ({PARAM_DTYPES})")
     if plan.reduce_stages:
         from .numba_reduce import stages_source
         return stages_source(plan, param_dtype)
@@ -113,16 +122,27 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
     dtypes = storage_dtypes(plan, param_dtype, "numba")
     rounding = roundings(plan, dtypes)
     slots = list(dtypes)
+    votes = vote_ops(plan)
     scalars = [f"    {s.name} = {_NP[ftype]}(scalars[{k}])" for k, s in enumerate(plan.scalar_args)]
+    scalars += ["    " + line for line in
+                sign_bits.numba_comm_scalars(votes, len(plan.scalar_args))]
     views = []
     for k, name in enumerate(slots):
+        if dtypes[name] in PACKED:
+            views += [" " * 8 + line for line in sign_bits.numba_view(name, k, dtypes[name])]
+            continue
         ptr, size, _, _ = STORAGE[dtypes[name]]
         views.append(f"        a_{name} = carray({ptr}(addresses[{k}, j] + {size} * lo), n)")
     views += noise_lines(plan, rounding, " " * 8)
-    loads = [f"            {pr.load(r.name, dtypes[r.name])}" for r in plan.loads]
-    temps = [f"            {s.name} = {pr.doprint(e)}" for s, e in plan.temps]
-    stores = [" " * 12 + pr.store(r.name, dtypes[r.name], pr.doprint(e),
-                                  rounding=rounding[r.name]) for r, e in plan.stores]
+    loads = [line for r in plan.loads for line in (
+        sign_bits.numba_load(r.name, votes[r.name], pr.f) if r.name in votes
+        else [pr.load(r.name, dtypes[r.name])])]
+    temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
+    stores = [line for r, e in plan.stores for line in (
+        sign_bits.numba_store(r.name, pr.doprint(e)) if dtypes[r.name] == SIGN_BITS
+        else [pr.store(r.name, dtypes[r.name], pr.doprint(e), rounding=rounding[r.name])])]
+    body = [" " * 12 + line for line in loads + temps + stores]
+    packed = any(d in PACKED for d in dtypes.values())
     return render("numba_step.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
                   param_dtype=param_dtype, compute_dtype=ftype,
                   storage=", ".join(f"{n}={d}" for n, d in dtypes.items()),
@@ -130,5 +150,6 @@ def numba_source(plan: KernelPlan, param_dtype: str = "float32") -> str:
                   storage_tuple="".join(f"{dtypes[n]!r}, " for n in slots),
                   n_scalars=str(len(plan.scalar_args)), kernel=kernel_name(plan, param_dtype),
                   scalars="\n".join(scalars) or "    pass",
-                  views="\n".join(views),
-                  body="\n".join(loads + temps + stores) or "            pass")
+                  views="\n".join(views), body="\n".join(body) or "            pass",
+                  packed_import="\nfrom optforge.kernels.numba.quant_helpers import ptr_u8"
+                  "  # noqa: E402 - packed sign bits" if packed else "")

@@ -9,6 +9,7 @@ import sympy as sp
 from ...dsl.matrix import Every, Orthogonalize
 from ...dsl.symbols import TensorSymbol
 from ..abi import roundings
+from ..packed_signs import SIGN_BITS, SIGN_VOTES, vote_ops
 from ..plan import (ElemTemp, KernelPlan, ReduceResult, Rounding, ScopeTemp, StorageDtype,
                     TensorRole)
 from ..rounding import SEED, STEP, salt
@@ -40,6 +41,7 @@ class TorchPrinter(BasePrinter):
         super().__init__(rule_name)
         self.keep_dtype = set()  # orthogonalize nodes whose result a half buffer takes as is
         self.salts = salts or {}  # each stochastic store's stream (compiler/rounding.py)
+        self.votes: dict[str, str] = {}  # packed collective results -> op (packed_signs)
 
     def temps(self, temps) -> list[str]:
         """``name = value`` lines for one generated function's temporaries."""
@@ -94,10 +96,15 @@ class TorchPrinter(BasePrinter):
         return f"_mx.{e.fn}({', '.join(args)})"
 
     def load(self, name: str, dtype: str = "", masked: bool = False) -> str:
+        if dtype == SIGN_VOTES:  # every worker's packed bits, counted (packed_signs.py)
+            return (f"v_{name} = _load(_bits.vote_values({arg(name)}, t_p, "
+                    f"{self.votes[name]!r}), compute_dtype)")
         return f"v_{name} = _load({arg(name)}, compute_dtype)"  # widened to compute_dtype
 
     def store(self, name: str, dtype: str, value: str, masked: bool = False,
               rounding: Rounding = Rounding.NEAREST_EVEN) -> str:
+        if dtype == SIGN_BITS:  # flag byte and bits of value >= 0 (packed_signs.py)
+            return f"_bits.store_signs({arg(name)}, {value})"
         if rounding == Rounding.STOCHASTIC:  # the tensor's dtype is known only when it runs:
             # kernels/philox_torch.store rounds a 16-bit one stochastically, copies others
             return (f"_rnd.store({arg(name)}, {value}, {SEED}, tid, {STEP}, "
@@ -122,13 +129,14 @@ def torch_source(plan: KernelPlan) -> str:
     rounding = roundings(plan, None)
     pr = TorchPrinter(plan.rule_name, {n: salt(plan, n) for n, how in rounding.items()
                                        if how == Rounding.STOCHASTIC})
+    pr.votes = vote_ops(plan)
     names = _signature(plan)
-    loads = [f"    {pr.load(r.name)}" for r in plan.loads]
+    loads = [f"    {pr.load(r.name, r.dtype)}" for r in plan.loads]
     temps = pr.temps(plan.temps)
     outputs, stores = [], []
     for ref, e in plan.stores:
         value, how = pr.doprint(e), rounding[ref.name]
-        if not pr.tensor(e):  # a value the same for every element
+        if not pr.tensor(e) and ref.dtype != SIGN_BITS:  # the same for every element
             stores.append(f"    {arg(ref.name)}.fill_({value})" if how == Rounding.NEAREST_EVEN
                           else "    " + pr.store(ref.name, ref.dtype, value, rounding=how))
             continue

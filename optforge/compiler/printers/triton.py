@@ -23,15 +23,18 @@ import sympy as sp
 from ...dsl.symbols import TensorSymbol
 from ..abi import kernel_name as abi_kernel_name, roundings, storage_dtypes as abi_storage_dtypes
 from ..abi import launcher_seeded, tensor_refs
+from ..packed_signs import SIGN_BITS, SIGN_VOTES, vote_ops
 from ..plan import ElemTemp, KernelPlan, Rounding, ScalarTemp
 from ..rounding import SEED, STEP, salt
 from ..templates import render
+from . import sign_bits
 from .base import BasePrinter
 
 __all__ = ["TritonPrinter", "kernel_name", "storage_dtypes", "tensor_refs", "triton_source"]
 
 # storage dtype -> pointer element type in the kernel (compiled; see pointer_type)
-TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16"}
+TRITON_DTYPES = {"float32": "tl.float32", "float16": "tl.float16", "bfloat16": "tl.bfloat16",
+                 SIGN_BITS: "tl.uint8", SIGN_VOTES: "tl.uint8"}  # packed_signs.py
 MAX_INT_EXPONENT = 64
 
 
@@ -174,9 +177,13 @@ def triton_source(plan: KernelPlan, param_dtype: str = "float32",
     temps = [f"{s.name} = {pr.doprint(e)}" for s, e in plan.temps]
     outputs = output_lines(pr, plan)
 
+    votes = vote_ops(plan)
+
     def body(masked: bool) -> str:
-        lines = ([pr.load(r.name, dtypes[r.name], masked) for r in plan.loads] + temps
-                 + outputs + store_lines(pr, plan, dtypes, rounding, masked))
+        loads = [line for r in plan.loads for line in (
+            sign_bits.triton_load(r.name, votes[r.name], masked) if r.name in votes
+            else [pr.load(r.name, dtypes[r.name], masked)])]
+        lines = loads + temps + outputs + store_lines(pr, plan, dtypes, rounding, masked)
         return "\n".join("        " + line for line in lines)
 
     return render_module("triton_kernel.py", plan, dtypes, rounding, interpreted,
@@ -205,8 +212,9 @@ def output_lines(pr: TritonPrinter, plan: KernelPlan) -> list[str]:
 
 
 def store_lines(pr: TritonPrinter, plan: KernelPlan, dtypes, rounding, masked: bool):
-    return [pr.store(r.name, dtypes[r.name], f"o_{r.name}", masked, rounding[r.name])
-            for r, _ in plan.stores]
+    return [line for r, _ in plan.stores for line in (
+        sign_bits.triton_store(r.name, masked) if dtypes[r.name] == SIGN_BITS
+        else [pr.store(r.name, dtypes[r.name], f"o_{r.name}", masked, rounding[r.name])])]
 
 
 def render_module(template: str, plan: KernelPlan, dtypes: dict[str, str],
@@ -223,7 +231,8 @@ def render_module(template: str, plan: KernelPlan, dtypes: dict[str, str],
                   stochastic=", ".join(stochastic) or "none",
                   helpers=helpers(interpreted),
                   kernel=kernel_name(plan, dtypes, frozenset(seeded), interpreted),
-                  args="".join(f"{a}, " for a in scalars + seeds),
+                  args="".join(f"{a}, " for a in scalars + seeds)
+                  + sign_bits.comm_args(vote_ops(plan)),
                   casts=scalar_casts(plan), rng=rng_lines(plan, rounding), **fields)
 
 

@@ -43,13 +43,17 @@ import torch
 from ...compiler.plan import KernelPlan
 from ...compiler.abi import kernel_slots, partial_groups, storage_dtypes
 from ...compiler.codegen import source as generated_source
+from ...compiler.packed_signs import PACKED
 from ..cache import load_module
+from ..packed_signs import check_packed
 from ..raw_memory import CheckedAddresses, dense_layout, is_raw, refuse_wrapped
 from .jit import restore_threads, run_parallel, threads_for_this_call
 from .reduce import Layout
 from .stage_results import StageResults
 
 BLOCK = 1 << 16
+# blocks start at multiples of BLOCK: packed sign bits need whole bytes per block
+assert BLOCK % 8 == 0, "numba BLOCK must be a multiple of 8 (compiler/packed_signs.py)"
 # Below this many elements a step runs on the calling thread only. Waking the OpenMP
 # pool costs ~10 us on an idle machine, but when the cores are busy (a test run, a
 # data loader) the barrier waits for a descheduled worker: on the 2-core machine with
@@ -163,17 +167,21 @@ class NumbaLauncher:
         # layout, which only the detailed check looks at
         params_plain = all(p.is_contiguous() for p in params)
         labels = labels or [f"parameter {j}" for j in range(len(params))]
-        table, named = [], []
+        table, named, comm = [], [], []
         for name in self.slots:
             tensors = columns[name]
             if name in self._buffers and any(t is None for t in tensors):
-                continue  # check phase: a matrix buffer not made yet
-            if not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
+                continue  # check phase: a matrix buffer or a collective's result not made yet
+            if storage[name] in PACKED:  # sign bits (compiler/packed_signs.py)
+                found = check_packed(name, storage[name], tensors, numels, params[0].device,
+                                     labels, "numba")
+                comm += found or ()
+            elif not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
                 self._check(name, tensors, params, storage[name], labels)  # explains, or allows
             table.append([t.data_ptr() for t in tensors])
             named.append((name, tensors))
         # the kernel trusts each address with its parameter's numel: assert they agree
-        self._checked.check((numels, table), (
+        self._checked.check((numels, table, comm), (
             (_what(name, labels[j]), t) for name, ts in named for j, t in enumerate(ts)),
             "numba")
         if self._by_rows:
@@ -189,7 +197,8 @@ class NumbaLauncher:
             if len(self._blocks) > 64:  # bounded: shapes change rarely
                 self._blocks.clear()
             blocks = self._blocks[numels] = blocks_for(numels)
-        return dtype, np.array(table, dtype=np.int64), blocks
+        # packed collective results: worker count and row stride, after the scalars
+        return dtype, np.array(table, dtype=np.int64), blocks, comm
 
     def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;
@@ -197,9 +206,9 @@ class NumbaLauncher:
         ``prepared``: what ``check`` returned for these very tensors this step."""
         if not params:
             return
-        dtype, table, blocks = prepared or self._tables(params, grads, states)
+        dtype, table, blocks, comm = prepared or self._tables(params, grads, states)
         module = self.kernel(dtype)
-        args = (table, blocks, np.array(scalars, dtype=np.float64))
+        args = (table, blocks, np.array([*scalars, *comm], dtype=np.float64))
         if self.plan.reduce_stages:
             layout = self._layout(params, blocks)
             args += (layout.shapes,) + self._results.tables(reduced, params, layout)
@@ -208,7 +217,7 @@ class NumbaLauncher:
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        dtype, table, blocks = self._tables(params, grads, states)
+        dtype, table, blocks, _ = self._tables(params, grads, states)
         module = self.kernel(dtype)
         layout = self._layout(params, blocks)
         tables = self._results.tables(reduced, params, layout)

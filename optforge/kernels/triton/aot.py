@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...compiler.packed_signs import vote_ops
 from .configs import FP_FUSION  # the choice every launch pins
 
 # launch argument types of the generated kernels (the launcher passes these)
@@ -134,6 +135,8 @@ def elementwise_signature(plan, stochastic=()) -> dict:
         sig.update(STAGE_TABLES)
     sig.update({s.name: "fp32" for s in plan.scalar_args})
     sig.update({f"seed_{n}": "i32" for n in sorted(stochastic)})
+    for name in vote_ops(plan):  # packed sign results: workers and row stride
+        sig.update({f"world_{name}": "i32", f"stride_{name}": "i32"})
     return sig
 
 

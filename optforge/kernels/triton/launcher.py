@@ -36,7 +36,7 @@ from ..cache import load_module
 from . import configs
 from .available import check_interpreter_consistent, interpreter_on
 from .configs import FP_FUSION, Config
-from .layout import Layout, addresses_of, align_groups, check_bucket, numels_of, to_device
+from .layout import Layout, addresses_of, align_groups, check_roles, numels_of, to_device
 from .reduce import StageLayout, result_tables
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16,
@@ -126,18 +126,20 @@ class TritonLauncher:
         """``reduced``: each parameter's finished reductions (multi-stage plans)."""
         if not params:
             return
-        kern, layout, table, config = self._prepare(params, grads, states, scalars)
+        kern, layout, table, config, comm = self._prepare(params, grads, states, scalars)
         extra = ()
         if self.plan.reduce_stages:
             stage = self._stage_layout(params, False)
             extra = (stage.real_tab,) + self._tables(reduced, stage, layout.device)
         seeds = [self._seed() for _ in kern.stochastic]
-        self._launch(kern, layout, table, layout.groups, scalars, seeds, config, extra)
+        self._launch(kern, layout, table, layout.groups, scalars, seeds + list(comm), config,
+                     extra)
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        kern, layout, table, _ = self._prepare(params, grads, states, scalars, reducing=True)
+        kern, layout, table, _, _ = self._prepare(params, grads, states, scalars,
+                                                  reducing=True)
         slayout = self._stage_layout(params, self._flat[stage])
         rs, raddr = self._tables(reduced, slayout, layout.device)
         guard = (torch.cuda.device(layout.device) if layout.device.type == "cuda"
@@ -182,8 +184,7 @@ class TritonLauncher:
             key = None
         if key is not None and key == self._checked:  # checked again when a tensor changes
             return
-        check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
-                      for r in roles], params[0].device, numels_of(params), labels)
+        check_roles(kern.dtypes, roles, by_role, params, labels)
         self._checked = key
 
     def _prepare(self, params, grads, states, scalars, reducing: bool = False):
@@ -206,13 +207,13 @@ class TritonLauncher:
                 self._layouts.clear()
             layout = self._layouts[(device, numels)] = Layout(numels, device)
         addresses = addresses_of(rows)
-        if not layout.known(addresses):
-            # checked whenever a tensor changes (not every step: ~1 us per tensor adds
-            # up to a noticeable share of a 300-tensor step)
-            check_bucket([(r.name, by_role[r.name], TORCH_DTYPES[kern.dtypes[r.name]])
-                          for r in made], device, numels)
-        config = self._config(kern, layout, rows, scalars)
-        return kern, layout, layout.address_table(addresses), config
+        # checked whenever a tensor changes (not every step: ~1 us per tensor adds up to a
+        # noticeable share of a 300-tensor step); packed sign buffers on every call (a
+        # gathered view's worker count and row stride are kernel arguments, not addresses)
+        comm = check_roles(kern.dtypes, made, by_role, params, None,
+                           plain=not layout.known(addresses))
+        config = self._config(kern, layout, rows, scalars, comm)
+        return kern, layout, layout.address_table(addresses), config, comm
 
     def _seed(self) -> int:
         return int(torch.randint(0, 2**31 - 1, (1,), generator=self.generator))
@@ -234,7 +235,7 @@ class TritonLauncher:
                     enable_fp_fusion=FP_FUSION)
 
     # ---- launch configuration ---------------------------------------------------------
-    def _config(self, kern: Kernel, layout: Layout, rows, scalars) -> Config:
+    def _config(self, kern: Kernel, layout: Layout, rows, scalars, comm=()) -> Config:
         key = (kern.digest, layout.device, layout.numels)
         found = self._configs.get(key)
         if found is not None:
@@ -254,7 +255,7 @@ class TritonLauncher:
         chosen = self.tuner.choose(
             tune_key, layout.device,
             [c.as_dict() for c in space],
-            self._scratch_runner(kern, layout, rows, scalars),
+            self._scratch_runner(kern, layout, rows, scalars, comm),
             configs.heuristic(layout.device, layout.numels).as_dict(),
             functools.partial(configs.valid, device=layout.device))
         found = self._configs[key] = Config.from_dict(chosen)
@@ -280,7 +281,8 @@ class TritonLauncher:
                       "free; using the heuristic config", RuntimeWarning, stacklevel=4)
         return False
 
-    def _scratch_runner(self, kern: Kernel, layout: Layout, rows, scalars) -> Callable:
+    def _scratch_runner(self, kern: Kernel, layout: Layout, rows, scalars,
+                        comm=()) -> Callable:
         """``run(config)`` on copies of every written tensor: timing trials never touch the
         live params and states (read-only tensors such as grads are shared)."""
         written = {r.name for r, _ in self.plan.stores}
@@ -296,5 +298,5 @@ class TritonLauncher:
                                       layout.device)
                 run.groups = align_groups(addresses, len(layout.numels))
             self._launch(kern, layout, run.table, run.groups, scalars,
-                         [0] * len(kern.stochastic), Config.from_dict(config))
+                         [0] * len(kern.stochastic) + list(comm), Config.from_dict(config))
         return run

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from ...compiler.packed_signs import PACKED
+from ..packed_signs import check_packed
 from ..raw_memory import check_extent, refuse_wrapped
 
 
@@ -48,6 +50,25 @@ def check_bucket(roles: list[tuple[str, list[torch.Tensor], torch.dtype]],
                                   f"strides {t.stride()}); the triton backend needs "
                                   "contiguous tensors (use .contiguous() or backend='torch')")
             check_extent(t, where, "triton")
+
+
+def check_roles(dtypes: dict[str, str], roles, by_role, params, labels,
+                plain: bool = True) -> tuple[int, ...]:
+    """``check_bucket`` for the tensors of ``roles`` (``plain``: the float ones too; the
+    packed sign buffers always, kernels/packed_signs.py); returns the packed results'
+    (workers, row stride) pairs, in kernel argument order."""
+    numels = numels_of(params)
+    packed = [r for r in roles if dtypes[r.name] in PACKED]
+    if plain:
+        check_bucket([(r.name, by_role[r.name], getattr(torch, dtypes[r.name]))
+                      for r in roles if r not in packed], params[0].device, numels, labels)
+    labels = labels or [f"parameter {j}" for j in range(len(params))]
+    comm = []
+    for r in packed:
+        found = check_packed(r.name, dtypes[r.name], by_role[r.name], numels,
+                             params[0].device, labels, "triton")
+        comm += found or ()
+    return tuple(comm)
 
 
 def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,13 +1,19 @@
-"""Sign vectors on the wire: 1 bit per element, packed 8 to a byte, and their aggregation.
+"""Sign vectors packed 1 bit per element in torch: the torch backend's pack and count, and
+the public packer (optforge.distributed).
 
 A worker's sign vector is the bits ``c >= 0`` of one flat float tensor (+1 for a set bit,
 -1 for a clear one). A bit has no third value, so an exact zero travels as +1: Lion's
 ``sign(0) = 0`` cannot be sent in one bit (Distributed Lion's vectors are binary, Liu et
-al. 2024, Algorithm 1). Packing and unpacking are torch ops on the tensor's device, so a
-CUDA tensor never leaves the GPU. This is the one packer of every backend (the DSL's
-1-bit collectives, runtime/collective_stage.py): the rule's own kernel, generated per
-backend, computes the signs into a buffer, and packing that buffer is the same few
-vectorized torch ops whatever the rule, so there is nothing rule-specific to generate.
+al. 2024, Algorithm 1). The byte layout is compiler/packed_signs.py's: bit i (least
+significant first) of byte k holds element 8 k + i, the last byte padded with clear bits.
+Packing and unpacking are torch ops on the tensor's device, so a CUDA tensor never leaves
+the GPU.
+
+The torch backend's generated code calls ``store_signs`` (the pre-stage's store into a
+``sign_bits`` buffer: flag byte and bits) and ``vote_values`` (the elementwise stage's
+load of a ``sign_votes`` buffer); the numba and triton kernels pack and count in their
+own generated code, bit for bit the same. The runtime counts with ``vote_totals`` where
+a multi-stage plan reads a float32 result.
 
 Every rank aggregates the same gathered bytes in the same order, so every rank gets the
 same aggregate bit for bit (the "server" of the papers, run on each worker).
@@ -17,6 +23,8 @@ from __future__ import annotations
 import sys
 
 import torch
+
+from ..compiler.packed_signs import packed_size
 
 AGGREGATIONS = ("vote", "average")
 
@@ -40,11 +48,6 @@ def _spread_table(device: torch.device) -> torch.Tensor:
         words = [sum(((v >> j) & 1) << (8 * j) for j in range(8)) for v in range(256)]
         found = _TABLES[device] = torch.tensor(words, dtype=torch.int64, device=device)
     return found
-
-
-def packed_size(numel: int) -> int:
-    """Bytes that ``numel`` sign bits take (the last byte padded with clear bits)."""
-    return (numel + 7) // 8
 
 
 def pack_signs(values: torch.Tensor) -> torch.Tensor:
@@ -117,3 +120,25 @@ def aggregate(gathered: torch.Tensor, numel: int, how: str, dtype=torch.float32)
         raise ValueError(f"aggregation {how!r}: expected one of {AGGREGATIONS}")
     total = vote_totals(gathered, numel)
     return (total.sign_() if how == "vote" else total.div_(gathered.shape[0])).to(dtype)
+
+
+def store_signs(segment: torch.Tensor, values: torch.Tensor) -> None:
+    """A pre-stage's store into one parameter's ``sign_bits`` segment (uint8, ``1 +
+    packed_size(n)`` bytes): the bits of ``values >= 0`` after the flag byte, which is set
+    (never cleared) where a value is NaN; no host synchronization."""
+    flat = values.reshape(-1)
+    segment[1:] = pack_signs(flat)
+    segment[:1].bitwise_or_(torch.isnan(flat).any().view(1).to(torch.uint8))
+
+
+def vote_values(gathered: torch.Tensor, like: torch.Tensor, op: str) -> torch.Tensor:
+    """An elementwise stage's load of one parameter's ``sign_votes``: ``gathered`` is the
+    (workers, segment) uint8 view of every worker's segment; float32 values shaped like
+    ``like``: the sum of the +-1 votes (``"sum"``), that over the workers (``"mean"``),
+    or its sign (``"vote"``)."""
+    total = vote_totals(gathered[:, 1:], like.numel())
+    if op == "vote":
+        total.sign_()
+    elif op == "mean":
+        total.div_(gathered.shape[0])
+    return total.view(like.shape)
