@@ -47,7 +47,7 @@ def abs(x):  # noqa: A001 - the DSL mirrors torch's names
 
 
 def sign(x):
-    """Sign: -1, 0 or 1 (torch.sign semantics)."""
+    """Sign: -1, 0 or 1, and NaN for NaN (numpy's semantics, on every backend)."""
     return sp.sign(_expr(x, "sign", "x"))
 
 

@@ -14,6 +14,7 @@ from optforge.compiler.printers import base
 from optforge.compiler.printers.numba import NumbaPrinter
 from optforge.compiler.printers.torch import TorchPrinter
 from optforge.compiler.printers.triton import TritonPrinter
+from optforge.kernels import math_torch
 from optforge.dsl.matrix import MatMul
 from optforge.dsl.symbols import GradSymbol, HyperSymbol
 
@@ -80,7 +81,8 @@ def _numba_eval(text: str, e1: float, e2: float) -> float:
 
 
 def _torch_eval(text: str, e1: float, e2: float) -> float:
-    env = {"torch": torch, "compute_dtype": torch.float32,
+    # the generated module's names (compiler/templates/torch_step.py.tmpl)
+    env = {"torch": torch, "_math": math_torch, "compute_dtype": torch.float32,
            "e1": torch.tensor([e1]), "e2": torch.tensor([e2])}
     return float(eval(text, env)[0])  # noqa: S307 - our own printer's output
 

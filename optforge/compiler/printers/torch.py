@@ -29,7 +29,7 @@ def arg(name: str) -> str:
 
 class TorchPrinter(BasePrinter):
     backend = "torch"
-    UNARY = {sp.Abs: "torch.abs", sp.sign: "torch.sign", sp.exp: "torch.exp",
+    UNARY = {sp.Abs: "torch.abs", sp.sign: "_math.sign", sp.exp: "torch.exp",
              sp.log: "torch.log"}
     SQRT, POW, MAX, MIN = "torch.sqrt", "torch.pow", "torch.maximum", "torch.minimum"
     SYMBOLS = (sp.Symbol,)
