@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import re
 import statistics
 import sys
@@ -35,6 +34,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks
 sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # optforge from a checkout
 import bandwidth  # noqa: E402
+from plotting import save  # noqa: E402
 from bench_elementwise import (HYPER, ForeachLion, copy_kernel, interleaved_times,  # noqa: E402
                                machine)
 
@@ -198,7 +198,6 @@ def main(argv=None):
     print(text)
     print("sustained (probe): " + ", ".join(
         f"{k} {v:.1f} GB/s" for k, v in probe["sustained_gb_per_s"].items()))
-    args.out.mkdir(parents=True, exist_ok=True)
     slug = re.sub(r"\W+", "-", info["model"]).strip("-").lower()
     stem = args.out / f"lowprec-cpu{info['cpus']}-{slug}"
     chosen = (rules if rules != RULES else []) + (only if only != list(CASES) else [])
@@ -206,10 +205,7 @@ def main(argv=None):
         part = re.sub(r"\W+", "-", "-".join(chosen)).strip("-").lower()
         stem = stem.with_name(f"{stem.name}-{part}")
     data = {"machine": info, "bandwidth": probe, "results": results, "table": text}
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    plot(data, stem.with_suffix(".png"))
-    print(f"wrote {stem}.json and .png")
-    return stem
+    return save(stem, data, plot)
 
 
 if __name__ == "__main__":

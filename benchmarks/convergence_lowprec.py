@@ -20,14 +20,15 @@ Usage: python benchmarks/convergence_lowprec.py [--steps 400] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # optforge from a checkout
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # optforge from a checkout
 import optforge  # noqa: E402
+from plotting import save  # noqa: E402
 
 RESULTS = Path(__file__).with_name("results")
 SAMPLES, FEATURES, HIDDEN, BATCH = 4096, 64, 256, 128
@@ -138,12 +139,7 @@ def main(argv=None) -> Path:
     for name, loss in data["final_loss"].items():
         print(f"{name:26} final loss {loss:.5f}  "
               f"{100 * data['relative_gap_to_fp32'][name]:+.2f}% vs fp32 states")
-    args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.out / "convergence-lowprec"
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    plot(data, stem.with_suffix(".png"))
-    print(f"wrote {stem}.json and .png")
-    return stem
+    return save(args.out / "convergence-lowprec", data, plot)
 
 
 if __name__ == "__main__":

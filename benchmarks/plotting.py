@@ -19,6 +19,15 @@ from optforge.plots import (legend_patches, loss_curves_from, machine_line, pypl
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+
+def save(stem: Path, data: dict, figure) -> Path:
+    """``data`` as ``<stem>.json`` and ``figure(data, path)``'s plot as ``<stem>.png``."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    figure(data, stem.with_suffix(".png"))
+    print(f"wrote {stem}.json and .png")
+    return stem
+
 OURS = "optforge-numba"
 NICE = {"torch-loop": "torch for-loop", "torch-foreach": "torch foreach",
         "torch-fused": "torch fused", "po-Lamb-loop": "pytorch-optimizer Lamb",

@@ -21,6 +21,7 @@ def check_packed(name: str, dtype: str, tensors, numels, device: torch.device, l
     """Raise naming the tensor unless ``tensors`` (one per parameter, of ``numels``
     elements) are such buffers on ``device``; returns (workers, row stride) of a
     ``sign_votes`` column, None for a ``sign_bits`` one."""
+    assert dtype in (SIGN_BITS, SIGN_VOTES), dtype
     comm = None
     for j, t in enumerate(tensors):
         what = f"{backend} backend: {dtype} buffer {name!r} of {labels[j]}"
@@ -44,5 +45,4 @@ def check_packed(name: str, dtype: str, tensors, numels, device: torch.device, l
                                  f"has {comm}")
             comm = found
         check_extent(t, what, backend)
-    assert dtype in (SIGN_BITS, SIGN_VOTES)
     return comm
