@@ -27,6 +27,8 @@ from .rule import Rule
 from .symbols import HyperSymbol, build_context, is_reserved, reads_initial_lr
 from .validate import validate
 
+_INF = math.inf
+
 Variant = tuple
 
 
@@ -173,11 +175,15 @@ class RuleSpec:
     def variant_of(self, group: dict) -> Variant:
         """The structural key of a param group: its bools, which zero-specialized keys are
         0, which None-default keys are None and the sign of each infinite one."""
-        return (tuple(bool(group[k]) for k in self.static)
-                + tuple(group[k] is not None and float(group[k]) == 0.0
-                        for k in self.zero_specialized)
-                + tuple(group[k] is None for k in self.optional)
-                + tuple(_infinity_sign(group[k]) for k in self.unbounded))
+        # one loop, no generator per part: asked for every group on every step
+        out = [bool(group[k]) for k in self.static]
+        for k in self.zero_specialized:
+            out.append(group[k] is not None and float(group[k]) == 0.0)
+        for k in self.optional:
+            out.append(group[k] is None)
+        for k in self.unbounded:
+            out.append(_infinity_sign(group[k]))
+        return tuple(out)
 
     @property
     def default_variant(self) -> Variant:
@@ -247,8 +253,11 @@ class RuleSpec:
         for s in self.slots:
             v = group[s.key] if s.index is None else group[s.key][s.index]
             # None and infinities are structural (the variant's rule has no symbol for
-            # them): the prologue gets a finite stand-in it never reads
-            out[s.symbol.name] = 0.0 if v is None or math.isinf(float(v)) else float(v)
+            # them): the prologue gets a finite stand-in it never reads (NaN stays NaN:
+            # the prologue's checks name it). Compared inline, not math.isinf: this runs
+            # for every hyperparameter of every group on every step.
+            v = 0.0 if v is None else float(v)
+            out[s.symbol.name] = v if -_INF < v < _INF or v != v else 0.0
         if self._initial_lr_variants and self.variant_of(group) in self._initial_lr_variants:
             # torch's schedulers set it to the lr they started from (LRScheduler.__init__)
             out["initial_lr"] = float(group.get("initial_lr", group["lr"]))

@@ -17,6 +17,7 @@ both come from one tensor that owns the memory they describe:
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 _PLAIN_DISPATCH = torch._C._disabled_torch_dispatch_impl
@@ -68,18 +69,32 @@ def check_raw(t: torch.Tensor, what: str, backend: str) -> None:
 class CheckedAddresses:
     """Remembers the last address table whose tensors passed ``check_raw``: the full check
     (~0.5 us a tensor) runs only when an address or a size changes, as the triton layout
-    does, not on every step of a 200-tensor bucket."""
+    does, not on every step of a 200-tensor bucket. The table's int64 array, which the
+    kernel reads, is kept with it and handed out again while the key is the same. (One
+    tuple, replaced whole: launchers are shared by optimizers stepping in other threads.)"""
 
     def __init__(self):
-        self._last = None
+        self._last: tuple | None = None  # (key, its int64 array or None)
 
     def check(self, key, named_tensors, backend: str) -> None:
-        """``key``: the addresses and sizes; ``named_tensors``: (what, tensor) pairs."""
-        if key == self._last:
+        """``key``: the addresses and sizes; ``named_tensors``: (what, tensor) pairs, or a
+        function returning them (called only when the key changed)."""
+        last = self._last
+        if last is not None and last[0] == key:
             return
-        for what, t in named_tensors:
+        for what, t in (named_tensors() if callable(named_tensors) else named_tensors):
             check_raw(t, what, backend)
-        self._last = key
+        self._last = (key, None)
+
+    def table(self, key, rows: list, named_tensors, backend: str) -> np.ndarray:
+        """``check``, then ``rows`` (the key's address rows) as the kernel's int64 array."""
+        last = self._last
+        if last is not None and last[1] is not None and last[0] == key:
+            return last[1]
+        self.check(key, named_tensors, backend)
+        array = np.array(rows, dtype=np.int64)
+        self._last = (key, array)
+        return array
 
 
 def dense_layout(t: torch.Tensor) -> bool:

@@ -11,7 +11,7 @@ from collections import Counter, OrderedDict
 from typing import Callable
 
 from ..compiler import KernelPlan, lower
-from ..compiler.packed_signs import float_results, vote_ops
+from ..compiler.packed_signs import SIGN_BITS, float_results, vote_ops
 from ..compiler.printers.host import prologue_source
 from ..compiler.quant_plan import check_quantizable, quantized_states
 from ..compiler.rounding import mark_stochastic
@@ -30,6 +30,7 @@ STATS: Counter = Counter()  # "plans": rules lowered; "kernels:<backend>": kerne
 MAX_COMPILED = 512
 _cache: OrderedDict[tuple, "CompiledRule"] = OrderedDict()
 _lock = threading.Lock()
+_NO_RANDOMS: dict = {}
 
 
 class CompiledPlan:
@@ -50,19 +51,29 @@ class CompiledPlan:
         self.stored_slots = [(k, name, decl) for k, (name, decl)
                              in enumerate(self.plan.states.items()) if decl.stored]
         self.has_reductions = bool(self.plan.reductions)
-        self._inputs = frozenset(s.name for s in self.plan.prologue_inputs)
+        plan = self.plan
+        self.has_collectives = bool(plan.collectives)
+        self.has_matrix = bool(plan.matrix_stages)
+        # the reduce stage has something to do: reductions, a matrix stage's (empty)
+        # results, scoped states (read before it, computed after it)
+        self.reduces = bool(plan.reductions or plan.matrix_stages or plan.scoped_stores)
+        # stored states the runtime checks even where the launcher checks every tensor it
+        # touches: matrix states (the torch matrix stage's) and scoped ones (the runtime's)
+        self.runtime_checked_slots = [s for s in self.stored_slots
+                                      if s[2].kind in ("matrix", "scoped")]
+        # states a bucket does not take from the parameters' state dicts: buffers and
+        # packed sign bits, made for the step (runtime/stepping.py's columns)
+        self.made_columns = frozenset(n for n, d in plan.states.items()
+                                      if d.kind == "buffer" or d.dtype == SIGN_BITS)
 
     def scalars(self, hyper_values: dict[str, float], step: float,
                 random_values: dict[str, float] | None = None) -> tuple:
         """The kernel's run-time scalars for one group at one step (float64 on the host)."""
-        # the prologue's arguments are the user's names prefixed ``u_`` (printers/host.py)
-        values = {"u_" + k: v for k, v in hyper_values.items()}
-        # (a pre-stage and its main stage may take different random scalars: each its own)
-        values.update({"u_" + k: v for k, v in (random_values or {}).items()
-                       if k in self._inputs})
+        # (a pre-stage and its main stage may take different random scalars: each reads
+        # its own from the dict)
         try:
-            return self._prologue(**values, u_t=step)
-        except (ArithmeticError, ValueError, TypeError) as exc:
+            return self._prologue(hyper_values, random_values or _NO_RANDOMS, step)
+        except (ArithmeticError, ValueError, TypeError, KeyError) as exc:
             shown = ", ".join(f"{k}={v:g}" for k, v in hyper_values.items())
             raise ValueError(f"rule {self.spec.name!r} at step {step:g}: the scalar prologue "
                              f"failed ({exc}) with hyperparameters {shown}") from exc
@@ -90,6 +101,10 @@ class CompiledRule(CompiledPlan):
             check_quantizable(plan, "any")
         super().__init__(spec, mark_stochastic(plan, storage))
         self.pre = CompiledPlan(spec, self.plan.pre_plan) if self.plan.pre_plan else None
+        # the buffers the pre-stage writes: made before it runs (the matrix stage's are
+        # its own result tensors)
+        self.early_buffers = frozenset(r.name for r, _ in self.pre.plan.stores) \
+            if self.pre else frozenset()
         # 1-bit collective results the elementwise kernel counts from packed bits
         self.packed_results = frozenset(vote_ops(self.plan))
         self._supplied: CompiledPlan | None = None

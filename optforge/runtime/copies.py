@@ -15,7 +15,7 @@ import threading
 from ..dsl.spec import RuleSpec
 
 # attributes rebuilt on demand, never copied
-TRANSIENT = frozenset({"_launcher_cache", "_stepped"})
+TRANSIENT = frozenset({"_launcher_cache", "_compiled_variants", "_stepped"})
 # torch re-creates these (empty) in Optimizer.__setstate__, as its own copies do
 TORCH_HOOKS = frozenset({
     "_optimizer_step_pre_hooks", "_optimizer_step_post_hooks",

@@ -30,7 +30,7 @@ from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key
 from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
                          check_intervals, check_ranges, check_tensor_sizes, check_types)
 
-
+_NO_NOTICE = contextlib.nullcontext()  # (reusable) a later step announces nothing
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -181,7 +181,7 @@ class Optimizer(torch.optim.Optimizer):
         # or user settings are lost and torch.compile recompiles on the changed global.
         threads = torch.get_num_threads()
         try:
-            with announce_if_slow(self._compiling) if first else contextlib.nullcontext():
+            with announce_if_slow(self._compiling) if first else _NO_NOTICE:
                 self._step_groups(first, closure, inputs)
         finally:
             if torch.get_num_threads() != threads:
@@ -220,10 +220,20 @@ class Optimizer(torch.optim.Optimizer):
                 stepping.run(self, given, compiled)
 
     def _compiled(self, group: dict):
-        """The group's compiled rule variant (built once per process and variant)."""
+        """The group's compiled rule variant (built once per process and variant; the
+        optimizer keeps the variants it ran, so a step skips the shared cache's lock)."""
         spec = self.spec_of(group)
-        return compile_rule(spec, spec.variant_of(group), self.skip_nonfinite,
-                            storage_options.options_of(spec, group))
+        key = (spec.fn, spec.variant_of(group), self.skip_nonfinite,
+               storage_options.options_of(spec, group))
+        own = self.__dict__.get("_compiled_variants")
+        if own is None:  # (not made in __init__: unpickled optimizers skip it)
+            own = self._compiled_variants = {}
+        found = own.get(key)
+        if found is None:
+            if len(own) >= 64:  # bounded: a group's flags flipped in a loop
+                own.clear()
+            found = own[key] = compile_rule(spec, *key[1:])
+        return found
 
     def _inputs_of(self, index: int, group: dict, closure, inputs, compiled) -> dict:
         """{input name: {param: tensor}} for the group's rule (``given(...)``, layer stats)."""

@@ -43,6 +43,8 @@ class Variants:
 def variants(opt, group, compiled) -> Variants | None:
     """None unless the group keeps some state in 8 bits."""
     options = compiled.storage
+    if not options.state_dtypes:  # (the usual case, asked on every step: no call)
+        return None
     if not storage_options.quantizes(options, group, numel=1 << 62):
         return None
     small = compile_rule(compiled.spec, compiled.variant, opt.skip_nonfinite,

@@ -55,20 +55,23 @@ def _first_dtensor(opt, group: dict):
     return cached[2]
 
 
-def verdict_group(opt):
+def verdict_group(opt, compiled: list):
     """The group whose ranks run collectives in this step, or None: no verdict needed (a
-    single process, or a step without collectives: elementwise rules on shards, DDP)."""
-    if not dist.is_available() or not dist.is_initialized():
+    single process, or a step without collectives: elementwise rules on shards, DDP).
+    ``compiled[i]``: param group i's rule variant for this step."""
+    # the rules first (attributes): most steps need no verdict whatever the process group
+    busy = [(group, rule.plan) for group, rule in zip(opt.param_groups, compiled)
+            if group["params"] and (rule.has_collectives or rule.reduces)]
+    if not busy or not dist.is_available() or not dist.is_initialized():
         return None
+    if any(plan.collectives for _, plan in busy):
+        return process_group(opt)
     sharded = None
-    for group in opt.param_groups:
-        if not group["params"]:
-            continue
-        plan = opt._compiled(group).plan
-        if plan.collectives:
-            return process_group(opt)
-        if sharded is None and (plan.reduce_stages or plan.matrix_stages):
+    for group, plan in busy:
+        if plan.reduce_stages or plan.matrix_stages:
             sharded = _first_dtensor(opt, group)  # shard partials, gathered matrices
+            if sharded is not None:
+                break
     if sharded is None:
         return None
     mesh = sharded.device_mesh
@@ -77,14 +80,10 @@ def verdict_group(opt):
 
 
 @contextlib.contextmanager
-def agreed(opt):
-    """Run collect and check inside; on the distributed path every rank leaves together:
-    all stepping on, or all raising."""
-    group = verdict_group(opt)
+def agreed(group):
+    """Run collect and check inside; every rank of ``group`` (``verdict_group``'s answer,
+    not None) leaves together: all stepping on, or all raising."""
     facts = Facts()
-    if group is None:
-        yield facts
-        return
     try:
         yield facts
     except Exception as exc:

@@ -84,7 +84,8 @@ class Bucket:
 
     def kernel_args(self, work: "GroupStep | None" = None) -> tuple:
         """(params, grads, states, labels, reduced) for a kernel launch over ``members``."""
-        reduced = self.reduced(work) if work is not None else None
+        reduced = None if work is None or work.reduced is None else \
+            [work.reduced[k] for k in self.keys]
         if self.members is None:
             return self.params, self.grads, self.states, self.labels, reduced
         def pick(values):

@@ -46,6 +46,7 @@ from .step_work import Bucket, GroupStep, Labels, serialised, step_lock  # noqa:
 
 SKIP_COUNTER = "nonfinite_skips"  # param_groups key: steps skipped for NaN/Inf gradients
 _PLAIN_TYPES = frozenset({torch.Tensor, torch.nn.Parameter})
+_NO_RANDOMS: dict = {}
 
 __all__ = ["run", "collect", "check", "reduce", "finish_scalars", "pre_stage", "matrix",
            "elementwise", "commit", "SKIP_COUNTER", "serialised", "step_lock"]
@@ -53,29 +54,59 @@ __all__ = ["run", "collect", "check", "reduce", "finish_scalars", "pre_stage", "
 
 def run(opt, given: list[dict], compiled: list) -> None:
     """Every stage of one step over every param group (``given[i]``: group i's inputs,
-    ``compiled[i]``: its compiled rule variant)."""
-    works = []
-    with step_verdict.agreed(opt) as facts:  # distributed: every rank fails, or none
-        for index, group in enumerate(opt.param_groups):
-            work = collect(opt, index, group, given[index], compiled[index])
-            if work is not None:
-                check(opt, work)
-                works.append(work)
-        facts.values, facts.detail = collective_stage.check(opt, works)
-    reduce(opt, works)
-    for work in works:
-        finish_scalars(opt, work)
-    collective_stage.exchange(opt, works, pre_stage)  # rules' allreduce / majority_vote
+    ``compiled[i]``: its compiled rule variant). A stage with nothing to do for a rule
+    (no reductions, no matrix stage, no collectives...) is not called at all: each call
+    is a few hundred nanoseconds of a step whose fixed cost users see on small models."""
+    verdict = step_verdict.verdict_group(opt, compiled)
+    if verdict is None:  # single process, or no collectives in this step
+        works = _collect_and_check(opt, given, compiled)
+        reduces, communicates = _needs(works)
+        if communicates:
+            collective_stage.check(opt, works)  # (refusals; no other rank to agree with)
+    else:
+        with step_verdict.agreed(verdict) as facts:  # every rank fails, or none
+            works = _collect_and_check(opt, given, compiled)
+            facts.values, facts.detail = collective_stage.check(opt, works)
+        reduces, communicates = _needs(works)
+    if reduces:
+        reduce(opt, works)
+        for work in works:
+            finish_scalars(opt, work)
+    if communicates:
+        collective_stage.exchange(opt, works, pre_stage)  # rules' allreduce / majority_vote
     for work in works:
         if not work.skipped:
-            install_states(opt, work)
+            if work.fresh:
+                install_states(opt, work)
             for b in work.buckets:
-                pre_stage(b)
-                new_matrices = matrix(opt, work, b)
+                if b.pre is not None:
+                    pre_stage(b)
+                new_matrices = matrix(opt, work, b) if work.compiled.has_matrix else {}
                 elementwise(work, b)
                 commit_bucket(opt, b, new_matrices)
-                scoped_states.commit(opt, work, b)
+                if work.scoped:
+                    scoped_states.commit(opt, work, b)
         commit(opt, work)
+
+
+def _needs(works: list) -> tuple[bool, bool]:
+    """Whether any group of the step has reduce-stage work, and any runs collectives."""
+    reduces = communicates = False
+    for work in works:
+        reduces |= work.compiled.reduces
+        communicates |= work.compiled.has_collectives
+    return reduces, communicates
+
+
+def _collect_and_check(opt, given: list[dict], compiled: list) -> list[GroupStep]:
+    """Collect then check each param group, all before any write."""
+    works = []
+    for index, group in enumerate(opt.param_groups):
+        work = collect(opt, index, group, given[index], compiled[index])
+        if work is not None:
+            check(opt, work)
+            works.append(work)
+    return works
 
 
 # ---- collect ---------------------------------------------------------------------------
@@ -123,28 +154,26 @@ def collect(opt, index: int, group: dict, given: dict, compiled) -> GroupStep | 
 
 def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> Bucket:
     device, dtype, step = key
-    keys = [p for _, p, _ in members]
-    state_dicts = [d for _, _, d in members]
+    indices, keys, state_dicts = map(list, zip(*members))  # (transposed at C speed)
     sharded = not plain and any(map(shards.is_sharded, keys))
     params = [shards.local(p) for p in keys] if sharded else keys
     plan, decls = compiled.plan, compiled.plan.states
     randoms = {name: draw(dist, opt.seed, index, step, name)
-               for name, dist in plan.randoms.items()}
-    # only the pre-stage writes into a buffer; the matrix stage hands over its own
-    # result tensors, so its buffers need no placeholder (None until then)
-    early = {r.name for r, _ in compiled.pre.plan.stores} if compiled.pre else set()
+               for name, dist in plan.randoms.items()} if plan.randoms else _NO_RANDOMS
 
     def column(name):
         if name in given:
             values = [given[name][p] for p in keys]
+        elif name not in compiled.made_columns:  # a stored state
+            values = [d[name] for d in state_dicts]
         elif decls[name].dtype == SIGN_BITS:  # packed signs, flag bytes clear
             return [torch.zeros(segment_size(p.numel()), dtype=torch.uint8, device=p.device)
                     for p in params]
-        elif decls[name].kind == "buffer":  # allocated in the state's storage dtype
+        else:  # a buffer, allocated in the state's storage dtype; only the pre-stage
+            # writes into one before the kernels (the matrix stage hands over its own
+            # result tensors, so its buffers need no placeholder: None until then)
             return ([torch.empty_like(p, dtype=storage_dtype(decls[name], p)) for p in params]
-                    if name in early else [None] * len(params))
-        else:
-            values = [d[name] for d in state_dicts]
+                    if name in compiled.early_buffers else [None] * len(params))
         return [shards.local(v) for v in values] if sharded else values
 
     launcher = opt.launcher_for
@@ -155,7 +184,7 @@ def _bucket(opt, index, compiled, hyper_values, given, key, members, plain) -> B
     # results a user supplies are floats, not bits: the plan reading them as such
     main = compiled.supplied if compiled.packed_results & given.keys() else compiled
     return Bucket(launcher(main, device, dtype), keys, params,
-                  Labels([i for i, _, _ in members], index),
+                  Labels(indices, index),
                   [shards.local(p.grad) for p in keys] if sharded else [p.grad for p in keys],
                   [column(name) for name in decls],
                   compiled.scalars(hyper_values, step, randoms), step, pre, sharded=sharded,
@@ -175,7 +204,7 @@ def _torch_launcher(compiled, device, dtype):
 def check(opt, work: GroupStep) -> None:
     """Everything the group's kernels will touch, before any kernel of the step runs."""
     for b in work.buckets:
-        stored = (b.compiled or work.compiled).stored_slots  # (8-bit: a bucket's own)
+        compiled = b.compiled or work.compiled  # (8-bit: a bucket's own variant)
         for j, p in enumerate(b.keys):
             opt.check_parameter(p, b.labels, j, work.compiled)
             if b.sharded:
@@ -183,8 +212,9 @@ def check(opt, work: GroupStep) -> None:
         # numba and triton check every tensor their kernels touch (dtype, device, size)
         # in check() below; matrix states are the torch matrix stage's, checked here
         # (and scoped states, which the runtime reads and writes: scoped_states.py)
-        own = [s for s in stored if not b.launcher.checks_tensors
-               or s[2].kind in ("matrix", "scoped")]
+        own = compiled.stored_slots
+        if own and b.launcher.checks_tensors:
+            own = compiled.runtime_checked_slots
         for k, name, decl in own:
             for j, (p, value) in enumerate(zip(b.params, b.states[k])):
                 if b.sharded and decl.kind == "matrix" and shards.is_sharded(b.keys[j]):
@@ -194,7 +224,7 @@ def check(opt, work: GroupStep) -> None:
                         and value.dtype == storage_dtype(decl, p)):
                     _check_state(name, decl, p, value, opt, b.labels[j])  # explains
         # what the launcher derived (its address tables) is reused by the launch
-        if b.members == []:  # only empty shards: no kernel runs
+        if b.members is not None and not b.members:  # only empty shards: no kernel runs
             continue
         params, grads, states, labels, _ = b.kernel_args()
         b.prepared = b.launcher.check(params, grads, states, labels)

@@ -1,6 +1,9 @@
 """Prints the host prologue: plain Python over floats (float64), using ``math``.
 
-Its arguments are the user's scalars under their ``u_`` names (``torch.local``): a
+It takes the step's values as they come, ``prologue(hyper, randoms, t)``: the group's
+hyperparameter values and the step's random draws by name (two dicts the runtime builds
+anyway: passing them whole saves rebuilding keyword arguments on every step), and the step
+count. It reads each into the user's scalar under its ``u_`` name (``base.local``): a
 hyperparameter called ``math`` or ``float`` must not shadow the module or the builtin.
 """
 from __future__ import annotations
@@ -9,6 +12,8 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from ..plan import KernelPlan
 from ..templates import render
+from ...dsl.randomness import RandomSymbol
+from ...dsl.symbols import StepSymbol
 from .base import local
 
 
@@ -26,10 +31,14 @@ class _HostPrinter(PythonCodePrinter):
 
 
 def prologue_source(plan: KernelPlan) -> str:
-    """A module defining ``prologue(<hyper names>, t) -> tuple`` of the kernel's scalars."""
+    """A module defining ``prologue(hyper, randoms, t) -> tuple`` of the kernel's scalars."""
     printer = _HostPrinter({"fully_qualified_modules": True, "standard": "python3"})
+    # (symbol names are identifiers, checked by the DSL; repr() quotes them regardless)
+    reads = [f"    {local(s)} = " + ("_t" if isinstance(s, StepSymbol) else
+                                     f"{'_r' if isinstance(s, RandomSymbol) else '_h'}"
+                                     f"[{str(s)!r}]") for s in plan.prologue_inputs]
     body = [f"    {s.name} = float({printer.doprint(e)})" for s, e in plan.prologue]
     results = "".join(f"{s.name}, " for s in plan.scalar_args)
     return render("prologue.py", rule=plan.rule_name, fingerprint=plan.fingerprint(),
-                  args=", ".join(local(s) for s in plan.prologue_inputs),
-                  body="\n".join(body) or "    pass", results=results)
+                  args="_h, _r, _t", body="\n".join(reads + body) or "    pass",
+                  results=results)

@@ -190,9 +190,12 @@ def restore_threads(threads: int) -> None:
 def run_parallel(fn, *args):
     """Call the Numba dispatcher ``fn``: with a fork-safe layer chosen first, under the
     lock when that layer is workqueue, as its serial twin in a forked OpenMP child."""
-    prepare()
-    fn = fork_safe(fn)
-    if fn.targetoptions.get("parallel") and _active_layer() in (None, "workqueue"):
+    if not _layer_chosen:
+        prepare()
+    if _forked:
+        fn = fork_safe(fn)
+    # (module globals tested inline: this runs on every launch of every step)
+    if (_layer or _active_layer()) in (None, "workqueue") and fn.targetoptions.get("parallel"):
         with _launch_lock:
             return fn(*args)
     return fn(*args)

@@ -69,6 +69,7 @@ _DTYPE_NAMES = {torch.float32: "float32", torch.float64: "float64",
 _HELPERS = tuple(Path(__file__).with_name(name)
                  for name in ("helpers.py", "philox.py", "quant_helpers.py"))
 _RAW_TYPES = (torch.Tensor, torch.nn.Parameter)  # raw memory, no call to is_raw needed
+_NUMEL, _IS_CONTIGUOUS = torch.Tensor.numel, torch.Tensor.is_contiguous
 
 
 def helpers_digest() -> str:
@@ -94,14 +95,16 @@ def blocks_for(numels: tuple[int, ...], block: int = BLOCK) -> np.ndarray:
     return np.array(rows, dtype=np.int64).reshape(-1, 3)
 
 
-def _plain(tensors, dtype, numels) -> bool:
+def _plain(columns, numels) -> bool:
     """The common case, checked cheaply (~0.5 us a tensor; the detailed check costs ~3 us,
     which at 200 tensors x 4 slots was half of a small step): CPU, right dtype and size,
-    contiguous. The grad's shape is checked by the optimizer, states are made like p."""
-    for t, n in zip(tensors, numels):
-        if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous() \
-                or not (type(t) in _RAW_TYPES or is_raw(t)):
-            return False
+    contiguous. ``columns``: (slot name, tensors, torch dtype). The grad's shape is
+    checked by the optimizer, states are made like p."""
+    for _, tensors, dtype in columns:
+        for t, n in zip(tensors, numels):
+            if t.dtype != dtype or not t.is_cpu or t.numel() != n or not t.is_contiguous() \
+                    or not (type(t) in _RAW_TYPES or is_raw(t)):
+                return False
     return True
 
 
@@ -127,7 +130,7 @@ class NumbaLauncher:
         self._kernels: dict[str, object] = {}
         self._blocks: dict[tuple, np.ndarray] = {}
         self._layouts: dict[tuple, Layout] = {}
-        self._storage: dict[str, dict[str, str]] = {}  # parameter dtype -> slot storage
+        self._specs: dict[str, list] = {}  # parameter dtype -> _slot_specs
         self._results = StageResults(plan)
         self._checked = CheckedAddresses()
         # row/column reductions index rows of the (shape[0], -1) view in memory order
@@ -145,43 +148,57 @@ class NumbaLauncher:
         tensor (by ``labels[j]``, e.g. "parameter 3 of group 1") if this bucket cannot
         run. Returns the checked tables for the launch (``prepared``), or None where a
         buffer a matrix stage has not made yet (None) leaves them to the launch."""
-        if not params or any(t is None for k in self._buffer_columns for t in states[k]):
+        if not params or self._buffer_columns and any(
+                t is None for k in self._buffer_columns for t in states[k]):
             if params:
                 self._tables(params, grads, states, labels)
             return None
         return self._tables(params, grads, states, labels)
 
+    def _slot_specs(self, dtype: str) -> list[tuple]:
+        """Per kernel slot, for ``dtype`` parameters: (name, where its tensors are: -2 the
+        parameters, -1 the gradients, else the index into ``states``, storage dtype name,
+        torch dtype or None for packed sign bits), worked out once per dtype."""
+        found = self._specs.get(dtype)
+        if found is None:
+            storage = storage_dtypes(self.plan, dtype, "numba")
+            index = {name: k for k, name in enumerate(self.plan.states)}
+            found = self._specs[dtype] = [
+                (name, -2 if name == "p" else -1 if name == "g" else index[name],
+                 storage[name], None if storage[name] in PACKED else getattr(torch, storage[name]))
+                for name in self.slots]
+        return found
+
     def _tables(self, params, grads, states, labels=None):
-        """(dtype name, address table, blocks) of a bucket, every tensor checked."""
+        """(dtype name, address table, blocks, packed-result arguments, total elements) of
+        a bucket, every tensor checked."""
         dtype = _DTYPE_NAMES.get(params[0].dtype)
         if dtype is None:
             raise TypeError(f"numba backend: parameters of dtype {params[0].dtype} are not "
                             f"supported (supported: {list(_DTYPE_NAMES.values())})")
-        storage = self._storage.get(dtype)
-        if storage is None:
-            storage = self._storage[dtype] = storage_dtypes(self.plan, dtype, "numba")
-        columns = {"p": params, "g": grads}
-        columns.update(zip(self.plan.states, states))
-        numels = tuple(p.numel() for p in params)
-        # a non-contiguous (e.g. channels_last) parameter: every tensor must share its
-        # layout, which only the detailed check looks at
-        params_plain = all(p.is_contiguous() for p in params)
-        labels = labels or [f"parameter {j}" for j in range(len(params))]
-        table, named, comm = [], [], []
-        for name in self.slots:
-            tensors = columns[name]
+        if labels is None:
+            labels = [f"parameter {j}" for j in range(len(params))]
+        numels = tuple(map(_NUMEL, params))
+        named, comm, plain = [], [], []
+        for name, source, storage, want in self._slot_specs(dtype):
+            tensors = params if source == -2 else grads if source == -1 else states[source]
             if name in self._buffers and any(t is None for t in tensors):
                 continue  # check phase: a matrix buffer or a collective's result not made yet
-            if storage[name] in PACKED:  # sign bits (compiler/packed_signs.py)
-                found = check_packed(name, storage[name], tensors, numels, params[0].device,
+            if want is None:  # sign bits (compiler/packed_signs.py)
+                found = check_packed(name, storage, tensors, numels, params[0].device,
                                      labels, "numba")
                 comm += found or ()
-            elif not (params_plain and _plain(tensors, getattr(torch, storage[name]), numels)):
-                self._check(name, tensors, params, storage[name], labels)  # explains, or allows
-            table.append([t.data_ptr() for t in tensors])
+            else:
+                plain.append((name, tensors, want))
             named.append((name, tensors))
+        # a non-contiguous (e.g. channels_last) parameter: every tensor must share its
+        # layout, which only the detailed check looks at
+        if not (all(map(_IS_CONTIGUOUS, params)) and _plain(plain, numels)):
+            for name, tensors, want in plain:
+                self._check(name, tensors, params, want, labels)  # explains, or allows
+        table = [[t.data_ptr() for t in tensors] for _, tensors in named]
         # the kernel trusts each address with its parameter's numel: assert they agree
-        self._checked.check((numels, table, comm), (
+        array = self._checked.table((numels, table, comm), table, lambda: (
             (_what(name, labels[j]), t) for name, ts in named for j, t in enumerate(ts)),
             "numba")
         if self._by_rows:
@@ -198,7 +215,7 @@ class NumbaLauncher:
                 self._blocks.clear()
             blocks = self._blocks[numels] = blocks_for(numels)
         # packed collective results: worker count and row stride, after the scalars
-        return dtype, np.array(table, dtype=np.int64), blocks, comm
+        return dtype, array, blocks, comm, sum(numels)
 
     def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """``states`` is one list per state name (plan order), aligned with ``params``;
@@ -206,18 +223,18 @@ class NumbaLauncher:
         ``prepared``: what ``check`` returned for these very tensors this step."""
         if not params:
             return
-        dtype, table, blocks, comm = prepared or self._tables(params, grads, states)
-        module = self.kernel(dtype)
+        dtype, table, blocks, comm, total = prepared or self._tables(params, grads, states)
+        module = self._kernels.get(dtype) or self.kernel(dtype)
         args = (table, blocks, np.array([*scalars, *comm], dtype=np.float64))
         if self.plan.reduce_stages:
             layout = self._layout(params, blocks)
             args += (layout.shapes,) + self._results.tables(reduced, params, layout)
-        _launch(module, module.kernel, args, sum(p.numel() for p in params))
+        _launch(module, module.kernel, args, total)
 
     def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        dtype, table, blocks, _ = self._tables(params, grads, states)
+        dtype, table, blocks, _, _ = self._tables(params, grads, states)
         module = self.kernel(dtype)
         layout = self._layout(params, blocks)
         tables = self._results.tables(reduced, params, layout)
@@ -233,9 +250,8 @@ class NumbaLauncher:
             found = self._layouts[key] = Layout(key, blocks, BLOCK)
         return found
 
-    def _check(self, name, tensors, params, dtype, labels):
+    def _check(self, name, tensors, params, want: torch.dtype, labels):
         """The slow path: raise naming the tensor, or accept a dense permuted layout."""
-        want = getattr(torch, dtype)
         for j, t in enumerate(tensors):
             p = params[j]
             what = _what(name, labels[j])
@@ -269,7 +285,7 @@ def _what(name: str, label: str) -> str:
 def _launch(module, fn, args, total: int) -> None:
     """Call one kernel: serial below PARALLEL_MIN elements, an unreadable cache purged;
     ``jit.run_parallel`` keeps it alive across forks and threads."""
-    threads = threads_for_this_call(total, PARALLEL_MIN)
+    threads = threads_for_this_call(total, PARALLEL_MIN) if total < PARALLEL_MIN else 0
     try:
         run_parallel(fn, *args)
     except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
@@ -280,4 +296,5 @@ def _launch(module, fn, args, total: int) -> None:
         _purge_numba_cache(module)
         run_parallel(fn, *args)
     finally:
-        restore_threads(threads)
+        if threads:
+            restore_threads(threads)
