@@ -43,10 +43,13 @@ class Launcher(Protocol):
         (by ``labels``) if this bucket cannot run. May return what it derived (address
         tables); the runtime hands it back to ``__call__`` as ``prepared``."""
 
-    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+    def reduce(self, stage: int, params, grads, states, scalars, reduced,
+               prepared=None) -> list[tuple]:
         """Reduce stage ``stage`` (``plan.reduce_stages[stage]``): each tensor's partial
         reductions, in the stage's order; nothing is written. The runtime finishes them
-        (sums partials, combines group scopes across buckets)."""
+        (sums partials, combines group scopes across buckets). ``prepared``: what
+        ``check`` returned for these very tensors this step (or None), as for
+        ``__call__``."""
 
     def __call__(self, params, grads, states, scalars, reduced=None, prepared=None) -> None:
         """The elementwise stage: write the new parameters and states in place."""

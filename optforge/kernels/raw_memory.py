@@ -86,13 +86,17 @@ class CheckedAddresses:
             check_raw(t, what, backend)
         self._last = (key, None)
 
-    def table(self, key, rows: list, named_tensors, backend: str) -> np.ndarray:
-        """``check``, then ``rows`` (the key's address rows) as the kernel's int64 array."""
+    def table(self, key, addresses: list, named_tensors, backend: str,
+              shape: tuple | None = None) -> np.ndarray:
+        """``check``, then ``addresses`` (part of the key) as the kernel's int64 array,
+        reshaped to ``shape`` when given."""
         last = self._last
         if last is not None and last[1] is not None and last[0] == key:
             return last[1]
         self.check(key, named_tensors, backend)
-        array = np.array(rows, dtype=np.int64)
+        array = np.array(addresses, dtype=np.int64)
+        if shape is not None:
+            array = array.reshape(shape)
         self._last = (key, array)
         return array
 

@@ -32,7 +32,8 @@ class TorchLauncher:
         and dispatch through tensor subclasses (DTensor), and the optimizer has checked
         shapes, dtypes and devices."""
 
-    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+    def reduce(self, stage: int, params, grads, states, scalars, reduced,
+               prepared=None) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
         cdt = compute_dtype(params[0].dtype)

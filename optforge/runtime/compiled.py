@@ -57,6 +57,9 @@ class CompiledPlan:
         # the reduce stage has something to do: reductions, a matrix stage's (empty)
         # results, scoped states (read before it, computed after it)
         self.reduces = bool(plan.reductions or plan.matrix_stages or plan.scoped_stores)
+        self.has_scoped = bool(plan.scoped_loads or plan.scoped_stores)
+        # some reduction totals over every group of the optimizer (global clipping)
+        self.spans_optimizer = any(r.span == "optimizer" for r in plan.reductions)
         # stored states the runtime checks even where the launcher checks every tensor it
         # touches: matrix states (the torch matrix stage's) and scoped ones (the runtime's)
         self.runtime_checked_slots = [s for s in self.stored_slots

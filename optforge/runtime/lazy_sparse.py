@@ -108,7 +108,7 @@ class LazySparse:
                     state[j].index_put_(index, column[k])
         return result
 
-    def reduce(self, stage, params, grads, states, scalars, reduced):
+    def reduce(self, stage, params, grads, states, scalars, reduced, prepared=None):
         raise NotImplementedError("lazy sparse staging steps only the elements a gradient "
                                   "holds; a reduction over them has no defined meaning")
 

@@ -27,7 +27,9 @@ def reduce(opt, works: list) -> None:
     for work in works:
         if work.compiled.has_reductions or work.compiled.plan.matrix_stages:
             work.reduced = {p: () for b in work.buckets for p in b.keys}
-    scoped_states.read(opt, works)  # scoped states' current values: the first results
+    scoped = any(w.compiled.has_scoped for w in works)
+    if scoped:
+        scoped_states.read(opt, works)  # scoped states' current values: the first results
     depth = max((len(w.compiled.plan.reduce_stages) for w in works), default=0)
     for k in range(depth):
         active = [w for w in works if k < len(w.compiled.plan.reduce_stages) and not w.skipped]
@@ -35,7 +37,8 @@ def reduce(opt, works: list) -> None:
         if any(b.sharded for w in active for b in w.buckets):
             shards.combine([(w.compiled.plan.reduce_stages[k].reductions, partials[id(w)])
                             for w in active])
-        spanning = _optimizer_totals(k, active, partials)
+        spanning = _optimizer_totals(k, active, partials) \
+            if any(w.compiled.spans_optimizer for w in active) else {}
         for w in active:
             stage = w.compiled.plan.reduce_stages[k]
             for p, values in finish(stage.reductions, partials[id(w)],
@@ -47,14 +50,15 @@ def reduce(opt, works: list) -> None:
                 w.skipped = float(w.reduced[w.buckets[0].keys[0]][at]) > 0
         if k == 0:
             _skip_together(active)
-    scoped_states.compute(works)  # their new values, stored at commit
+    if scoped:
+        scoped_states.compute(works)  # their new values, stored at commit
 
 
 def _skip_together(works: list) -> None:
     """A non-finite gradient in one group poisons every optimizer-wide total it is part
     of (a global norm is NaN): the groups that share such totals skip together."""
     spanning = [w for w in works if w.compiled.plan.nonfinite_check is not None
-                and any(r.span == "optimizer" for r in w.compiled.plan.reductions)]
+                and w.compiled.spans_optimizer]
     if any(w.skipped for w in spanning):
         for w in spanning:
             w.skipped = True
@@ -68,7 +72,7 @@ def _partials(work, k: int) -> list[tuple]:
         parts = from_shapes(stage.reductions, b.params, compute_dtype)
         if parts is None and b.members is None:
             parts = b.launcher.reduce(k, b.params, b.grads, b.states, b.scalars,
-                                      b.reduced(work))
+                                      b.reduced(work), prepared=b.prepared)
         elif parts is None:  # a sharded bucket: empty shards reduce to the identity
             parts = [shards.empty_partials(stage.reductions, key, compute_dtype)
                      for key in b.keys]

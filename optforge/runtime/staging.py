@@ -116,10 +116,14 @@ class Staged:
             (torch.view_as_real(original) if original.is_complex() else original).copy_(copy)
         return result
 
-    def reduce(self, stage, params, grads, states, scalars, reduced):
-        staged = self._staged_indices(params, grads, states)
-        if staged:  # a reduce stage writes nothing: no write-back
-            params, grads, states, _ = self._stage(params, grads, states, staged)
+    def reduce(self, stage, params, grads, states, scalars, reduced, prepared=None):
+        # ``prepared`` comes from check() of these very tensors, which staged none
+        staged = [] if prepared is not None else self._staged_indices(params, grads, states)
+        if not staged:
+            return self.inner.reduce(stage, params, grads, states, scalars, reduced,
+                                     prepared=prepared)
+        # a reduce stage writes nothing: no write-back
+        params, grads, states, _ = self._stage(params, grads, states, staged)
         return self.inner.reduce(stage, params, grads, states, scalars, reduced)
 
 

@@ -177,10 +177,10 @@ class NumbaLauncher:
             raise TypeError(f"numba backend: parameters of dtype {params[0].dtype} are not "
                             f"supported (supported: {list(_DTYPE_NAMES.values())})")
         if labels is None:
-            labels = [f"parameter {j}" for j in range(len(params))]
+            labels = _NUMBERED
         numels = tuple(map(_NUMEL, params))
         named, comm, plain = [], [], []
-        for name, source, storage, want in self._slot_specs(dtype):
+        for name, source, storage, want in self._specs.get(dtype) or self._slot_specs(dtype):
             tensors = params if source == -2 else grads if source == -1 else states[source]
             if name in self._buffers and any(t is None for t in tensors):
                 continue  # check phase: a matrix buffer or a collective's result not made yet
@@ -196,11 +196,11 @@ class NumbaLauncher:
         if not (all(map(_IS_CONTIGUOUS, params)) and _plain(plain, numels)):
             for name, tensors, want in plain:
                 self._check(name, tensors, params, want, labels)  # explains, or allows
-        table = [[t.data_ptr() for t in tensors] for _, tensors in named]
+        addresses = [t.data_ptr() for _, tensors in named for t in tensors]  # slot-major
         # the kernel trusts each address with its parameter's numel: assert they agree
-        array = self._checked.table((numels, table, comm), table, lambda: (
+        array = self._checked.table((numels, addresses, comm), addresses, lambda: (
             (_what(name, labels[j]), t) for name, ts in named for j, t in enumerate(ts)),
-            "numba")
+            "numba", shape=(len(named), len(params)))
         if self._by_rows:
             for j, p in enumerate(params):
                 if not p.is_contiguous():
@@ -231,10 +231,11 @@ class NumbaLauncher:
             args += (layout.shapes,) + self._results.tables(reduced, params, layout)
         _launch(module, module.kernel, args, total)
 
-    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+    def reduce(self, stage: int, params, grads, states, scalars, reduced,
+               prepared=None) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
-        dtype, table, blocks, _, _ = self._tables(params, grads, states)
+        dtype, table, blocks, _, _ = prepared or self._tables(params, grads, states)
         module = self.kernel(dtype)
         layout = self._layout(params, blocks)
         tables = self._results.tables(reduced, params, layout)
@@ -274,6 +275,16 @@ class NumbaLauncher:
                     f"numba backend: {what} (shape {tuple(t.shape)}, stride "
                     f"{t.stride()}) is not laid out like its parameter (stride {p.stride()}) "
                     "or not dense; make it contiguous or use backend='torch'")
+
+
+class _Numbered:
+    """``labels[j]`` where the caller gave none: "parameter j" (made only for errors)."""
+
+    def __getitem__(self, j: int) -> str:
+        return f"parameter {j}"
+
+
+_NUMBERED = _Numbered()
 
 
 def _what(name: str, label: str) -> str:

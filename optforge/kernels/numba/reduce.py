@@ -92,6 +92,7 @@ class Layout:
         length = np.where(rows > 0, numel // np.maximum(rows, 1), 0)
         ndim = np.array([len(s) for s in shapes], dtype=np.int64)
         self.shapes = np.stack([numel, rows, length, ndim], axis=1).reshape(-1, 4)
+        self.total = int(numel.sum())  # elements of the bucket
         self.blocks = blocks
         per = (numel + block - 1) // block
         self.first_block = np.concatenate([[0], np.cumsum(per)]).astype(np.int64)

@@ -21,6 +21,25 @@ from .jit import run_parallel
 from .reduce import Layout, finish_cols, finish_rows, finish_tensors
 
 _IDENTITY = {"max": -np.inf, "sum": 0.0, "nonfinite": 0.0}
+# up to this many scalar results are read one by one (~0.2 us each) rather than stacked
+# (~5 us however many): a small bucket's step is mostly such fixed costs
+_READ_EACH = 24
+
+
+class _StageShape:
+    """What a reduce stage's finishing needs from the plan alone, worked out once: its
+    partials by scope, which of them are maxima, and where each result comes from."""
+
+    def __init__(self, stage):
+        partials = partial_groups(stage)
+        self.groups = {"t": partials.tensor, "row": partials.row, "col": partials.col}
+        self.is_max = {k: np.array([r.op == "max" for r in v], dtype=np.bool_)
+                       for k, v in self.groups.items()}
+        # per result: ("shape", (op, scope)), ("t", q), ("row", q) or ("col", q)
+        self.getters = [
+            ("shape", (r.op, r.scope)) if r.op in ("numel", "ndim") else
+            ("t", self.groups["t"].index(r)) if r.scope in ("tensor", "group") else
+            (r.scope, self.groups[r.scope].index(r)) for r in stage.reductions]
 
 
 class StageResults:
@@ -28,6 +47,7 @@ class StageResults:
         self.plan = plan
         self.scalar_pos, self.vector_pos = result_layout(plan, shapes_known=True)
         self.kind = [r.result_kind for r in plan.reductions]
+        self._stages = [_StageShape(stage) for stage in plan.reduce_stages]
 
     def tables(self, reduced, params, layout: Layout) -> tuple[np.ndarray, np.ndarray]:
         """(rs, raddr) from each parameter's finished results (those available so far)."""
@@ -35,10 +55,16 @@ class StageResults:
         n = len(params)
         available = len(reduced[0]) if reduced else 0
         scalar = [i for i in self.scalar_pos if i < available]
-        rs = np.zeros((n, max(len(self.scalar_pos), 1)), dtype=np.dtype(str(cdt)[6:]))
+        rs = np.zeros((n, max(len(self.scalar_pos), 1)),
+                      dtype=np.float64 if cdt == torch.float64 else np.float32)
         if scalar:
-            values = torch.stack([t[i] for t in reduced for i in scalar]).view(n, len(scalar))
-            rs[:, :len(scalar)] = values.to(cdt).numpy()
+            cells = [t[i] for t in reduced for i in scalar]
+            if len(cells) <= _READ_EACH:  # (rounded to cdt on assignment, as .to(cdt))
+                rs[:, :len(scalar)] = np.array([c.item() for c in cells]).reshape(
+                    n, len(scalar))
+            else:
+                values = torch.stack(cells).view(n, len(scalar))
+                rs[:, :len(scalar)] = values.to(cdt).numpy()
         raddr = np.zeros((max(len(self.vector_pos), 1), n), dtype=np.int64)
         for c, i in enumerate(self.vector_pos):
             if i >= available:
@@ -59,10 +85,9 @@ class StageResults:
     def run_stage(self, stage: int, module, args: tuple, layout: Layout, params,
                   launch) -> list[tuple]:
         """Launch reduce stage ``stage`` and return each parameter's partials."""
-        ops = self.plan.reduce_stages[stage].reductions
         cdt = np.float64 if params[0].dtype == torch.float64 else np.float32
-        partials = partial_groups(self.plan.reduce_stages[stage])
-        groups = {"t": partials.tensor, "row": partials.row, "col": partials.col}
+        shape = self._stages[stage]
+        groups, is_max = shape.groups, shape.is_max
         nb = len(layout.blocks)
         out_t = np.empty((len(groups["t"]), nb), dtype=cdt)
         out_seg = np.empty((len(groups["row"]), layout.n_segments if groups["row"] else 0),
@@ -73,9 +98,7 @@ class StageResults:
             out_col[q] = _IDENTITY[r.op]
         launch(module, module.REDUCE_STAGES[stage],
                args + (layout.seg_base, layout.col_base, out_t, out_seg, out_col),
-               int(layout.shapes[:, 0].sum()))
-        is_max = {k: np.array([r.op == "max" for r in v], dtype=np.bool_)
-                  for k, v in groups.items()}
+               layout.total)
         per_tensor = torch.from_numpy(finish_tensors(out_t, layout.first_block, is_max["t"]))
         segments = torch.from_numpy(out_seg)
         rows = torch.from_numpy(run_parallel(
@@ -85,20 +108,18 @@ class StageResults:
         cols = torch.from_numpy(run_parallel(
             finish_cols, out_col, layout.col_off, layout.col_parts, layout.shapes,
             layout.col_res_off, is_max["col"])) if groups["col"] else None
-        shape_values = {}
-        getters = []
-        for r in ops:
-            if r.op in ("numel", "ndim"):
-                key = (r.op, r.scope)
-                if key not in shape_values:
-                    shape_values[key] = torch.from_numpy(
-                        layout.shape_value(r.op, r.scope).astype(cdt)).unbind(0)
-                getters.append(("shape", shape_values[key]))
-            elif r.scope in ("tensor", "group"):
-                getters.append(("t", groups["t"].index(r)))
-            else:
-                getters.append((r.scope, groups[r.scope].index(r)))
-        tensor_rows = per_tensor.unbind(0)
+        getters = shape.getters
+        if any(kind == "shape" for kind, _ in getters):
+            values = {}
+            for kind, key in getters:
+                if kind == "shape" and key not in values:
+                    values[key] = torch.from_numpy(
+                        layout.shape_value(*key).astype(cdt)).unbind(0)
+            getters = [(kind, values[q]) if kind == "shape" else (kind, q)
+                       for kind, q in getters]
+        # every tensor's results as 0-d views in one call (an index per value costs ~1 us)
+        width = per_tensor.shape[1]
+        cells = per_tensor.reshape(-1).unbind(0)
         out = []
         for j in range(len(params)):
             values = []
@@ -106,7 +127,7 @@ class StageResults:
                 if kind == "shape":
                     values.append(q[j])
                 elif kind == "t":
-                    values.append(tensor_rows[j][q])
+                    values.append(cells[j * width + q])
                 elif kind == "row" and layout.flat_first[j] is not None:
                     first = layout.flat_first[j]
                     values.append(segments[q, first:first + int(layout.shapes[j, 1])])

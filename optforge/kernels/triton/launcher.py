@@ -135,7 +135,8 @@ class TritonLauncher:
         self._launch(kern, layout, table, layout.groups, scalars, seeds + list(comm), config,
                      extra)
 
-    def reduce(self, stage: int, params, grads, states, scalars, reduced) -> list[tuple]:
+    def reduce(self, stage: int, params, grads, states, scalars, reduced,
+               prepared=None) -> list[tuple]:
         """Reduce stage ``stage``: each tensor's partial reductions (nothing is written);
         ``reduced`` holds each tensor's finished results of the earlier stages."""
         kern, layout, table, _, _ = self._prepare(params, grads, states, scalars,
