@@ -48,7 +48,7 @@ class Labels:
         return len(self.indices)
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     """Same device, dtype and step: one launch of each kernel.
 
@@ -94,7 +94,7 @@ class Bucket:
                 Labels(pick(self.labels.indices), self.labels.group), pick(reduced))
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupStep:
     """What one param group's step will do; nothing of it is visible until commit."""
 

@@ -129,11 +129,13 @@ def collect(opt, index: int, group: dict, given: dict, compiled) -> GroupStep | 
     stored = compiled.stored_set  # (the same names in both variants)
     hyper_values = opt.spec_of(group).hyper_values(hyper)
     found, fresh, states = defaultdict(list), {}, opt.state
+    small, decls = False, compiled.plan.states
     for i, p in enumerate(group["params"]):
         if p.grad is None:
             continue
-        small = variants is not None and not variants.quantizes(p)
-        decls = (variants.small if small else compiled).plan.states
+        if variants is not None:
+            small = not variants.quantizes(p)
+            decls = (variants.small if small else compiled).plan.states
         # the parameter's states as this step sees them, looked up once (a tensor key's
         # hash is a Python call: ~0.3 us a lookup, per state and parameter)
         current = states.get(p)  # .get: opt.state is a defaultdict
