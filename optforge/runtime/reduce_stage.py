@@ -15,6 +15,8 @@ Nothing is written: an error here leaves every parameter and state as it was.
 """
 from __future__ import annotations
 
+import functools
+
 import sympy as sp
 
 from ..kernels.torch_launcher import compute_dtype
@@ -85,6 +87,7 @@ def _partials(work, k: int) -> list[tuple]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)  # (SymPy's srepr per step was ~20 us of a small step)
 def optimizer_key(k: int, r) -> tuple:
     """Which ``over="optimizer"`` reductions are one total: the same stage, operation and
     expression (scalars included: the hyperparameters' values may differ per group,
