@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.optforge-installed
 
-.PHONY: setup demo lint test test-slow bench bench-multistage bench-matrix bench-lowprec convergence-lowprec gpu-check clean
+.PHONY: setup demo lint test test-slow bench bench-multistage bench-overhead bench-matrix bench-lowprec convergence-lowprec gpu-check clean
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ bench: $(STAMP)
 
 bench-multistage: $(STAMP)
 	$(PY) benchmarks/bench_multistage.py
+
+bench-overhead: $(STAMP)
+	$(PY) benchmarks/bench_step_overhead.py
 
 bench-matrix: $(STAMP)
 	$(PY) benchmarks/bench_matrix.py
