@@ -49,6 +49,9 @@ def inherited(constructor_hyper: dict, shared_keys) -> dict:
     return {k: v for k, v in constructor_hyper.items() if k in shared_keys}
 
 
+_NONE_SEEN: dict = {}  # (never written: seen_keys makes the optimizer's own)
+
+
 def seen_keys(opt, index: int) -> set:
     """The keys of group ``index`` already looked at (warned about, or known at add)."""
     return opt.__dict__.setdefault("_warned_keys", {}).setdefault(index, set())
@@ -57,10 +60,12 @@ def seen_keys(opt, index: int) -> set:
 def warn_new_keys(opt) -> None:
     """Keys written into a group after it was added (a scheduler's ``momentum`` in a
     group whose rule has none, a hand-set typo): warned once per group and key."""
+    known = opt.__dict__.get("_warned_keys", _NONE_SEEN)
     for index, group in enumerate(opt.param_groups):
-        seen = seen_keys(opt, index)
-        if group.keys() <= seen:
+        seen = known.get(index)
+        if seen is not None and group.keys() <= seen:
             continue  # the common case, a C-level set test: nothing new since last step
+        seen = seen_keys(opt, index)
         spec = opt.spec_of(group)
         new = [k for k in unread_keys(group, opt._readable_keys(spec)) if k not in seen]
         seen.update(group)

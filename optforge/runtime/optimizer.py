@@ -7,7 +7,6 @@ as a float32 tensor, ``exp_avg``...), so torch checkpoints load.
 """
 from __future__ import annotations
 
-import contextlib
 
 import torch
 
@@ -30,7 +29,7 @@ from .stepping import SKIP_COUNTER  # noqa: F401 - re-exported (param_groups key
 from .torch_args import (IMPL_FLAGS, check_aliases, check_differentiable, check_flags,
                          check_intervals, check_ranges, check_tensor_sizes, check_types)
 
-_NO_NOTICE = contextlib.nullcontext()  # (reusable) a later step announces nothing
+_NO_INPUTS: dict = {}  # a rule that reads no inputs (never written to)
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -181,8 +180,11 @@ class Optimizer(torch.optim.Optimizer):
         # or user settings are lost and torch.compile recompiles on the changed global.
         threads = torch.get_num_threads()
         try:
-            with announce_if_slow(self._compiling) if first else _NO_NOTICE:
-                self._step_groups(first, closure, inputs)
+            if first:
+                with announce_if_slow(self._compiling):
+                    self._step_groups(True, closure, inputs)
+            else:  # (no context managers on the every-step path: each is a few calls)
+                self._step_groups(False, closure, inputs)
         finally:
             if torch.get_num_threads() != threads:
                 torch.set_num_threads(threads)
@@ -207,17 +209,30 @@ class Optimizer(torch.optim.Optimizer):
     def _step_groups(self, first: bool, closure, inputs) -> None:
         warn_new_keys(self)
         # torch's convention: autograd records the step only with differentiable=True
-        with torch.set_grad_enabled(bool(self.defaults.get("differentiable", False))):
-            # each group's compiled variant, looked up once per step (~2.5 us a lookup)
-            with gc_paused(first):
+        # (set and restored by hand: torch.set_grad_enabled's context manager is three
+        # Python calls a step)
+        was = torch.is_grad_enabled()
+        torch._C._set_grad_enabled(bool(self.defaults.get("differentiable", False)))
+        try:
+            # each group's compiled variant, looked up once per step
+            if first:
+                with gc_paused():
+                    compiled = [self._compiled(group) for group in self.param_groups]
+            else:
                 compiled = [self._compiled(group) for group in self.param_groups]
             # every group's inputs first: a missing one must fail before any group has moved
             given = [self._inputs_of(index, group, closure, inputs, compiled[index])
+                     if compiled[index].has_inputs else _NO_INPUTS
                      for index, group in enumerate(self.param_groups)]
-            with gc_paused(first):
-                # collect and check every group, then reduce every group (no writes),
-                # then the writes: an error before the first write leaves all as it was
+            # collect and check every group, then reduce every group (no writes), then
+            # the writes: an error before the first write leaves all as it was
+            if first:
+                with gc_paused():
+                    stepping.run(self, given, compiled)
+            else:
                 stepping.run(self, given, compiled)
+        finally:
+            torch._C._set_grad_enabled(was)
 
     def _compiled(self, group: dict):
         """The group's compiled rule variant (built once per process and variant; the

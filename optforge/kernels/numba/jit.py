@@ -170,7 +170,8 @@ def threads_for_this_call(total: int, parallel_min: int) -> int:
     argument on every call, ~4 us a launch, a tenth of a small step."""
     if total >= parallel_min:
         return 0
-    prepare()  # before the pool starts: the fork-safe layer
+    if not _layer_chosen:
+        prepare()  # before the pool starts: the fork-safe layer
     if not parallel._is_initialized:
         threads = numba.get_num_threads()  # starts the pool
     else:
