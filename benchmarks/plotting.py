@@ -140,6 +140,11 @@ def matrix_figure(data: dict, path: Path) -> Path:
     return path
 
 
+# the results this module draws, by file-name prefix (other benchmarks draw their own
+# figure, or none: tables such as compare-, step-overhead-, bandwidth-)
+DRAWN = ("elementwise-", "multistage-", "new-entries-", "matrix-", "demo-")
+
+
 def replot(json_path: Path) -> Path:
     """The figure for one results JSON, written beside it as .png."""
     data = json.loads(Path(json_path).read_text())
@@ -151,12 +156,14 @@ def replot(json_path: Path) -> Path:
     if png.name.startswith("demo-"):  # written by `make demo`
         return loss_curves_from(data, png)
     raise ValueError(f"{json_path}: no figure for this kind of result (file name prefix "
-                     "elementwise-, multistage-, new-entries-, matrix- or demo-)")
+                     f"{', '.join(DRAWN)})")
 
 
 def main(argv=None) -> int:
+    """Redraw the given results, or with none every stored result this module draws."""
     paths = [Path(p) for p in (argv if argv is not None else sys.argv[1:])]
-    for path in paths or sorted(RESULTS.glob("*.json")):
+    for path in paths or sorted(p for p in RESULTS.glob("*.json")
+                                if p.name.startswith(DRAWN)):
         print(f"wrote {replot(path)}")
     return 0
 

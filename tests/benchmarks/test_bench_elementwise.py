@@ -6,24 +6,15 @@ variant of every rule, for bench_elementwise and for bench_multistage, which reu
 """
 import argparse
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from tests.benchmarks.bench_import import benchmark_modules
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def benches():
-    saved = list(sys.path)  # bench_multistage adds the folder itself too
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_elementwise
-        import bench_multistage
-    finally:
-        sys.path[:] = saved
-    return bench_elementwise, bench_multistage
+    return benchmark_modules("bench_elementwise", "bench_multistage")
 
 
 def test_interleaved_order_rotates_through_every_position(benches):

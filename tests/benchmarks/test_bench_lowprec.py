@@ -1,23 +1,15 @@
 """benchmarks/bench_lowprec.py on tiny tensors: every variant timed, bytes per parameter
 from the traffic model, JSON and figure written (timings are not asserted)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from tests.benchmarks.bench_import import benchmark_modules
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    saved = list(sys.path)
-    sys.path.insert(0, str(BENCH))
-    try:
-        import bench_lowprec
-    finally:
-        sys.path[:] = saved
-    return bench_lowprec
+    return benchmark_modules("bench_lowprec")[0]
 
 
 def test_a_tiny_run_writes_every_variant(bench, tmp_path):

@@ -4,20 +4,12 @@ rounded stochastically and 8-bit block-wise states (blocks of 256, tensors below
 elements in float32: here 99% of the parameters are quantized) end within 2% of the
 full-data loss of float32 states."""
 import json
-import sys
-from pathlib import Path
+from tests.benchmarks.bench_import import benchmark_modules
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _convergence():
-    saved = list(sys.path)
-    sys.path.insert(0, str(BENCH))
-    try:
-        import convergence_lowprec
-    finally:
-        sys.path[:] = saved
-    return convergence_lowprec
+    return benchmark_modules("convergence_lowprec")[0]
 
 
 def test_default_lean_states_end_within_2_percent_of_fp32_states(tmp_path):

@@ -2,24 +2,16 @@
 from __future__ import annotations
 
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
+from tests.benchmarks.bench_import import BENCH, benchmark_modules
 
 pytest.importorskip("matplotlib")
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
 def plotting():
-    saved = list(sys.path)
-    sys.path.insert(0, str(BENCH))
-    try:
-        import plotting
-    finally:
-        sys.path[:] = saved
-    return plotting
+    return benchmark_modules("plotting")[0]
 
 
 # the results plotting.py draws (bench_distributed.py draws its own figure)
@@ -48,6 +40,20 @@ def test_an_unknown_result_kind_is_a_clear_error(plotting, tmp_path):
     odd.write_text("{}")
     with pytest.raises(ValueError, match="no figure for this kind of result"):
         plotting.replot(odd)
+
+
+def test_with_no_arguments_every_drawable_result_is_redrawn_and_the_rest_left(
+        plotting, tmp_path, monkeypatch):
+    """``python benchmarks/plotting.py`` (the README's command) stopped at the first
+    stored result it has no figure for (bandwidth-, compare-, step-overhead-...)."""
+    stored = sorted(p for p in (BENCH / "results").glob("demo-*.json"))[:1]
+    assert stored, "no demo result stored to redraw"
+    shutil.copy(stored[0], tmp_path / stored[0].name)
+    (tmp_path / "compare-elementwise.json").write_text("{}")
+    monkeypatch.setattr(plotting, "RESULTS", tmp_path)
+    assert plotting.main([]) == 0
+    assert (tmp_path / stored[0].name).with_suffix(".png").is_file()
+    assert not (tmp_path / "compare-elementwise.png").exists()
 
 
 def test_demo_loss_curves_replot(plotting, tmp_path):
