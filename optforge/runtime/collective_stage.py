@@ -146,10 +146,10 @@ def _exchange_1bit(parts, group, skipping: bool) -> str | None:
         return f"rank(s) {flags.nonzero().flatten().tolist()}"
     at = 1
     for _, op, b, sends, column in parts:
-        views = []
+        views, packed = [], _reads_packed(b, column)
         for p, v in zip(b.params, sends):
             rows = gathered[:, at:at + v.numel()]  # every worker's segment of p
-            views.append(rows if _reads_packed(b, column) else vote_values(rows, p, op.op))
+            views.append(rows if packed else vote_values(rows, p, op.op))
             at += v.numel()
         b.states[column] = views
     return None
